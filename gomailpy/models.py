@@ -1,0 +1,314 @@
+"""The email model: gomail's request in, one validated `Email` out.
+
+The wire format keeps gomail's contract, `{"email": {"fromEmail", "fromName", "toEmail", "toName",
+"subject", "body"}}` with fromEmail, toEmail and body required, and adds optional fields for full
+emails (cc, bcc, extra recipients, HTML, reply-to, allow-listed headers, attachments).
+
+`parse_send_request` turns a decoded JSON body into an `Email` or raises:
+- `MalformedRequestError` when the body is not `{"email": {...}}` at all (the API answers 400);
+- `InvalidEmailError` with one message per invalid field (the API answers 422).
+
+Addresses are checked for syntax only (no DNS): upper case, long TLDs and internationalised
+addresses are valid. Line breaks are refused in every header-bound field, so no request can add a
+header of its own (gomail let CR/LF through into names and subject).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Annotated, Any
+
+import email_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from gomailpy.errors import InvalidEmailError, MalformedRequestError
+
+# Limits. SES takes at most 50 recipients per message; names and subjects far past these are
+# abuse, not mail.
+MAX_NAME_LENGTH = 256
+MAX_SUBJECT_LENGTH = 998  # RFC 5322's line limit
+MAX_RECIPIENTS = 50
+MAX_HEADERS = 20
+MAX_HEADER_VALUE_LENGTH = 998
+MAX_ATTACHMENTS = 10
+MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
+MAX_ATTACHMENTS_TOTAL_BYTES = 20 * 1024 * 1024
+
+# Custom headers a request may set. Everything structural (From, To, Subject, Date, Message-ID,
+# MIME headers) is built by gomailpy and cannot be overridden.
+ALLOWED_HEADERS = frozenset(
+    {"list-unsubscribe", "list-unsubscribe-post", "in-reply-to", "references", "precedence"}
+)
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9-]{1,76}$")
+_CONTENT_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$")
+
+FIELD_LABELS = {
+    "fromEmail": "From email",
+    "fromName": "From name",
+    "toEmail": "To email",
+    "toName": "To name",
+    "to": "Additional recipients",
+    "cc": "Cc",
+    "bcc": "Bcc",
+    "replyTo": "Reply-to",
+    "subject": "Subject",
+    "body": "Body",
+    "html": "HTML body",
+    "headers": "Headers",
+    "attachments": "Attachments",
+}
+
+
+def _fail(message: str) -> PydanticCustomError:
+    return PydanticCustomError("gomail", message)
+
+
+def _no_line_breaks(value: str) -> str:
+    if any(ch in value for ch in "\r\n\x00"):
+        raise _fail("must not contain line breaks (CR or LF) or NUL characters")
+    return value
+
+
+def normalize_address(value: str) -> str:
+    """Syntax-check one address and return its normalized form (domain lower-cased, NFC)."""
+    _no_line_breaks(value)
+    try:
+        checked = email_validator.validate_email(
+            value, check_deliverability=False, allow_smtputf8=True
+        )
+    except email_validator.EmailNotValidError as exc:
+        raise _fail(f"is not a valid email address: {exc}") from None
+    return checked.normalized
+
+
+def _check_address(value: Any) -> Any:
+    if isinstance(value, str):
+        return normalize_address(value.strip())
+    return value
+
+
+def _check_name(value: Any) -> Any:
+    if isinstance(value, str):
+        _no_line_breaks(value)
+        if len(value) > MAX_NAME_LENGTH:
+            raise _fail(f"must be at most {MAX_NAME_LENGTH} characters")
+    return value
+
+
+AddressStr = Annotated[str, BeforeValidator(_check_address)]
+NameStr = Annotated[str, BeforeValidator(_check_name)]
+
+
+class Address(BaseModel):
+    """One mailbox: an address and an optional display name."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    email: AddressStr
+    name: NameStr = ""
+
+
+def _coerce_address(value: Any) -> Any:
+    # A recipient may be given as "a@b.example" or {"email": "a@b.example", "name": "A"}.
+    if isinstance(value, str):
+        return {"email": value}
+    return value
+
+
+RecipientIn = Annotated[Address, BeforeValidator(_coerce_address)]
+
+
+class Attachment(BaseModel):
+    """A file attached to an email; `content` is base64 (as in the request and on the queue)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    filename: Annotated[str, Field(min_length=1, max_length=255)]
+    content_type: Annotated[str, Field(alias="contentType")] = "application/octet-stream"
+    content: str
+
+    @field_validator("filename")
+    @classmethod
+    def _filename_is_plain(cls, value: str) -> str:
+        _no_line_breaks(value)
+        if "/" in value or "\\" in value or value in {".", ".."}:
+            raise _fail("must be a plain file name, without a path")
+        return value
+
+    @field_validator("content_type")
+    @classmethod
+    def _content_type_is_mime(cls, value: str) -> str:
+        if not _CONTENT_TYPE.match(value):
+            raise _fail("must be a MIME type such as application/pdf")
+        return value.lower()
+
+    @field_validator("content")
+    @classmethod
+    def _content_is_base64(cls, value: str) -> str:
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise _fail("must be base64") from None
+        if len(raw) > MAX_ATTACHMENT_BYTES:
+            raise _fail(f"must be at most {MAX_ATTACHMENT_BYTES} bytes once decoded")
+        return value
+
+    def data(self) -> bytes:
+        return base64.b64decode(self.content)
+
+    @property
+    def size(self) -> int:
+        # base64 length without decoding: 3 bytes per 4 characters, minus padding
+        return len(self.content) * 3 // 4 - self.content[-2:].count("=")
+
+
+class Email(BaseModel):
+    """A validated email, as it travels on a queue and reaches a provider."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sender: Address
+    to: Annotated[list[Address], Field(min_length=1)]
+    cc: list[Address] = []
+    bcc: list[Address] = []
+    reply_to: Address | None = None
+    subject: str = ""
+    text: str | None = None
+    html: str | None = None
+    headers: dict[str, str] = {}
+    attachments: list[Attachment] = []
+
+    @property
+    def recipients(self) -> list[Address]:
+        """Every envelope recipient: to, cc and bcc."""
+        return [*self.to, *self.cc, *self.bcc]
+
+
+class EmailRequest(BaseModel):
+    """gomail's `email` object, extended. Field names are the request's (camelCase)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=False)
+
+    from_email: Annotated[AddressStr, Field(alias="fromEmail")]
+    from_name: Annotated[NameStr, Field(alias="fromName")] = ""
+    to_email: Annotated[AddressStr, Field(alias="toEmail")]
+    to_name: Annotated[NameStr, Field(alias="toName")] = ""
+    to: list[RecipientIn] = []
+    cc: list[RecipientIn] = []
+    bcc: list[RecipientIn] = []
+    reply_to: Annotated[AddressStr | None, Field(alias="replyTo")] = None
+    subject: str = ""
+    body: str = ""
+    html: str = ""
+    headers: dict[str, str] = {}
+    attachments: list[Attachment] = []
+
+    @field_validator("subject")
+    @classmethod
+    def _subject_is_one_line(cls, value: str) -> str:
+        _no_line_breaks(value)
+        if len(value) > MAX_SUBJECT_LENGTH:
+            raise _fail(f"must be at most {MAX_SUBJECT_LENGTH} characters")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _headers_allowed(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > MAX_HEADERS:
+            raise _fail(f"at most {MAX_HEADERS} headers")
+        for name, header_value in value.items():
+            if not _HEADER_NAME.match(name):
+                raise _fail(f"{name!r} is not a valid header name")
+            if name.lower() not in ALLOWED_HEADERS and not name.lower().startswith("x-"):
+                allowed = ", ".join(sorted(ALLOWED_HEADERS))
+                raise _fail(f"{name!r} is not allowed; allowed: X-* and {allowed}")
+            if any(ch in header_value for ch in "\r\n\x00"):
+                raise _fail(f"{name} must not contain line breaks (CR or LF)")
+            if len(header_value) > MAX_HEADER_VALUE_LENGTH:
+                raise _fail(f"{name} must be at most {MAX_HEADER_VALUE_LENGTH} characters")
+        return value
+
+    @field_validator("attachments")
+    @classmethod
+    def _attachment_limits(cls, value: list[Attachment]) -> list[Attachment]:
+        if len(value) > MAX_ATTACHMENTS:
+            raise _fail(f"at most {MAX_ATTACHMENTS} attachments")
+        if sum(a.size for a in value) > MAX_ATTACHMENTS_TOTAL_BYTES:
+            raise _fail(f"at most {MAX_ATTACHMENTS_TOTAL_BYTES} bytes in all, once decoded")
+        return value
+
+    @model_validator(mode="after")
+    def _limits_across_fields(self) -> EmailRequest:
+        if 1 + len(self.to) + len(self.cc) + len(self.bcc) > MAX_RECIPIENTS:
+            raise PydanticCustomError(
+                "too_many_recipients", f"at most {MAX_RECIPIENTS} recipients in all"
+            )
+        return self
+
+    def to_email_model(self) -> Email:
+        return Email(
+            sender=Address(email=self.from_email, name=self.from_name),
+            to=[Address(email=self.to_email, name=self.to_name), *self.to],
+            cc=self.cc,
+            bcc=self.bcc,
+            reply_to=Address(email=self.reply_to) if self.reply_to else None,
+            subject=self.subject,
+            text=self.body or None,
+            html=self.html or None,
+            headers=self.headers,
+            attachments=self.attachments,
+        )
+
+
+def _field_message(error: Any) -> tuple[str, str]:
+    """One pydantic error -> (request field, message a person can act on)."""
+    loc = error["loc"]
+    kind = error["type"]
+    if kind == "too_many_recipients":
+        return "toEmail", f"{error['msg']}"
+    field = str(loc[0]) if loc else "email"
+    label = FIELD_LABELS.get(field)
+    if label is None or kind == "extra_forbidden" and len(loc) == 1:
+        allowed = ", ".join(FIELD_LABELS)
+        return field, f"Unknown field {field!r}; known fields are: {allowed}"
+    where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc[1:])
+    if kind == "missing" and len(loc) == 1:
+        return field, f"{label} is required"
+    if kind == "gomail":
+        return field, f"{label}{where} {error['msg']}"
+    return field, f"{label}{where}: {error['msg']}"
+
+
+def parse_send_request(data: Any) -> Email:
+    """Validate a decoded `POST /email/send` body; see the module docstring for what it raises."""
+    if not isinstance(data, dict) or not isinstance(data.get("email"), dict):
+        raise MalformedRequestError('Body must be a JSON object of the form {"email": {...}}')
+    if len(data) != 1:
+        unknown = ", ".join(sorted(repr(k) for k in data if k != "email"))
+        raise MalformedRequestError(f'Unknown top-level field(s) {unknown}; only "email" is read')
+    fields = data["email"]
+    errors: dict[str, str] = {}
+    # Checked here rather than in a model validator so that it is reported together with every
+    # other field's error (pydantic skips "after" validators once a field has failed).
+    if not fields.get("body") and not fields.get("html"):
+        errors["body"] = "Body is required"
+    try:
+        request = EmailRequest.model_validate(fields)
+    except ValidationError as exc:
+        for error in exc.errors():
+            field, message = _field_message(error)
+            errors.setdefault(field, message)  # one message per field: the first is enough
+    if errors:
+        raise InvalidEmailError(errors)
+    return request.to_email_model()

@@ -1,0 +1,46 @@
+"""Helpers shared by the tests: settings pointing at the test bed, with queues of their own."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from gomailpy.queue import create_queue_client
+from gomailpy.settings import Settings, load_settings
+
+
+def unique(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def make_settings(endpoint_url: str, queue_count: int = 2, **sections: dict[str, Any]) -> Settings:
+    """Settings on the test bed with `queue_count` fresh queue names; `sections` override keys,
+    e.g. `make_settings(url, pipeline={"unhealthy_threshold": 1})`."""
+    data: dict[str, Any] = {
+        "aws": {"endpoint_url": endpoint_url, "region": "us-east-1", "client_timeout_s": 5},
+        "queues": {
+            "urls": [unique("q") for _ in range(queue_count)],
+            "visibility_timeout_s": 30,
+            "wait_time_s": 1,
+        },
+        "pipeline": {"send_timeout_s": 5, "admin_port": 0},
+        "api": {"port": 0},
+    }
+    settings = load_settings(None, env={})
+    merged = _merge(data, sections)
+    return settings.model_validate(_merge(settings.model_dump(mode="python"), merged))
+
+
+async def create_queues(settings: Settings) -> list[str]:
+    """Create every configured queue (with its dead-letter queue); return their URLs."""
+    async with create_queue_client(settings) as queues:
+        return [await queues.ensure_queue(entry) for entry in settings.queues.urls]
