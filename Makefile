@@ -1,0 +1,17 @@
+# The README's two commands. Both set everything up first and are safe to run again.
+.PHONY: up test setup bench lint
+
+up: setup
+	.venv/bin/gomail up
+
+test:
+	bash scripts/test.sh
+
+setup:
+	bash scripts/setup.sh
+
+lint: setup
+	.venv/bin/ruff check . && .venv/bin/mypy
+
+bench: setup
+	.venv/bin/python bench/api_throughput.py && .venv/bin/python bench/pipeline_drain.py && .venv/bin/python bench/sqs_calls.py

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Set up everything gomailpy needs on a fresh machine; safe to run again (reuses what is there).
+#   .venv (Python 3.11) with the project and its dev tools, Debian's chromium for the browser
+#   tests, and LocalStack in its own Python 3.13 venv under ~/.cache/gomailpy/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+
+if [ ! -x .venv/bin/python ]; then
+  echo "==> creating .venv with $("$PYTHON" --version)"
+  "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.gomailpy-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "==> installing gomailpy and its dev tools into .venv"
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -e '.[dev]'
+  touch "$stamp"
+fi
+
+if [ "${GOMAILPY_SKIP_BROWSER:-0}" != 1 ] && [ ! -x /usr/bin/chromium ]; then
+  echo "==> installing Debian's chromium (browser tests of the web form)"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+
+echo "==> LocalStack"
+.venv/bin/python -m gomailpy.localstack install
