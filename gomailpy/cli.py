@@ -85,7 +85,7 @@ def pipeline_main() -> None:
 @config_option
 def pipeline_command(config_path: Path | None) -> None:
     """Run one pipeline node: read the queues, send through the providers."""
-    from pipeline.node import run_node
+    from pipeline.main import run_node
 
     settings = _load(config_path)
     _run(run_node(settings))

@@ -74,3 +74,14 @@ def sample(name: str, labels: dict[str, str] | None = None) -> float:
     """Current value of one sample in this process's registry (0 if absent)."""
     value = REGISTRY.get_sample_value(name, labels or {})
     return 0.0 if value is None else value
+
+PIPELINE_SETTLE_FAILURES = Counter(
+    "gomailpy_pipeline_settle_failures_total",
+    "Deletes or visibility changes the queue refused (the message comes back: a possible duplicate)",
+    ["operation"],
+)
+PIPELINE_RETRIES = Counter(
+    "gomailpy_pipeline_retries_total",
+    "Emails released back to their queue for a later try, by outcome",
+    ["outcome"],
+)

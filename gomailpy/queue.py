@@ -36,6 +36,7 @@ class ReceivedMessage:
     receipt_handle: str
     body: str
     receive_count: int  # 1 on the first delivery
+    attributes: dict[str, str] = field(default_factory=dict)  # string message attributes
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,11 +140,27 @@ class QueueClient:
 
     # -- messages --------------------------------------------------------------------------
 
-    async def send(self, queue_url: str, body: str, *, delay_s: int = 0) -> str:
-        """Send one message; return its SQS message id."""
-        answer = await self._call(
-            queue_url, "send_message", QueueUrl=queue_url, MessageBody=body, DelaySeconds=delay_s
-        )
+    async def send(
+        self,
+        queue_url: str,
+        body: str,
+        *,
+        delay_s: int = 0,
+        attributes: dict[str, str] | None = None,
+    ) -> str:
+        """Send one message (string `attributes` ride along as message attributes); return its
+        SQS message id."""
+        kwargs: dict[str, Any] = {
+            "QueueUrl": queue_url,
+            "MessageBody": body,
+            "DelaySeconds": delay_s,
+        }
+        if attributes:
+            kwargs["MessageAttributes"] = {
+                key: {"DataType": "String", "StringValue": value or "-"}
+                for key, value in attributes.items()
+            }
+        answer = await self._call(queue_url, "send_message", **kwargs)
         return str(answer["MessageId"])
 
     async def send_batch(self, queue_url: str, entries: Sequence[tuple[str, str]]) -> BatchResult:
@@ -178,6 +195,7 @@ class QueueClient:
                 self._queue_settings.wait_time_s if wait_time_s is None else wait_time_s
             ),
             "MessageSystemAttributeNames": ["ApproximateReceiveCount"],
+            "MessageAttributeNames": ["All"],
         }
         if visibility_timeout_s is not None:
             kwargs["VisibilityTimeout"] = visibility_timeout_s
@@ -189,6 +207,10 @@ class QueueClient:
                 receipt_handle=m["ReceiptHandle"],
                 body=m["Body"],
                 receive_count=int(m.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
+                attributes={
+                    key: str(value.get("StringValue", ""))
+                    for key, value in m.get("MessageAttributes", {}).items()
+                },
             )
             for m in answer.get("Messages", [])
         ]

@@ -44,3 +44,53 @@ async def create_queues(settings: Settings) -> list[str]:
     """Create every configured queue (with its dead-letter queue); return their URLs."""
     async with create_queue_client(settings) as queues:
         return [await queues.ensure_queue(entry) for entry in settings.queues.urls]
+
+
+def email_request(n: int = 0, **fields: Any) -> dict[str, Any]:
+    """A valid gomail request body."""
+    email = {
+        "fromEmail": "sender@example.com",
+        "fromName": "Sender",
+        "toEmail": f"rcpt{n}@example.org",
+        "toName": f"Recipient {n}",
+        "subject": f"Hello {n}",
+        "body": f"Body of email {n}",
+    }
+    email.update(fields)
+    return {"email": email}
+
+
+def make_envelope(n: int = 0, **fields: Any) -> Any:
+    from gomailpy.envelope import Envelope
+    from gomailpy.models import parse_send_request
+
+    return Envelope.wrap(parse_send_request(email_request(n, **fields)))
+
+
+async def enqueue(settings: Settings, count: int, *, start: int = 0) -> list[str]:
+    """Put `count` valid emails on the configured queues, round-robin; return their message ids."""
+    ids: list[str] = []
+    async with create_queue_client(settings) as queues:
+        urls = await queues.resolve_all()
+        per_queue: dict[str, list[tuple[str, str]]] = {url: [] for url in urls}
+        for i in range(start, start + count):
+            envelope = make_envelope(i)
+            ids.append(envelope.id)
+            per_queue[urls[i % len(urls)]].append((str(i), envelope.encode()))
+        for url, entries in per_queue.items():
+            result = await queues.send_batch(url, entries)
+            assert not result.failed, result.failed
+    return ids
+
+
+async def queue_totals(settings: Settings) -> dict[str, int]:
+    """Messages left per queue and per dead-letter queue, by queue name (visible + in flight)."""
+    from gomailpy.queue import queue_name
+
+    totals: dict[str, int] = {}
+    async with create_queue_client(settings) as queues:
+        for url in await queues.resolve_all():
+            totals[queue_name(url)] = (await queues.depth(url)).total
+            dlq = await queues.dead_letter_url(url)
+            totals[queue_name(dlq)] = (await queues.depth(dlq)).total
+    return totals

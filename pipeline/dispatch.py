@@ -1,0 +1,54 @@
+"""One provider worker: send a list of emails concurrently, each bounded by a timeout.
+
+A provider classifies its own answers (gomailpy.providers.base); this layer adds what a provider
+cannot promise about itself: a hard time limit per call, so a hung provider becomes a TRANSIENT
+result long before the message's visibility timeout runs out, and a guard that turns any
+unexpected exception into a TRANSIENT result instead of losing the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+
+from gomailpy import metrics
+from gomailpy.envelope import Envelope
+from gomailpy.providers.base import Outcome, Provider, SendResult
+
+log = logging.getLogger("gomailpy.pipeline")
+
+
+class Worker:
+    def __init__(
+        self, provider: Provider, *, timeout_s: float, in_flight: asyncio.Semaphore
+    ) -> None:
+        self.provider = provider
+        self.name = provider.name
+        self._timeout_s = timeout_s
+        self._in_flight = in_flight  # shared by the node's workers: max_in_flight in all
+
+    async def send_all(self, envelopes: Sequence[Envelope]) -> list[SendResult]:
+        return list(await asyncio.gather(*(self.send_one(e) for e in envelopes)))
+
+    async def send_one(self, envelope: Envelope) -> SendResult:
+        async with self._in_flight:
+            started = time.perf_counter()
+            try:
+                async with asyncio.timeout(self._timeout_s):
+                    result = await self.provider.send(envelope)
+            except TimeoutError:
+                result = SendResult(
+                    self.name, Outcome.TRANSIENT, reason=f"timed out after {self._timeout_s:g} s"
+                )
+            except Exception as exc:  # a provider bug must not cost the batch
+                log.exception(
+                    "provider %s raised instead of answering",
+                    self.name,
+                    extra={"message_id": envelope.id, "provider": self.name},
+                )
+                result = SendResult(self.name, Outcome.TRANSIENT, reason=type(exc).__name__)
+            metrics.PROVIDER_SEND_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+            metrics.PROVIDER_SENDS.labels(self.name, result.outcome.value).inc()
+            return result

@@ -1,0 +1,43 @@
+"""Run one pipeline node as a process: `pipeline --config FILE` (or `gomail pipeline`).
+
+Opens everything the node needs in one AsyncExitStack (queue client, providers, admin server),
+stops reading on SIGTERM or SIGINT, finishes the sends in flight, releases the rest, exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from contextlib import AsyncExitStack
+
+from gomailpy.providers import open_providers
+from gomailpy.queue import create_queue_client
+from gomailpy.settings import Settings
+from pipeline.admin import start_admin
+from pipeline.node import PipelineNode
+
+log = logging.getLogger("gomailpy.pipeline")
+
+
+async def run_node(settings: Settings) -> None:
+    async with AsyncExitStack() as stack:
+        queues = await stack.enter_async_context(create_queue_client(settings))
+        providers = await open_providers(stack, settings)
+        if not providers:
+            log.error("no provider is enabled in the configuration: messages will wait")
+        node = PipelineNode(settings, queues, providers)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, node.stop)
+        await start_admin(
+            stack, node, settings.pipeline.admin_host, settings.pipeline.admin_port
+        )
+        await node.resolve_queues()
+        log.info(
+            "pipeline node started: queues %s; providers %s",
+            ", ".join(settings.queues.urls),
+            ", ".join(providers) or "none",
+        )
+        await node.run()
+        log.info("pipeline node stopped")

@@ -1,0 +1,210 @@
+"""The pipeline node against the real SQS server (LocalStack), providers scripted at the boundary."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from gomailpy.queue import create_queue_client
+from gomailpy.settings import Settings
+from pipeline.health import State
+from pipeline.node import FAILURE_KIND, FAILURE_REASON, PipelineNode
+from tests.boundary import ScriptedProvider
+from tests.support import create_queues, enqueue, make_settings, queue_totals
+
+
+def pipeline_settings(endpoint: str, **pipeline: Any) -> Settings:
+    return make_settings(
+        endpoint,
+        queue_count=2,
+        queues={"visibility_timeout_s": 10, "wait_time_s": 1, "max_receive_count": 50},
+        pipeline={
+            "healthy_threshold": 2,
+            "unhealthy_threshold": 2,
+            "retry_base_delay_s": 0,
+            "retry_max_delay_s": 0,
+            "send_timeout_s": 1,
+            "min_iteration_duration_s": 0,
+            **pipeline,
+        },
+    )
+
+
+async def drain(
+    settings: Settings, providers: Sequence[ScriptedProvider], expected: int, max_iterations: int = 200
+) -> list[Any]:
+    """Run whole iterations until `expected` emails were accepted in all; return the reports."""
+    reports = []
+    async with create_queue_client(settings) as queues:
+        node = PipelineNode(settings, queues, {p.name: p for p in providers})
+        async with node:
+            for _ in range(max_iterations):
+                reports.append(await node.run_iteration())
+                if sum(len(p.accepted) for p in providers) >= expected:
+                    break
+    return reports
+
+
+async def test_every_email_delivered_exactly_once_and_deleted(sqs_endpoint: str) -> None:
+    settings = pipeline_settings(sqs_endpoint)
+    await create_queues(settings)
+    ids = await enqueue(settings, 120)
+    a, b = ScriptedProvider("a"), ScriptedProvider("b")
+    await drain(settings, [a, b], expected=120)
+    delivered = a.accepted + b.accepted
+    assert sorted(delivered) == sorted(ids)
+    assert Counter(delivered).most_common(1)[0][1] == 1
+    assert a.accepted and b.accepted  # both shared the work
+    assert set((await queue_totals(settings)).values()) == {0}
+
+
+async def test_failing_provider_loses_traffic_then_comes_back(sqs_endpoint: str) -> None:
+    settings = pipeline_settings(sqs_endpoint)
+    await create_queues(settings)
+    good, bad = ScriptedProvider("good"), ScriptedProvider("bad", mode="fail")
+    ids = await enqueue(settings, 60)
+    async with create_queue_client(settings) as queues:
+        async with PipelineNode(settings, queues, {"good": good, "bad": bad}) as node:
+            per_iteration: list[int] = []
+            while len(good.accepted) < 60:
+                before = sum(bad.attempts.values())
+                await node.run_iteration()
+                per_iteration.append(sum(bad.attempts.values()) - before)
+            assert node.health["bad"].state is State.UNHEALTHY
+            # once unhealthy (after unhealthy_threshold=2 failing iterations) it got one probe each
+            assert all(n <= 1 for n in per_iteration[2:])
+            assert sorted(good.accepted) == sorted(ids)
+
+            # it recovers: after healthy_threshold=2 good probes, it is healthy and shares again
+            bad.mode = "ok"
+            more: list[str] = []
+            states = []
+            while not node.health["bad"].healthy and len(states) < 20:
+                more += await enqueue(settings, 10, start=100 + len(more))
+                while len(good.accepted) + len(bad.accepted) < 60 + len(more):
+                    await node.run_iteration()
+                states.append(node.health["bad"].state)
+            assert states[-1] is State.HEALTHY
+            assert len(states) >= 2  # healthy_threshold good iterations were needed, not one
+            probes = len(bad.accepted)
+            more += await enqueue(settings, 40, start=1000)
+            while len(good.accepted) + len(bad.accepted) < 60 + len(more):
+                await node.run_iteration()
+            assert len(bad.accepted) - probes >= 15  # it shares by weight again (about 20)
+            assert sorted(good.accepted + bad.accepted) == sorted(ids + more)
+    assert set((await queue_totals(settings)).values()) == {0}
+
+
+async def test_hanging_provider_times_out_and_mail_goes_elsewhere(sqs_endpoint: str) -> None:
+    settings = pipeline_settings(sqs_endpoint, send_timeout_s=0.5)
+    await create_queues(settings)
+    ids = await enqueue(settings, 30)
+    ok, hung = ScriptedProvider("ok"), ScriptedProvider("hung", mode="hang")
+    reports = await drain(settings, [ok, hung], expected=30)
+    assert sorted(ok.accepted) == sorted(ids)
+    assert any("hung" in r.changes for r in reports)
+    assert set((await queue_totals(settings)).values()) == {0}
+
+
+async def test_permanent_failure_recorded_in_dead_letter_queue_not_retried(sqs_endpoint: str) -> None:
+    settings = pipeline_settings(sqs_endpoint)
+    [url, _] = await create_queues(settings)
+    ids = await enqueue(settings, 10)
+    bad_ids = set(ids[:3])
+    provider = ScriptedProvider("p", permanent_ids=bad_ids)
+    reports = await drain(settings, [provider], expected=7)
+    assert sorted(provider.accepted) == sorted(set(ids) - bad_ids)
+    assert all(provider.attempts[i] == 1 for i in bad_ids)  # never retried
+    assert sum(r.failed for r in reports) == 3
+    assert node_health_untouched(reports)
+    async with create_queue_client(settings) as queues:
+        dead = []
+        for queue in await queues.resolve_all():
+            dlq = await queues.dead_letter_url(queue)
+            for _ in range(5):
+                dead += await queues.receive(dlq, wait_time_s=1)
+    assert len(dead) == 3
+    assert {m.attributes[FAILURE_KIND] for m in dead} == {"permanent"}
+    assert all("550" in m.attributes[FAILURE_REASON] for m in dead)
+    totals = await queue_totals(settings)
+    assert [totals[q] for q in settings.queues.urls] == [0, 0]
+
+
+def node_health_untouched(reports: list[Any]) -> bool:
+    return not any(r.changes for r in reports)
+
+
+async def test_poison_messages_reach_the_dead_letter_queue_and_the_node_goes_on(
+    sqs_endpoint: str,
+) -> None:
+    settings = pipeline_settings(sqs_endpoint)
+    [url, _] = await create_queues(settings)
+    poison = ["not json", '{"v": 99, "id": "x"}', '{"v": 1, "id": "x"}', "[]"]
+    async with create_queue_client(settings) as queues:
+        await queues.send_batch(url, [(str(i), body) for i, body in enumerate(poison)])
+    ids = await enqueue(settings, 6)
+    provider = ScriptedProvider("p")
+    reports = await drain(settings, [provider], expected=6)
+    # the last poison may arrive after the last good email
+    async with create_queue_client(settings) as queues:
+        node = PipelineNode(settings, queues, {"p": provider})
+        async with node:
+            for _ in range(5):
+                reports.append(await node.run_iteration())
+        dlq = await queues.dead_letter_url(url)
+        dead = []
+        for _ in range(5):
+            dead += await queues.receive(dlq, wait_time_s=1)
+    assert sorted(provider.accepted) == sorted(ids)
+    assert sorted(m.body for m in dead) == sorted(poison)
+    assert {m.attributes[FAILURE_KIND] for m in dead} == {"unreadable"}
+    assert sum(r.dead_lettered for r in reports) == 4
+
+
+async def test_no_provider_releases_messages_back(sqs_endpoint: str) -> None:
+    settings = pipeline_settings(sqs_endpoint)
+    await create_queues(settings)
+    await enqueue(settings, 5)
+    async with create_queue_client(settings) as queues:
+        async with PipelineNode(settings, queues, {}) as node:
+            report = await node.run_iteration()
+    assert report.read > 0 and report.retried == report.read
+    assert sum((await queue_totals(settings)).values()) == 5
+
+
+async def test_run_loop_delivers_then_stops_gracefully(sqs_endpoint: str) -> None:
+    settings = pipeline_settings(sqs_endpoint, min_iteration_duration_s=0.01)
+    await create_queues(settings)
+    ids = await enqueue(settings, 200)
+    slow = ScriptedProvider("slow", latency_s=0.05)
+    async with create_queue_client(settings) as queues:
+        node = PipelineNode(settings, queues, {"slow": slow})
+        await node.resolve_queues()
+        runner = asyncio.create_task(node.run())
+        while len(slow.accepted) < 200:
+            await asyncio.sleep(0.05)
+        node.stop()
+        await asyncio.wait_for(runner, 30)
+    assert sorted(slow.accepted) == sorted(ids)
+    assert set((await queue_totals(settings)).values()) == {0}
+
+
+async def test_stop_mid_send_finishes_in_flight_then_exits(sqs_endpoint: str) -> None:
+    settings = pipeline_settings(sqs_endpoint, send_timeout_s=2)
+    await create_queues(settings)
+    ids = await enqueue(settings, 20)
+    slow = ScriptedProvider("slow", latency_s=0.5)
+    async with create_queue_client(settings) as queues:
+        node = PipelineNode(settings, queues, {"slow": slow})
+        await node.resolve_queues()
+        runner = asyncio.create_task(node.run())
+        while not slow.attempts:
+            await asyncio.sleep(0.01)
+        node.stop()
+        await asyncio.wait_for(runner, 30)
+    # what was being sent was finished and deleted; nothing else was touched or lost
+    totals = await queue_totals(settings)
+    assert len(slow.accepted) + sum(totals.values()) == len(ids)
+    assert slow.accepted
