@@ -104,5 +104,127 @@ def api(config_path: Path | None) -> None:
     run_api(settings)
 
 
+@cli.command()
+@click.option("--api", "api_url", default="http://127.0.0.1:8000", show_default=True)
+@click.option("--from", "from_email", default="gomail@example.com", show_default=True)
+@click.option("--to", "to_email", default="someone@example.org", show_default=True)
+@click.option("--subject", default="Hello from gomailpy", show_default=True)
+@click.option("--body", default="Sent with `gomail send`.", show_default=True)
+@click.option("--count", "-n", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option("--concurrency", default=16, show_default=True, type=click.IntRange(min=1))
+def send(
+    api_url: str,
+    from_email: str,
+    to_email: str,
+    subject: str,
+    body: str,
+    count: int,
+    concurrency: int,
+) -> None:
+    """Send one email (or --count N, with a progress bar) to a running API."""
+    from gomailpy.loadgen import post_emails
+
+    bodies = [
+        {
+            "email": {
+                "fromEmail": from_email,
+                "toEmail": to_email,
+                "subject": subject if count == 1 else f"{subject} #{i + 1}",
+                "body": body,
+            }
+        }
+        for i in range(count)
+    ]
+    if count == 1:
+        tally = asyncio.run(post_emails(api_url, bodies))
+    else:
+        with click.progressbar(length=count, label=f"sending {count} emails") as bar:
+            tally = asyncio.run(
+                post_emails(api_url, bodies, concurrency=concurrency, on_done=lambda: bar.update(1))
+            )
+    if count == 1 and tally.message_ids:
+        click.echo(f"queued: messageId {tally.message_ids[0]}")
+    else:
+        summary = ", ".join(
+            f"{status or 'no answer'}: {n}" for status, n in sorted(tally.statuses.items())
+        )
+        click.echo(f"{len(tally.message_ids)} of {count} queued ({summary})")
+    for error, n in tally.errors.most_common(5):
+        click.echo(f"  {n} x {error}", err=True)
+    if len(tally.message_ids) < count:
+        sys.exit(1)
+
+
+@cli.command()
+@config_option
+@click.option(
+    "--node",
+    "nodes",
+    multiple=True,
+    help="A pipeline node's admin URL (repeatable; default: the configured admin port).",
+)
+def status(config_path: Path | None, nodes: tuple[str, ...]) -> None:
+    """Queue depths, in-flight and dead letters per queue; provider health per pipeline node."""
+    from gomailpy.queue import create_queue_client
+    from gomailpy.status import format_status, node_status, queue_status
+
+    settings = _load(config_path)
+    admin_urls = list(nodes) or [
+        f"http://{settings.pipeline.admin_host}:{settings.pipeline.admin_port}"
+    ]
+
+    async def gather() -> str:
+        async with create_queue_client(settings) as queues:
+            rows = await queue_status(queues, settings.queues.urls)
+        return format_status(rows, await node_status(admin_urls))
+
+    click.echo(_run(gather()))
+
+
+@cli.group()
+def dlq() -> None:
+    """The dead-letter queues: list what failed and why, put it back."""
+
+
+@dlq.command("list")
+@config_option
+@click.option("--limit", default=100, show_default=True, help="At most this many per queue.")
+def dlq_list(config_path: Path | None, limit: int) -> None:
+    """List dead letters (without removing them): message id, kind, reason, recipients."""
+    from gomailpy.dlq import describe, list_dead_letters
+    from gomailpy.queue import create_queue_client
+
+    settings = _load(config_path)
+
+    async def gather() -> list[str]:
+        async with create_queue_client(settings) as queues:
+            return [describe(letter) for letter in await list_dead_letters(queues, limit)]
+
+    lines = _run(gather())
+    for line in lines:
+        click.echo(line)
+    click.echo(f"{len(lines)} dead letter(s)")
+
+
+@dlq.command("redrive")
+@config_option
+@click.option("--include-unreadable", is_flag=True, help="Also move messages that cannot be read.")
+@click.option("--limit", type=int, default=None, help="Move at most this many.")
+def dlq_redrive(config_path: Path | None, include_unreadable: bool, limit: int | None) -> None:
+    """Move dead letters back to their queues for another try."""
+    from gomailpy.dlq import redrive
+    from gomailpy.queue import create_queue_client
+
+    settings = _load(config_path)
+
+    async def move() -> tuple[int, int]:
+        async with create_queue_client(settings) as queues:
+            return await redrive(queues, include_unreadable=include_unreadable, limit=limit)
+
+    moved, skipped = _run(move())
+    note = f"; {skipped} unreadable left (see --include-unreadable)" if skipped else ""
+    click.echo(f"moved {moved} message(s) back to their queues{note}")
+
+
 if __name__ == "__main__":
     cli()

@@ -77,7 +77,7 @@ def sample(name: str, labels: dict[str, str] | None = None) -> float:
 
 PIPELINE_SETTLE_FAILURES = Counter(
     "gomailpy_pipeline_settle_failures_total",
-    "Deletes or visibility changes the queue refused (the message comes back: a possible duplicate)",
+    "Deletes or visibility changes the queue refused (the message comes back: maybe twice)",
     ["operation"],
 )
 PIPELINE_RETRIES = Counter(

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Self
 
 from gomailpy import metrics
+from gomailpy.dlq import FAILURE_KIND, FAILURE_PROVIDER, FAILURE_REASON, FAILURE_SOURCE
 from gomailpy.envelope import Envelope
 from gomailpy.errors import EnvelopeError, QueueError
 from gomailpy.providers.base import Outcome, Provider, SendResult
@@ -39,11 +40,6 @@ from pipeline.splitter import WorkerView, split
 
 log = logging.getLogger("gomailpy.pipeline")
 
-# Message attributes on a dead-lettered message: why it is there (read by `gomail dlq list`).
-FAILURE_KIND = "gomailpy-failure"
-FAILURE_REASON = "gomailpy-reason"
-FAILURE_PROVIDER = "gomailpy-provider"
-FAILURE_SOURCE = "gomailpy-source-queue"
 
 
 @dataclass

@@ -7,7 +7,7 @@ import pytest
 from gomailpy.providers.base import Outcome, SendResult
 from pipeline.health import Health, State, Verdict, judge
 
-G, F, I = Verdict.GOOD, Verdict.FAILING, Verdict.IDLE
+G, F, Z = Verdict.GOOD, Verdict.FAILING, Verdict.IDLE
 H, U = State.HEALTHY, State.UNHEALTHY
 
 
@@ -19,8 +19,8 @@ H, U = State.HEALTHY, State.UNHEALTHY
         # healthy again after 3 good in a row; a failure in between resets the streak
         ((3, 2), [F, F, G, G, F, G, G, G], [H, U, U, U, U, U, U, H]),
         # idle iterations change nothing, not even streaks
-        ((3, 2), [F, I, I, F], [H, H, H, U]),
-        ((3, 2), [F, F, G, I, G, I, G], [H, U, U, U, U, U, H]),
+        ((3, 2), [F, Z, Z, F], [H, H, H, U]),
+        ((3, 2), [F, F, G, Z, G, Z, G], [H, U, U, U, U, U, H]),
         # two outages in a row: the second needs unhealthy_threshold failures again
         # (gomail kept its counters: one failure tripped it, one success restored it)
         ((3, 2), [F, F, G, G, G, F, G, F, F], [H, U, U, U, H, H, H, H, U]),
@@ -69,12 +69,12 @@ A, T, TH, P, AC = (
 @pytest.mark.parametrize(
     ("outcomes", "verdict"),
     [
-        ([], I),
+        ([], Z),
         ([A], G),
         ([T], F),
         ([AC], F),  # the provider's account refused: its fault
-        ([TH, TH], I),  # throttling is not an outage
-        ([P, P], I),  # a bad email is not the provider's fault
+        ([TH, TH], Z),  # throttling is not an outage
+        ([P, P], Z),  # a bad email is not the provider's fault
         ([A, A, T], G),
         ([A, T], F),  # half failing is failing
         ([A, T, T, P], F),
