@@ -2,7 +2,7 @@
 .PHONY: up test setup bench lint
 
 up: setup
-	.venv/bin/gomail up
+	.venv/bin/gomail up --config config/gomailpy.yaml
 
 test:
 	bash scripts/test.sh

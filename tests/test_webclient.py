@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from api.app import create_app
 from playwright.async_api import Browser, Page, Request, Route, async_playwright, expect
 
+from api.app import create_app
 from gomailpy.envelope import Envelope
 from gomailpy.errors import InvalidEmailError
 from gomailpy.models import normalize_address, parse_send_request

@@ -1,0 +1,76 @@
+"""The API application: `create_app(settings)` builds it, `run_api(settings)` serves it.
+
+Resources live in the app's cleanup context, so a test server and `gomail api` open and close them
+the same way: one SQS client and one `QueueGateway` for the app's life, and the background task
+that refreshes queue depths. Nothing is fetched at startup, so the app starts (and answers 503)
+while the queue server is unreachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from api.gateway import QueueGateway
+from api.keys import GATEWAY, OPENAPI, SETTINGS
+from api.middleware import cors_middleware, error_middleware, metrics_middleware
+from api.openapi import build_openapi
+from api.queue_choice import make_chooser
+from api.routes import add_api_routes
+from api.server import serve
+from api.webclient import add_webclient_routes, load_webclient
+from gomailpy.aws import open_aws_client
+from gomailpy.queue import create_queue_client
+from gomailpy.settings import Settings
+
+# Attempts per SQS call on the request path. Low on purpose: falling over to the next queue is
+# the API's retry, and a client waiting on a dead queue server should get its 503 soon.
+SEND_ATTEMPTS = 2
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(
+        client_max_size=settings.api.max_body_size_bytes,
+        middlewares=[
+            cors_middleware(settings.api.cors_origins),
+            metrics_middleware,
+            error_middleware,
+        ],
+    )
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(_queue_gateway)
+    add_api_routes(app)
+    webclient = load_webclient() if settings.api.serve_webclient else {}
+    add_webclient_routes(app, webclient)
+    app[OPENAPI] = build_openapi(webclient_paths=list(webclient))
+    return app
+
+
+async def _queue_gateway(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    async with contextlib.AsyncExitStack() as stack:
+        # The API's own client rather than QueueClient's default: no long-poll read timeout
+        # (the API never receives) and few retries (see SEND_ATTEMPTS).
+        client = await open_aws_client(stack, "sqs", settings.aws, max_attempts=SEND_ATTEMPTS)
+        queues = await stack.enter_async_context(create_queue_client(settings, client=client))
+        chooser = make_chooser(settings.api.queue_choice)
+        gateway = QueueGateway(queues, settings.queues.urls, chooser)
+        app[GATEWAY] = gateway
+        refresher = asyncio.create_task(
+            gateway.run_refresher(settings.api.depth_refresh_s), name="gomailpy-depth-refresher"
+        )
+        try:
+            yield
+        finally:
+            # Cleanup runs after in-flight requests finished, so nothing needs the depths now.
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
+
+
+def run_api(settings: Settings) -> None:
+    """Serve the API until SIGTERM or SIGINT, then shut down gracefully (see `api.server`)."""
+    asyncio.run(serve(create_app(settings), settings.api))

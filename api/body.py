@@ -1,0 +1,84 @@
+"""Reading a request body as JSON, within a hard size limit, without ever answering 500.
+
+The limit is checked against Content-Length before reading anything, and again while reading a
+body sent without one (chunked), so an oversized body is never held in memory whole.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from aiohttp import web
+
+EXPECTED_SHAPE = '{"email": {...}}'
+# JSON can spell a lone UTF-16 surrogate ("\\ud800"), which is no Unicode character: such text
+# can be neither validated as an address nor encoded for the queue, so it is refused up front.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class BadBody(Exception):
+    """The body cannot be read as JSON; `message` is the 400's base error, for the client."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+
+def too_large(limit: int, size: int | None = None) -> BadBody:
+    got = f"{size} bytes" if size is not None else f"more than {limit} bytes"
+    return BadBody(f"Request body is too large: {got}, the limit is {limit} bytes")
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise too_large(limit, declared)
+    body = bytearray()
+    while chunk := await request.content.readany():
+        body += chunk
+        if len(body) > limit:
+            raise too_large(limit)
+    return bytes(body)
+
+
+def decode_json(body: bytes) -> Any:
+    if not body.strip():
+        raise BadBody(f"Request body is empty; expected JSON of the form {EXPECTED_SHAPE}")
+    try:
+        value = json.loads(body)  # detects UTF-8/16/32 itself
+    except RecursionError:
+        # The C decoder stops at the interpreter's recursion limit, after ~1000 levels: cheap.
+        raise BadBody("Request body is nested too deeply to be an email") from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise BadBody(
+            f"Request body is not valid JSON ({exc}); expected {EXPECTED_SHAPE}"
+        ) from None
+    if _has_lone_surrogate(value):
+        raise BadBody(
+            "Request body is not valid Unicode text: it contains a lone surrogate escape"
+            " (\\ud800 to \\udfff not in a pair)"
+        )
+    return value
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    # Iterative: a body may be nested as deeply as the JSON decoder allows.
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
+async def read_json(request: web.Request, limit: int) -> Any:
+    """The decoded JSON body, or `BadBody` saying what is wrong with it."""
+    return decode_json(await read_body(request, limit))

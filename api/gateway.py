@@ -1,0 +1,137 @@
+"""The API's side of the queues: put one encoded envelope on a queue, falling over to the next.
+
+One `QueueGateway` lives as long as the app. It keeps, per configured queue, the last depth and
+reachability read by the background refresher (`run_refresher`), which is what least-depth
+chooses by and what /readyz reports: no request ever waits for a depth read. Queue URLs are
+resolved lazily (by the refresher or the first send), so the API starts, and answers 503, while
+the queue server is unreachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from api.queue_choice import QueueChooser
+from gomailpy.errors import QueueError
+from gomailpy.metrics import ENQUEUE_FAILURES, ENQUEUED, QUEUE_IN_FLIGHT, QUEUE_VISIBLE
+from gomailpy.queue import QueueClient, QueueDepth, queue_name
+
+logger = logging.getLogger(__name__)
+
+NOT_CHECKED = "not checked yet"
+
+
+class NoQueueAvailable(Exception):
+    """Every configured queue refused the message; `reasons` says why, one line per queue."""
+
+    def __init__(self, reasons: Sequence[str]) -> None:
+        self.reasons = list(reasons)
+        super().__init__("; ".join(self.reasons) or "no queue configured")
+
+
+@dataclass(frozen=True, slots=True)
+class QueueState:
+    """What the API last learned about one queue."""
+
+    name: str
+    reachable: bool
+    depth: int | None  # visible + in flight + delayed, as last read (None: unknown)
+    problem: str | None  # why it is not reachable, or NOT_CHECKED
+
+
+class QueueGateway:
+    def __init__(self, queues: QueueClient, entries: Sequence[str], chooser: QueueChooser) -> None:
+        self._queues = queues
+        self._entries = list(entries)  # configured names or URLs, in configuration order
+        self._chooser = chooser
+        self._depths: dict[str, int] = {}
+        self._problems: dict[str, str | None] = {entry: NOT_CHECKED for entry in self._entries}
+
+    # -- the request path ---------------------------------------------------------------------
+
+    async def enqueue(self, body: str) -> str:
+        """Put `body` on one queue and return that queue's name, or raise `NoQueueAvailable`.
+
+        Queues are tried in the chooser's order; a failed call or a failed batch entry moves on
+        to the next queue. A call that timed out may still have been accepted, so an email can
+        reach two queues: delivery is at least once, never at most once.
+        """
+        reasons: list[str] = []
+        for entry in self._chooser.order(self._entries, self._depths):
+            name = queue_name(entry)
+            try:
+                url = await self._queues.resolve(entry)
+                result = await self._queues.send_batch(url, [("0", body)])
+            except QueueError as exc:
+                reason = exc.reason
+            else:
+                if "0" in result.ok:
+                    ENQUEUED.labels(queue=name).inc()
+                    self._problems[entry] = None
+                    # Count it until the next refresh, so a burst spreads over the queues
+                    # instead of piling onto the one that was shallowest at the last read.
+                    if entry in self._depths:
+                        self._depths[entry] += 1
+                    return name
+                reason = result.failed.get("0", "the queue did not report the entry")
+            ENQUEUE_FAILURES.labels(queue=name).inc()
+            # Unknown depth sorts last: later requests try the other queues first until the
+            # refresher has read this one again.
+            self._depths.pop(entry, None)
+            logger.warning("queue refused an email: %s", reason, extra={"queue": name})
+            reasons.append(f"{name}: {reason}")
+        raise NoQueueAvailable(reasons)
+
+    # -- the background refresher -----------------------------------------------------------
+
+    async def refresh(self) -> None:
+        """Read every queue's depth once (concurrently) and record which queues answered."""
+        await asyncio.gather(*(self._refresh_one(entry) for entry in self._entries))
+
+    async def _refresh_one(self, entry: str) -> None:
+        name = queue_name(entry)
+        try:
+            depth: QueueDepth = await self._queues.depth(await self._queues.resolve(entry))
+        except QueueError as exc:
+            if self._problems.get(entry) != exc.reason:
+                logger.warning("queue unreachable: %s", exc.reason, extra={"queue": name})
+            self._problems[entry] = exc.reason
+            self._depths.pop(entry, None)
+            return
+        if self._problems.get(entry) not in (None, NOT_CHECKED):
+            logger.info("queue reachable again", extra={"queue": name})
+        self._problems[entry] = None
+        self._depths[entry] = depth.total
+        QUEUE_VISIBLE.labels(queue=name).set(depth.visible)
+        QUEUE_IN_FLIGHT.labels(queue=name).set(depth.in_flight)
+
+    async def run_refresher(self, interval_s: float) -> None:
+        """Refresh every `interval_s` until cancelled, starting at once."""
+        while True:
+            try:
+                await self.refresh()
+            except Exception:
+                # Not a queue failure (those are recorded above) but a bug: keep refreshing,
+                # since a dead refresher would freeze readiness and depths without a sign.
+                logger.exception("queue depth refresh failed")
+            await asyncio.sleep(interval_s)
+
+    # -- readiness ------------------------------------------------------------------------------
+
+    def states(self) -> list[QueueState]:
+        return [
+            QueueState(
+                name=queue_name(entry),
+                reachable=self._problems.get(entry) is None,
+                depth=self._depths.get(entry),
+                problem=self._problems.get(entry),
+            )
+            for entry in self._entries
+        ]
+
+    def ready(self) -> bool:
+        """True when at least one queue answered last time: an email can be accepted."""
+        return any(state.reachable for state in self.states())

@@ -1,0 +1,176 @@
+"""The OpenAPI 3.1 document served at GET /openapi.json.
+
+The request schema is generated from the model that validates requests (`EmailRequest`), so the
+two cannot drift apart; the responses are written out here, one per status the API answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from gomailpy.models import FIELD_LABELS, EmailRequest
+
+REF = "#/components/schemas/{model}"
+RECIPIENT_LISTS = ("to", "cc", "bcc")
+
+
+def _email_schemas() -> dict[str, Any]:
+    schema = EmailRequest.model_json_schema(by_alias=True, ref_template=REF)
+    schemas: dict[str, Any] = schema.pop("$defs", {})
+    for name, prop in schema["properties"].items():
+        if name in FIELD_LABELS:
+            prop["title"] = FIELD_LABELS[name]
+    # A recipient may also be a bare address string; the model coerces it before validating.
+    for name in RECIPIENT_LISTS:
+        items = schema["properties"][name]["items"]
+        schema["properties"][name]["items"] = {"anyOf": [{"type": "string"}, items]}
+    schema["description"] = (
+        "gomail's email object, extended. fromEmail, toEmail and body (or html) are required."
+    )
+    schemas["EmailRequest"] = schema
+    schemas["SendRequest"] = {
+        "type": "object",
+        "properties": {"email": {"$ref": REF.format(model="EmailRequest")}},
+        "required": ["email"],
+        "additionalProperties": False,
+    }
+    return schemas
+
+
+ERRORS_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "errors": {
+            "type": "object",
+            "description": "`base` for the request as a whole, else one message per field",
+            "additionalProperties": {"type": "string"},
+        }
+    },
+    "required": ["errors"],
+}
+READINESS_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "status": {"type": "string", "enum": ["ready", "unavailable"]},
+        "reason": {"type": "string"},
+        "queues": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "properties": {
+                    "reachable": {"type": "boolean"},
+                    "depth": {"type": ["integer", "null"]},
+                    "problem": {"type": ["string", "null"]},
+                },
+            },
+        },
+    },
+    "required": ["status", "queues"],
+}
+
+
+def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(description: str) -> dict[str, Any]:
+    return _json(description, {"$ref": REF.format(model="Errors")})
+
+
+def build_openapi(*, webclient_paths: Sequence[str] = ()) -> dict[str, Any]:
+    paths: dict[str, Any] = {
+        "/email/send": {
+            "post": {
+                "operationId": "sendEmail",
+                "summary": "Validate an email and queue it for delivery",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": {"$ref": REF.format(model="SendRequest")}}
+                    },
+                },
+                "responses": {
+                    "200": _json(
+                        "Queued: a queue accepted the email",
+                        {
+                            "type": "object",
+                            "properties": {"messageId": {"type": "string"}},
+                            "required": ["messageId"],
+                        },
+                    ),
+                    "400": _errors(
+                        'The body is too large, not JSON, or not of the form {"email": {...}}'
+                        " (errors.base says which)"
+                    ),
+                    "422": _errors("Invalid fields: one message per request field"),
+                    "503": _errors(
+                        "No queue accepted the email: errors.base is"
+                        ' "Service unavailable"; nothing was queued'
+                    ),
+                },
+            },
+            "options": {
+                "operationId": "sendEmailPreflight",
+                "summary": "CORS preflight (answered for the origins in api.cors_origins)",
+                "responses": {
+                    "204": {"description": "The origin is allowed"},
+                    "403": _errors("The origin is not allowed"),
+                },
+            },
+        },
+        "/healthz": {
+            "get": {
+                "operationId": "health",
+                "summary": "Liveness: 200 while the process runs",
+                "responses": {"200": _json("Running", {"type": "object"})},
+            }
+        },
+        "/readyz": {
+            "get": {
+                "operationId": "readiness",
+                "summary": "Readiness: can a queue accept an email (as of the last depth read)?",
+                "responses": {
+                    "200": _json("At least one queue is reachable", READINESS_SCHEMA),
+                    "503": _json("No queue is reachable; `reason` says why", READINESS_SCHEMA),
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus metrics",
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document",
+                "responses": {"200": _json("OpenAPI 3.1 document", {"type": "object"})},
+            }
+        },
+    }
+    for number, path in enumerate(webclient_paths):
+        paths[path] = {
+            "get": {
+                "operationId": f"webclient{number}",
+                "summary": "The send form (webclient/)" if path == "/" else "A file of the form",
+                "responses": {"200": {"description": "The file"}},
+            }
+        }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "gomailpy API",
+            "version": "1",
+            "description": "Queues emails over SQS for delivery by the gomailpy pipeline.",
+        },
+        "paths": paths,
+        "components": {"schemas": {**_email_schemas(), "Errors": ERRORS_SCHEMA}},
+    }
