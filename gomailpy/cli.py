@@ -226,5 +226,32 @@ def dlq_redrive(config_path: Path | None, include_unreadable: bool, limit: int |
     click.echo(f"moved {moved} message(s) back to their queues{note}")
 
 
+@cli.command()
+@config_option
+@click.option("--nodes", default=2, show_default=True, type=click.IntRange(min=1))
+@click.option("--api-port", type=int, default=None, help="Default: api.port; 0 picks a free one.")
+@click.option("--open/--no-open", "open_browser", default=None, help="Open the form in a browser.")
+@click.option("--run-for", type=float, default=None, help="Stop by itself after this many seconds.")
+def up(
+    config_path: Path | None,
+    nodes: int,
+    api_port: int | None,
+    open_browser: bool | None,
+    run_for: float | None,
+) -> None:
+    """Run the whole system locally: LocalStack, queues, stand-ins, API + form, pipeline nodes."""
+    import os
+
+    from gomailpy.up import UpOptions, run_up
+
+    settings = _load(config_path)
+    if open_browser is None:
+        open_browser = bool(os.environ.get("DISPLAY") or sys.platform == "darwin")
+    options = UpOptions(
+        nodes=nodes, api_port=api_port, open_browser=open_browser, run_for_s=run_for
+    )
+    _run(run_up(settings, options, echo=lambda line: click.echo(line)))
+
+
 if __name__ == "__main__":
     cli()

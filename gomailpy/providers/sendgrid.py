@@ -1,0 +1,255 @@
+"""SendGrid (v3 Web API): one `POST /v3/mail/send` per email, over one aiohttp session.
+
+    provider = SendGridProvider(settings.providers.sendgrid)   # inside a running event loop
+    result = await provider.send(envelope)
+    await provider.aclose()
+
+The JSON payload is built with the `sendgrid` package's helpers (`payload_for`), so its shape
+follows SendGrid's own library; the HTTP call is ours, on aiohttp, because that library's client
+is blocking. One session per provider keeps connections alive (at most
+`settings.max_connections`).
+
+How answers map to outcomes:
+
+| answer                                      | outcome                                      |
+|---------------------------------------------|----------------------------------------------|
+| 2xx (202)                                   | ACCEPTED, id from the X-Message-Id header    |
+| 429                                         | THROTTLED, Retry-After or X-RateLimit-Reset  |
+| 401, 403                                    | ACCOUNT (bad key, unverified sender)         |
+| 404                                         | ACCOUNT (base_url points at no SendGrid)     |
+| 400, 413                                    | PERMANENT (the email itself is refused)      |
+| 5xx, other 4xx, connection errors, timeouts | TRANSIENT                                    |
+
+An address with a non-ASCII local part is answered ACCOUNT without a call: SendGrid cannot carry
+it (no SMTPUTF8), but an SMTP relay may, so another provider should have it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import aiohttp
+from sendgrid.helpers.mail import (
+    Attachment,
+    Bcc,
+    Cc,
+    Content,
+    CustomArg,
+    Disposition,
+    FileContent,
+    FileName,
+    FileType,
+    From,
+    Header,
+    Mail,
+    Personalization,
+    ReplyTo,
+    Subject,
+    To,
+)
+
+from gomailpy.envelope import Envelope
+from gomailpy.mime import ascii_domain, message_id_header, needs_smtputf8
+from gomailpy.models import ALLOWED_HEADERS, Address, Email
+from gomailpy.providers.base import Outcome, SendResult
+from gomailpy.settings import SendGridSettings
+
+log = logging.getLogger(__name__)
+
+NAME = "sendgrid"
+SEND_PATH = "/v3/mail/send"
+MESSAGE_ID_ARG = "gomailpy_message_id"
+_MAX_REASON = 300
+# SendGrid refuses a request that sets these itself (or any X-SG-* header).
+_RESERVED_HEADERS = frozenset(
+    {
+        "x-sg-id",
+        "x-sg-eid",
+        "received",
+        "dkim-signature",
+        "content-type",
+        "content-transfer-encoding",
+        "to",
+        "from",
+        "subject",
+        "reply-to",
+        "cc",
+        "bcc",
+    }
+)
+
+
+def _unique(addresses: list[Address], seen: set[str]) -> list[Address]:
+    # SendGrid answers 400 when one address appears twice across to, cc and bcc.
+    kept = []
+    for address in addresses:
+        key = ascii_domain(address.email).lower()
+        if key not in seen:
+            seen.add(key)
+            kept.append(address)
+    return kept
+
+
+def _header_allowed(name: str) -> bool:
+    lowered = name.lower()
+    if lowered in _RESERVED_HEADERS or lowered.startswith("x-sg-"):
+        return False
+    return lowered in ALLOWED_HEADERS or lowered.startswith("x-")
+
+
+def payload_for(envelope: Envelope) -> dict[str, Any]:
+    """The v3 `/mail/send` JSON body for `envelope`."""
+    email: Email = envelope.email
+    mail = Mail()
+    mail.from_email = From(ascii_domain(email.sender.email), email.sender.name or None)
+    # SendGrid requires a non-empty subject; a single space stands for "no subject", which the
+    # other providers send as an empty Subject header.
+    mail.subject = Subject(email.subject or " ")
+
+    seen: set[str] = set()
+    personalization = Personalization()
+    for to in _unique(email.to, seen):
+        personalization.add_to(To(ascii_domain(to.email), to.name or None))
+    for cc in _unique(email.cc, seen):
+        personalization.add_cc(Cc(ascii_domain(cc.email), cc.name or None))
+    for bcc in _unique(email.bcc, seen):
+        personalization.add_bcc(Bcc(ascii_domain(bcc.email), bcc.name or None))
+    mail.add_personalization(personalization)
+
+    # text/plain must come before text/html; content must not be empty.
+    if email.text is not None or email.html is None:
+        mail.add_content(Content("text/plain", email.text or " "))
+    if email.html is not None:
+        mail.add_content(Content("text/html", email.html))
+    if email.reply_to is not None:
+        mail.reply_to = ReplyTo(ascii_domain(email.reply_to.email), email.reply_to.name or None)
+    for attachment in email.attachments:
+        mail.add_attachment(
+            Attachment(
+                FileContent(attachment.content),  # already base64, as SendGrid wants it
+                FileName(attachment.filename),
+                FileType(attachment.content_type),
+                Disposition("attachment"),
+            )
+        )
+    for name, value in email.headers.items():
+        if _header_allowed(name):
+            mail.add_header(Header(name, value))
+    # custom_args come back in SendGrid's event webhook: the gomailpy id ties events to the API's
+    # answer. The header lets a recipient's copy be traced the same way.
+    mail.add_custom_arg(CustomArg(MESSAGE_ID_ARG, envelope.id))
+    mail.add_header(Header("X-Gomailpy-Message-Id", message_id_header(envelope.id)))
+    payload: dict[str, Any] = mail.get()
+    return payload
+
+
+def retry_after_s(headers: Any) -> float | None:
+    """SendGrid's wait hint: Retry-After (seconds or an HTTP date), else X-RateLimit-Reset."""
+    retry_after = headers.get("Retry-After")
+    if retry_after:
+        try:
+            return max(0.0, float(retry_after))
+        except ValueError:
+            try:
+                return max(0.0, parsedate_to_datetime(retry_after).timestamp() - time.time())
+            except (TypeError, ValueError):
+                pass
+    reset = headers.get("X-RateLimit-Reset")
+    if reset:
+        try:
+            return max(0.0, float(reset) - time.time())
+        except ValueError:
+            pass
+    return None
+
+
+def classify_status(status: int) -> Outcome:
+    if 200 <= status < 300:
+        return Outcome.ACCEPTED
+    if status == 429:
+        return Outcome.THROTTLED
+    if status in (401, 403, 404):
+        return Outcome.ACCOUNT
+    if status in (400, 413):
+        return Outcome.PERMANENT
+    return Outcome.TRANSIENT
+
+
+def _error_messages(body: Any) -> str:
+    # SendGrid answers {"errors": [{"message": ..., "field": ...}]}; messages name fields and
+    # addresses, never the body, so they are safe to log.
+    if isinstance(body, dict) and isinstance(body.get("errors"), list):
+        parts = []
+        for error in body["errors"]:
+            if isinstance(error, dict):
+                field = error.get("field")
+                message = str(error.get("message", ""))
+                parts.append(f"{field}: {message}" if field else message)
+        return "; ".join(parts)
+    return ""
+
+
+class SendGridProvider:
+    """Sends through SendGrid's v3 API. Build it inside a running loop; `aclose` closes it."""
+
+    name = NAME
+
+    def __init__(self, settings: SendGridSettings) -> None:
+        self._settings = settings
+        self._url = settings.base_url.rstrip("/") + SEND_PATH
+        api_key = settings.api_key.get_secret_value() if settings.api_key else ""
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=settings.max_connections),
+            headers={"Authorization": f"Bearer {api_key}", "User-Agent": "gomailpy"},
+            # send() bounds the whole call with timeout_s; this only bounds connecting.
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=settings.timeout_s),
+            raise_for_status=False,
+        )
+
+    async def aclose(self) -> None:
+        await self._session.close()
+
+    async def send(self, envelope: Envelope) -> SendResult:
+        timeout_s = self._settings.timeout_s
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await self._send(envelope)
+        except TimeoutError:
+            return SendResult(NAME, Outcome.TRANSIENT, reason=f"timed out after {timeout_s:g}s")
+
+    async def _send(self, envelope: Envelope) -> SendResult:
+        if needs_smtputf8(envelope.email):
+            return SendResult(
+                NAME, Outcome.ACCOUNT, reason="SendGrid cannot send to a non-ASCII local part"
+            )
+        try:
+            payload = payload_for(envelope)
+            async with self._session.post(self._url, json=payload) as response:
+                status = response.status
+                outcome = classify_status(status)
+                if outcome is Outcome.ACCEPTED:
+                    return SendResult(
+                        NAME, outcome, provider_message_id=response.headers.get("X-Message-Id")
+                    )
+                try:
+                    body: Any = await response.json(content_type=None)
+                except (ValueError, aiohttp.ClientError):
+                    body = None
+                detail = _error_messages(body) or response.reason or ""
+                return SendResult(
+                    NAME,
+                    outcome,
+                    reason=f"HTTP {status}: {detail}"[:_MAX_REASON],
+                    retry_after_s=retry_after_s(response.headers)
+                    if outcome is Outcome.THROTTLED
+                    else None,
+                )
+        except (aiohttp.ClientError, OSError) as exc:  # refused, reset, DNS: no answer at all
+            return SendResult(NAME, Outcome.TRANSIENT, reason=f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # never raise: an unforeseen error is reported, then retried
+            log.exception("sendgrid: unexpected error", extra={"message_id": envelope.id})
+            return SendResult(NAME, Outcome.TRANSIENT, reason=f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,175 @@
+"""Amazon SES (v1 API): one `SendRawEmail` per email, through one long-lived aiobotocore client.
+
+    provider = await SesProvider.open(settings.providers.ses, settings.aws)
+    result = await provider.send(envelope)
+    await provider.aclose()
+
+The message is built by `gomailpy.mime` (so SES sends exactly what SMTP would), `Source` is the
+sender and `Destinations` every recipient, Bcc included. botocore retries are off
+(`max_attempts=1`): the pipeline owns retries, and a retry hidden in here would spend the send
+timeout twice.
+
+How SES errors map to outcomes (see `classify_client_error`):
+
+| SES error                                                     | outcome   |
+|---------------------------------------------------------------|-----------|
+| Throttling "Maximum sending rate exceeded", TooManyRequests   | THROTTLED |
+| Throttling "Daily message quota exceeded"                     | ACCOUNT   |
+| MessageRejected "not verified" / "Did not have authority"     | ACCOUNT   |
+| MailFromDomainNotVerified, sending paused, config set missing | ACCOUNT   |
+| bad credentials, AccessDenied                                 | ACCOUNT   |
+| other MessageRejected, InvalidParameterValue (bad address)    | PERMANENT |
+| HTTP 5xx, network errors, timeouts                            | TRANSIENT |
+| anything else                                                 | TRANSIENT |
+| a non-ASCII local part (SES v1 has no SMTPUTF8), without a call | ACCOUNT |
+
+The daily quota is an account limit that lasts hours, so another provider should take the email
+rather than this one being retried. Unknown errors are TRANSIENT: failing an email for good on an
+error nobody has classified cannot be undone, while a retry ends, at worst, in the dead-letter
+queue where an operator sees it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import AsyncExitStack
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from gomailpy.aws import open_aws_client
+from gomailpy.envelope import Envelope
+from gomailpy.mime import (
+    all_recipients,
+    build_message,
+    envelope_sender,
+    message_bytes,
+    needs_smtputf8,
+)
+from gomailpy.providers.base import Outcome, SendResult
+from gomailpy.settings import AwsSettings, SesSettings
+
+log = logging.getLogger(__name__)
+
+NAME = "ses"
+
+_ACCOUNT_CODES = frozenset(
+    {
+        "MailFromDomainNotVerified",
+        "MailFromDomainNotVerifiedException",
+        "ConfigurationSetDoesNotExist",
+        "ConfigurationSetDoesNotExistException",
+        "ConfigurationSetSendingPausedException",
+        "AccountSendingPausedException",
+        "SendingPausedException",
+        "AccessDenied",
+        "AccessDeniedException",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "MissingAuthenticationToken",
+        "InvalidAccessKeyId",
+    }
+)
+_THROTTLE_CODES = frozenset(
+    {"Throttling", "ThrottlingException", "TooManyRequestsException", "RequestThrottled"}
+)
+_PERMANENT_CODES = frozenset(
+    {"InvalidParameterValue", "InvalidParameterCombination", "MessageRejected"}
+)
+_ACCOUNT_REJECTIONS = ("not verified", "did not have authority", "not authorized")
+_MAX_REASON = 300
+
+
+def classify_client_error(error: ClientError) -> tuple[Outcome, str]:
+    """(outcome, reason) for an error answered by SES; see the table in the module docstring."""
+    details: dict[str, Any] = error.response.get("Error", {})
+    code = str(details.get("Code", ""))
+    message = str(details.get("Message", ""))
+    status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    reason = f"{code or 'error'} (HTTP {status}): {message}"[:_MAX_REASON]
+    lowered = message.lower()
+
+    if code in _THROTTLE_CODES:
+        if "daily" in lowered and "quota" in lowered:
+            return Outcome.ACCOUNT, reason
+        return Outcome.THROTTLED, reason
+    if code in _ACCOUNT_CODES:
+        return Outcome.ACCOUNT, reason
+    if code == "MessageRejected" and any(text in lowered for text in _ACCOUNT_REJECTIONS):
+        return Outcome.ACCOUNT, reason
+    if status >= 500:
+        return Outcome.TRANSIENT, reason
+    if code in _PERMANENT_CODES:
+        return Outcome.PERMANENT, reason
+    return Outcome.TRANSIENT, reason
+
+
+class SesProvider:
+    """Sends through SES `SendRawEmail`; owns its aiobotocore client (closed by `aclose`)."""
+
+    name = NAME
+
+    def __init__(self, settings: SesSettings, client: Any, stack: AsyncExitStack) -> None:
+        # Built by `open`, which enters the client on `stack`.
+        self._settings = settings
+        self._client = client
+        self._stack = stack
+
+    @classmethod
+    async def open(cls, settings: SesSettings, aws: AwsSettings) -> SesProvider:
+        stack = AsyncExitStack()
+        try:
+            client = await open_aws_client(
+                stack,
+                "ses",
+                aws,
+                region=settings.region,
+                endpoint_url=settings.endpoint_url,
+                read_timeout_s=settings.timeout_s,
+                max_attempts=1,  # the pipeline retries, with its own back-off
+            )
+        except BaseException:
+            await stack.aclose()
+            raise
+        return cls(settings, client, stack)
+
+    async def aclose(self) -> None:
+        await self._stack.aclose()
+
+    async def send(self, envelope: Envelope) -> SendResult:
+        timeout_s = self._settings.timeout_s
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await self._send(envelope)
+        except TimeoutError:
+            return SendResult(NAME, Outcome.TRANSIENT, reason=f"timed out after {timeout_s:g}s")
+
+    async def _send(self, envelope: Envelope) -> SendResult:
+        email = envelope.email
+        if needs_smtputf8(email):
+            # SES takes only ASCII local parts; an SMTP relay with SMTPUTF8 may take this one.
+            return SendResult(
+                NAME, Outcome.ACCOUNT, reason="SES cannot send to a non-ASCII local part"
+            )
+        try:
+            request: dict[str, Any] = {
+                "Source": envelope_sender(email),
+                "Destinations": all_recipients(email),
+                "RawMessage": {"Data": message_bytes(build_message(envelope))},
+            }
+            if self._settings.configuration_set:
+                request["ConfigurationSetName"] = self._settings.configuration_set
+            response = await self._client.send_raw_email(**request)
+        except ClientError as exc:
+            outcome, reason = classify_client_error(exc)
+            return SendResult(NAME, outcome, reason=reason)
+        except BotoCoreError as exc:  # no answer: connection refused or reset, read timeout
+            return SendResult(NAME, Outcome.TRANSIENT, reason=f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # never raise: an unforeseen error is reported, then retried
+            log.exception("ses: unexpected error", extra={"message_id": envelope.id})
+            return SendResult(NAME, Outcome.TRANSIENT, reason=f"{type(exc).__name__}: {exc}")
+        return SendResult(NAME, Outcome.ACCEPTED, provider_message_id=response.get("MessageId"))

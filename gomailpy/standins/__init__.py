@@ -1,0 +1,24 @@
+"""Stand-ins at the provider network boundary: real protocols, local servers, faults on demand.
+
+Used by the tests, by `gomail up` (a local relay and a local SendGrid) and by the fault suite:
+
+- `SmtpStandIn`: an SMTP server (aiosmtpd) that records messages; modes ok/fail/reject/
+  relay-denied/hang.
+- `SendGridStandIn`: an HTTP server for `POST /v3/mail/send`; modes ok/fail/throttle/hang, and
+  the control API (`/_standin/...`) for itself and any other stand-in.
+
+SES needs no stand-in here: LocalStack serves it.
+"""
+
+from gomailpy.standins.control import Controllable, add_control_routes
+from gomailpy.standins.sendgrid import ReceivedPayload, SendGridStandIn
+from gomailpy.standins.smtp import ReceivedMail, SmtpStandIn
+
+__all__ = [
+    "Controllable",
+    "ReceivedMail",
+    "ReceivedPayload",
+    "SendGridStandIn",
+    "SmtpStandIn",
+    "add_control_routes",
+]

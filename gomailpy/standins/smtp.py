@@ -1,0 +1,200 @@
+"""An SMTP server standing in for a relay: records what it receives, fails on demand.
+
+    async with SmtpStandIn() as server:          # 127.0.0.1, a free port
+        server.port                              # the real port
+        server.mode = "fail"                     # next transactions answer 451
+        server.messages[0].rcpt_tos              # what arrived
+        server.connections                       # how many connections were opened
+
+It runs aiosmtpd's protocol on the running event loop (no thread), so a test and the server
+share one loop. Modes:
+
+- "ok": accept every message (250);
+- "fail": answer DATA with 451 (a temporary failure);
+- "reject": refuse every recipient with 550 5.1.1 (a bad mailbox: the email's fault);
+- "relay-denied": refuse every recipient with 550 5.7.1 relaying denied (the account's fault);
+- "hang": accept the connection and the envelope, but never answer DATA.
+
+`stop()` closes every open connection too, so a client sees the server go away; `start()` again
+binds the same port (a restarted relay).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.parser
+import email.policy
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+MODES = ("ok", "fail", "reject", "relay-denied", "hang")
+_HOSTNAME = "standin.localhost"  # fixed: aiosmtpd would otherwise resolve the FQDN per connection
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedMail:
+    """One message the stand-in accepted."""
+
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+    message_id: str | None
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def headers(self) -> email.message.Message:
+        return email.parser.BytesHeaderParser(policy=email.policy.default).parsebytes(self.data)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "mail_from": self.mail_from,
+            "rcpt_tos": self.rcpt_tos,
+            "message_id": self.message_id,
+            "size": len(self.data),
+            "received_at": self.received_at.isoformat(),
+            "data": self.data.decode("utf-8", errors="replace"),
+        }
+
+
+class _Handler:
+    """aiosmtpd's hooks: where the mode takes effect."""
+
+    def __init__(self, owner: SmtpStandIn) -> None:
+        self._owner = owner
+
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        if self._owner.mode == "reject":
+            return "550 5.1.1 Recipient address rejected: no such mailbox (stand-in)"
+        if self._owner.mode == "relay-denied":
+            return "550 5.7.1 Relaying denied (stand-in)"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        mode = self._owner.mode
+        if mode == "fail":
+            return "451 4.3.0 Temporary failure, try again later (stand-in)"
+        if mode == "hang":
+            await self._owner.stopping.wait()  # never answers; stop() ends the wait
+            return "421 4.3.2 Shutting down (stand-in)"
+        data = envelope.original_content or b""
+        header = email.parser.BytesHeaderParser().parsebytes(data)
+        mail = ReceivedMail(
+            mail_from=envelope.mail_from or "",
+            rcpt_tos=list(envelope.rcpt_tos),
+            data=data,
+            message_id=header.get("Message-ID"),
+        )
+        self._owner.messages.append(mail)
+        return f"250 2.0.0 Ok: queued as standin-{len(self._owner.messages)}"
+
+
+class _CountingSMTP(SMTP):
+    """aiosmtpd's protocol, telling the stand-in about every connection it opens and loses."""
+
+    def __init__(self, owner: SmtpStandIn, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._owner = owner
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        first = self.transport is None  # STARTTLS calls this again on the same connection
+        super().connection_made(transport)
+        if first:
+            self._owner.connections += 1
+            self._owner._live.add(self)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self._owner._live.discard(self)
+        super().connection_lost(error)
+
+    def drop(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+class SmtpStandIn:
+    """An in-loop SMTP server on `host`; see the module docstring."""
+
+    modes: tuple[str, ...] = MODES
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, mode: str = "ok") -> None:
+        self.host = host
+        self.port = port  # 0 until started: then the real port, kept across restarts
+        self.messages: list[ReceivedMail] = []
+        self.connections = 0
+        self.stopping = asyncio.Event()
+        self._mode = "ok"
+        self.set_mode(mode)
+        self._server: asyncio.Server | None = None
+        self._live: set[_CountingSMTP] = set()
+
+    @property
+    def mode(self) -> str:
+        return self._mode
+
+    @mode.setter
+    def mode(self, mode: str) -> None:
+        self.set_mode(mode)
+
+    def set_mode(self, mode: str) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+        self._mode = mode
+
+    def messages_json(self) -> list[dict[str, Any]]:
+        return [m.to_json() for m in self.messages]
+
+    def clear(self) -> None:
+        self.messages.clear()
+
+    async def start(self) -> None:
+        if self._server is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self.stopping = asyncio.Event()
+        handler = _Handler(self)
+
+        def protocol() -> _CountingSMTP:
+            return _CountingSMTP(
+                self,
+                handler=handler,
+                hostname=_HOSTNAME,
+                enable_SMTPUTF8=True,
+                loop=loop,
+            )
+
+        self._server = await loop.create_server(protocol, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is None:
+            return
+        self.stopping.set()
+        self._server.close()
+        for connection in list(self._live):
+            connection.drop()  # Server.close() alone leaves open connections running
+        await self._server.wait_closed()
+        self._server = None
+        await asyncio.sleep(0)  # let the dropped connections' handlers see the cancellation
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()

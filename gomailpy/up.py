@@ -1,0 +1,378 @@
+"""`gomail up`: the whole system on this machine, in one process tree, on loopback.
+
+    LocalStack (SQS + SES + S3)   started here unless the config points at AWS or a running server
+    queues + dead-letter queues   created (gomail init)
+    SMTP and SendGrid stand-ins   served by this process; their control API flips faults
+    API + web form                a `gomail api` child process
+    pipeline nodes                `pipeline` child processes (--nodes N)
+
+It prints where everything is, then a status line (queue depths, provider health, mail captured
+per provider) until Ctrl-C, which stops the children, the stand-ins and LocalStack, in that order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import os
+import signal
+import socket
+import sys
+import tempfile
+import urllib.parse
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+from gomailpy.aws import open_aws_client
+from gomailpy.localstack import LocalStack, free_port, health
+from gomailpy.queue import create_queue_client, queue_name
+from gomailpy.settings import SECRET_PATHS, Settings, env_var_for
+from gomailpy.standins import SendGridStandIn, SmtpStandIn
+from gomailpy.status import node_status
+
+# Sender domains LocalStack's SES is told it may send for; other senders are refused by SES
+# ("not verified"), which the pipeline treats as that provider's account problem: the email
+# goes out through SMTP or SendGrid instead, which is what would happen on real SES.
+VERIFIED_DOMAINS = ("example.com", "example.org", "gomailpy.local")
+STANDIN_API_KEY = "SG.local-standin-key"
+
+Echo = Callable[[str], None]
+
+
+@dataclass
+class UpOptions:
+    nodes: int = 2
+    api_port: int | None = None  # None: the config's; 0: any free port
+    open_browser: bool = False
+    status_interval_s: float = 1.0
+    run_for_s: float | None = None  # stop by itself after this long (tests, demos)
+
+
+@dataclass
+class Running:
+    settings: Settings
+    api_url: str
+    admin_urls: list[str]
+    standin_url: str
+    endpoint_url: str | None
+    smtp: SmtpStandIn
+    sendgrid: SendGridStandIn
+    children: list[asyncio.subprocess.Process] = field(default_factory=list)
+
+
+def _is_loopback(url: str | None) -> bool:
+    if not url:
+        return False
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+async def _start_localstack(
+    stack: AsyncExitStack, settings: Settings, echo: Echo
+) -> str | None:
+    """The SQS endpoint to use, starting LocalStack when the config asks for a local one."""
+    endpoint = settings.aws.endpoint_url
+    if endpoint is not None and not _is_loopback(endpoint):
+        echo(f"using the configured AWS endpoint {endpoint}")
+        return endpoint
+    if endpoint is None:
+        port = free_port()
+    else:
+        port = urllib.parse.urlsplit(endpoint).port or 4566
+        if health(endpoint):
+            echo(f"reusing the LocalStack already running at {endpoint}")
+            return endpoint
+        if not _port_free("127.0.0.1", port):
+            raise SystemExit(
+                f"gomail up: port {port} (aws.endpoint_url {endpoint}) is taken by something"
+                " that is not LocalStack; free it or change aws.endpoint_url"
+            )
+    echo("starting LocalStack (SQS, SES, S3)...")
+    local = await asyncio.to_thread(LocalStack.launch, port, progress=echo)
+    stack.callback(local.stop)
+    return local.endpoint_url
+
+
+def _child_config(settings: Settings, directory: Path) -> tuple[Path, dict[str, str]]:
+    """The settings as a YAML file for the children, and their secrets as environment."""
+    data = settings.model_dump(mode="json")
+    secrets: dict[str, str] = {}
+    for path in SECRET_PATHS:
+        node: Any = data
+        for part in path[:-1]:
+            node = node[part]
+        node.pop(path[-1], None)
+        original: Any = settings
+        for part in path:
+            original = getattr(original, part)
+        if original is not None:
+            secrets[env_var_for(path)] = original.get_secret_value()
+    config = directory / "gomailpy-up.yaml"
+    config.write_text("# written by `gomail up` for its child processes\n" + yaml.safe_dump(data))
+    return config, secrets
+
+
+async def _verify_ses_senders(settings: Settings) -> None:
+    async with AsyncExitStack() as stack:
+        ses = await open_aws_client(stack, "ses", settings.aws)
+        for domain in VERIFIED_DOMAINS:
+            await ses.verify_domain_identity(Domain=domain)
+
+
+async def _spawn(
+    args: list[str], env: dict[str, str], log_path: Path
+) -> asyncio.subprocess.Process:
+    log = log_path.open("ab")
+    try:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "gomailpy.cli",
+            *args,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,  # Ctrl-C reaches us; we stop them in order
+        )
+    finally:
+        log.close()
+
+
+async def _wait_http(url: str, timeout_s: float = 30.0) -> bool:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+        while asyncio.get_running_loop().time() < deadline:
+            try:
+                async with session.get(url) as response:
+                    if response.status < 500:
+                        return True
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            await asyncio.sleep(0.2)
+    return False
+
+
+async def _stop_children(children: list[asyncio.subprocess.Process], grace_s: float) -> None:
+    for child in children:
+        if child.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                child.send_signal(signal.SIGTERM)
+    for child in children:
+        try:
+            await asyncio.wait_for(child.wait(), grace_s)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                child.kill()
+            await child.wait()
+
+
+async def _ses_count(endpoint: str | None) -> int | None:
+    if not endpoint:
+        return None
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session,
+            session.get(f"{endpoint}/_aws/ses") as response,
+        ):
+            return len((await response.json()).get("messages", []))
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return None
+
+
+async def status_line(running: Running) -> str:
+    async with create_queue_client(running.settings) as queues:
+        parts = []
+        for entry in running.settings.queues.urls:
+            try:
+                url = await queues.resolve(entry)
+                depth = await queues.depth(url)
+                dead = (await queues.depth(await queues.dead_letter_url(url))).total
+                parts.append(f"{queue_name(url)} {depth.visible}+{depth.in_flight} dlq {dead}")
+            except Exception as exc:
+                parts.append(f"{queue_name(entry)} ? ({type(exc).__name__})")
+    states: dict[str, set[str]] = {}
+    for answer in (await node_status(running.admin_urls, timeout_s=1)).values():
+        for name, provider in answer.get("providers", {}).items():
+            states.setdefault(name, set()).add(provider["state"])
+    captured = {
+        "ses": await _ses_count(running.endpoint_url),
+        "smtp": len(running.smtp.messages),
+        "sendgrid": len(running.sendgrid.messages),
+    }
+    providers = []
+    for name in running.settings.providers.enabled():
+        state = "/".join(sorted(states.get(name, {"?"})))
+        count = captured.get(name)
+        providers.append(f"{name} {state} sent {'?' if count is None else count}")
+    return "queues: " + ", ".join(parts) + " | " + " | ".join(providers)
+
+
+def _local_settings(settings: Settings, endpoint: str | None, smtp: int, sendgrid: str) -> Settings:
+    data = settings.model_dump(mode="python")
+    data["aws"]["endpoint_url"] = endpoint
+    data["providers"]["smtp"].update(
+        enabled=True, host="127.0.0.1", port=smtp, use_tls=False, start_tls=False,
+        username=None, password=None,
+    )
+    data["providers"]["sendgrid"].update(enabled=True, base_url=sendgrid)
+    from pydantic import SecretStr
+
+    data["providers"]["sendgrid"]["api_key"] = SecretStr(STANDIN_API_KEY)
+    data["providers"]["ses"]["enabled"] = True
+    data["pipeline"]["admin_port"] = 0
+    return Settings.model_validate(data)
+
+
+async def run_up(settings: Settings, options: UpOptions, echo: Echo = print) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with AsyncExitStack() as stack:
+        workdir = Path(tempfile.mkdtemp(prefix="gomailpy-up-"))
+        endpoint = await _start_localstack(stack, settings, echo)
+        if stop.is_set():
+            return
+        env = dict(os.environ)
+        if _is_loopback(endpoint):
+            # The emulator takes any credentials; never send a real key to it.
+            env.update(AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local")
+            os.environ.update(AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local")
+        smtp = SmtpStandIn()
+        await smtp.start()
+        stack.push_async_callback(smtp.stop)
+        sendgrid = SendGridStandIn(api_key=STANDIN_API_KEY, controls={"smtp": smtp})
+        await sendgrid.start()
+        stack.push_async_callback(sendgrid.stop)
+        settings = _local_settings(settings, endpoint, smtp.port, sendgrid.base_url)
+
+        async with create_queue_client(settings) as queues:
+            for entry in settings.queues.urls:
+                await queues.ensure_queue(entry)
+        if _is_loopback(endpoint):
+            await _verify_ses_senders(settings)
+
+        api_port = settings.api.port if options.api_port is None else options.api_port
+        api_port = api_port or free_port()
+        config, secrets = _child_config(settings, workdir)
+        child_env = {**env, **secrets}
+        running = Running(
+            settings=settings,
+            api_url=f"http://127.0.0.1:{api_port}",
+            admin_urls=[],
+            standin_url=sendgrid.base_url,
+            endpoint_url=endpoint,
+            smtp=smtp,
+            sendgrid=sendgrid,
+        )
+        stack.push_async_callback(
+            _stop_children, running.children, settings.pipeline.shutdown_grace_s + 5
+        )
+        running.children.append(
+            await _spawn(
+                ["api", "--config", str(config)],
+                {**child_env, "GOMAILPY_API__PORT": str(api_port)},
+                workdir / "api.log",
+            )
+        )
+        for number in range(options.nodes):
+            port = free_port()
+            running.admin_urls.append(f"http://127.0.0.1:{port}")
+            running.children.append(
+                await _spawn(
+                    ["pipeline", "--config", str(config)],
+                    {**child_env, "GOMAILPY_PIPELINE__ADMIN_PORT": str(port)},
+                    workdir / f"pipeline-{number + 1}.log",
+                )
+            )
+        if not await _wait_http(running.api_url + "/healthz"):
+            raise SystemExit(f"gomail up: the API did not start; see {workdir / 'api.log'}")
+        for url in running.admin_urls:
+            await _wait_http(url + "/healthz")
+
+        echo(_banner(running, workdir, options))
+        if options.open_browser:
+            import webbrowser
+
+            webbrowser.open(running.api_url + "/")
+        await _report_until(stop, running, options, echo)
+        echo("\nstopping: pipeline nodes and API finish what they are doing...")
+    echo("stopped; nothing left running.")
+
+
+async def _report_until(
+    stop: asyncio.Event, running: Running, options: UpOptions, echo: Echo
+) -> None:
+    tty = sys.stdout.isatty()
+    started = asyncio.get_running_loop().time()
+    ticks = 0
+    while not stop.is_set():
+        if options.run_for_s is not None and (
+            asyncio.get_running_loop().time() - started >= options.run_for_s
+        ):
+            break
+        for child in running.children:
+            if child.returncode is not None:
+                echo(f"\na child process exited with code {child.returncode}; stopping")
+                return
+        line = await status_line(running)
+        if tty:
+            sys.stdout.write("\r\x1b[2K" + line)
+            sys.stdout.flush()
+        elif ticks % 5 == 0:
+            echo(line)
+        ticks += 1
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), options.status_interval_s)
+
+
+def _banner(running: Running, workdir: Path, options: UpOptions) -> str:
+    control = running.standin_url + "/_standin"
+    lines = [
+        "",
+        "gomailpy is up.",
+        f"  web form        {running.api_url}/",
+        f"  API             {running.api_url}/email/send",
+        f"  OpenAPI         {running.api_url}/openapi.json",
+        f"  API metrics     {running.api_url}/metrics",
+    ]
+    for i, url in enumerate(running.admin_urls, 1):
+        lines.append(f"  pipeline {i}      {url}/metrics  {url}/status")
+    lines += [
+        f"  SQS/SES/S3      {running.endpoint_url or 'AWS'}"
+        f"   (mail sent through SES: {running.endpoint_url}/_aws/ses)",
+        f"  captured mail   SMTP: {control}/smtp/messages   SendGrid: {control}/messages",
+        f"  logs            {workdir}",
+        "",
+        "Try it:",
+        f"  gomail send --api {running.api_url} --count 100",
+        "Make a provider fail, hang or recover, and watch the traffic move:",
+        f"  curl -X POST {control}/smtp/mode -d '{{\"mode\": \"fail\"}}'      # or hang, ok",
+        f"  curl -X POST {control}/mode -d '{{\"mode\": \"hang\"}}'           # SendGrid",
+        "Ctrl-C stops everything.",
+        "",
+    ]
+    return "\n".join(lines)
+
