@@ -1,0 +1,143 @@
+"""`gomail up` as a person runs it: a subprocess, an email over HTTP, the mail captured, Ctrl-C.
+
+Also the operator's view: /metrics of the API and of each pipeline node, scraped after traffic,
+moved by exactly the right amounts (each is its own process, so counters start at zero).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import aiohttp
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from gomailpy.localstack import free_port
+from tests.support import email_request
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+async def read_banner(process: asyncio.subprocess.Process) -> str:
+    assert process.stdout is not None
+    lines: list[str] = []
+    async with asyncio.timeout(240):  # LocalStack may be installed on first use
+        while True:
+            line = (await process.stdout.readline()).decode()
+            if not line:
+                raise AssertionError("gomail up exited early:\n" + "".join(lines))
+            lines.append(line)
+            if line.startswith("Ctrl-C stops everything"):
+                return "".join(lines)
+
+
+async def test_gomail_up_runs_the_whole_system(tmp_path: Path) -> None:
+    # The README's config, on ports of its own so the test never meets a running `make up`.
+    config = yaml.safe_load((ROOT / "config" / "gomailpy.yaml").read_text())
+    config["aws"]["endpoint_url"] = f"http://127.0.0.1:{free_port()}"
+    config["queues"]["wait_time_s"] = 1
+    config_path = tmp_path / "up.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gomailpy.cli", "up", "--config", str(config_path),
+        "--api-port", "0", "--no-open", "--nodes", "2",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        banner = await read_banner(process)
+        api = re.search(r"web form\s+(http://\S+)/", banner)
+        standin = re.search(r"captured mail\s+SMTP: (http://\S+)/_standin/smtp/messages", banner)
+        nodes = re.findall(r"pipeline \d\s+(http://\S+)/metrics", banner)
+        assert api and standin and len(nodes) == 2, banner
+        api_url, standin_url = api.group(1), standin.group(1)
+        ports = [int(url.rsplit(":", 1)[1]) for url in (api_url, standin_url, *nodes)]
+
+        async with aiohttp.ClientSession() as session:
+            async with session.get(api_url + "/") as page:
+                assert page.status == 200 and "<form" in await page.text()
+            ids = []
+            for n in range(6):
+                async with session.post(api_url + "/email/send", json=email_request(n)) as r:
+                    assert r.status == 200
+                    ids.append((await r.json())["messageId"])
+            async with session.post(api_url + "/email/send", json={"email": {}}) as r:
+                assert r.status == 422
+
+            # every email arrives at one of the providers: SMTP, SendGrid (stand-ins) or SES
+            async def captured() -> str:
+                texts = []
+                for path in ("/_standin/smtp/messages", "/_standin/messages"):
+                    async with session.get(standin_url + path) as answer:
+                        texts.append(await answer.text())
+                async with session.get(config["aws"]["endpoint_url"] + "/_aws/ses") as answer:
+                    texts.append(await answer.text())
+                return "".join(texts)
+
+            async with asyncio.timeout(60):
+                while True:
+                    seen = await captured()
+                    if all(i in seen for i in ids):
+                        break
+                    await asyncio.sleep(0.3)
+
+            async with session.get(api_url + "/metrics") as answer:
+                api_metrics = await answer.text()
+            node_metrics = []
+            for node in nodes:
+                async with session.get(node + "/metrics") as answer:
+                    node_metrics.append(await answer.text())
+
+        # the API counted exactly what it answered
+        assert metric(api_metrics, "gomailpy_http_requests_total", route="/email/send", status="200") == 6
+        assert metric(api_metrics, "gomailpy_http_requests_total", route="/email/send", status="422") == 1
+        assert metric(api_metrics, "gomailpy_emails_enqueued_total") == 6
+        assert metric(api_metrics, "gomailpy_enqueue_duration_seconds_count") == 6
+        # the nodes together received and sent exactly the six
+        received = sum(metric(t, "gomailpy_messages_received_total") for t in node_metrics)
+        accepted = sum(
+            metric(t, "gomailpy_provider_sends_total", outcome="accepted") for t in node_metrics
+        )
+        assert received >= 6 and accepted == 6
+        assert all("gomailpy_provider_healthy" in t for t in node_metrics)
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        async with asyncio.timeout(60):
+            rest = (await process.communicate())[0].decode()
+    assert process.returncode == 0, rest
+    assert "stopped; nothing left running." in rest
+    for port in ports:
+        assert not listening(port), f"port {port} still listening after Ctrl-C"
+    endpoint_port = int(config["aws"]["endpoint_url"].rsplit(":", 1)[1])
+    assert not listening(endpoint_port)  # LocalStack stopped too
+    # no child (API, pipeline nodes: they got the config written for them) is left
+    assert not [p for p in Path("/proc").glob("[0-9]*") if "gomailpy-up-" in cmdline(p)]
+
+
+def cmdline(proc: Path) -> str:
+    with contextlib.suppress(OSError):
+        return (proc / "cmdline").read_bytes().decode(errors="replace")
+    return ""
