@@ -1,14 +1,23 @@
 """One provider worker: send a list of emails concurrently, each bounded by a timeout.
 
 A provider classifies its own answers (gomailpy.providers.base); this layer adds what a provider
-cannot promise about itself: a hard time limit per call, so a hung provider becomes a TRANSIENT
-result long before the message's visibility timeout runs out, and a guard that turns any
-unexpected exception into a TRANSIENT result instead of losing the batch.
+cannot promise about itself:
+- a hard time limit per call, so a hung provider becomes a TRANSIENT result long before the
+  message's visibility timeout runs out;
+- at most `provider.max_concurrency` calls at once (its connection pool), with the time limit
+  starting only once a call has its slot: a send that waited in the pool's queue and timed out
+  mid-transaction may have been delivered, and retrying it sends it twice;
+- a start deadline: a send that could not start within `start_deadline_s` of the batch (half
+  the visibility timeout) is not started at all but released, so that no send is still running
+  when its message becomes visible to another node;
+- a guard that turns any unexpected exception into a TRANSIENT result instead of losing the
+  batch.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -22,18 +31,36 @@ log = logging.getLogger("gomailpy.pipeline")
 
 class Worker:
     def __init__(
-        self, provider: Provider, *, timeout_s: float, in_flight: asyncio.Semaphore
+        self,
+        provider: Provider,
+        *,
+        timeout_s: float,
+        in_flight: asyncio.Semaphore,
+        start_deadline_s: float | None = None,
     ) -> None:
         self.provider = provider
         self.name = provider.name
         self._timeout_s = timeout_s
         self._in_flight = in_flight  # shared by the node's workers: max_in_flight in all
+        concurrency = getattr(provider, "max_concurrency", None)
+        self._slots = asyncio.Semaphore(concurrency) if concurrency else None
+        self._start_deadline_s = start_deadline_s
 
     async def send_all(self, envelopes: Sequence[Envelope]) -> list[SendResult]:
-        return list(await asyncio.gather(*(self.send_one(e) for e in envelopes)))
+        deadline = (
+            time.monotonic() + self._start_deadline_s if self._start_deadline_s else None
+        )
+        return list(await asyncio.gather(*(self.send_one(e, deadline) for e in envelopes)))
 
-    async def send_one(self, envelope: Envelope) -> SendResult:
-        async with self._in_flight:
+    async def send_one(self, envelope: Envelope, deadline: float | None = None) -> SendResult:
+        async with self._in_flight, self._slots or contextlib.nullcontext():
+            if deadline is not None and time.monotonic() > deadline:
+                metrics.PROVIDER_SENDS.labels(self.name, "not_started").inc()
+                return SendResult(
+                    self.name,
+                    Outcome.THROTTLED,  # our own backlog, not the provider's fault
+                    reason="not started in time (provider busy); released for another try",
+                )
             started = time.perf_counter()
             try:
                 async with asyncio.timeout(self._timeout_s):

@@ -200,6 +200,9 @@ class SendGridProvider:
 
     def __init__(self, settings: SendGridSettings) -> None:
         self._settings = settings
+        # The dispatcher starts at most this many sends at once, so none waits for a
+        # connection inside its timeout.
+        self.max_concurrency = settings.max_connections
         self._url = settings.base_url.rstrip("/") + SEND_PATH
         api_key = settings.api_key.get_secret_value() if settings.api_key else ""
         self._session = aiohttp.ClientSession(

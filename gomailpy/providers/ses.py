@@ -116,6 +116,8 @@ class SesProvider:
     def __init__(self, settings: SesSettings, client: Any, stack: AsyncExitStack) -> None:
         # Built by `open`, which enters the client on `stack`.
         self._settings = settings
+        # One HTTP connection per call in flight: the dispatcher starts at most this many.
+        self.max_concurrency = int(client.meta.config.max_pool_connections or 10)
         self._client = client
         self._stack = stack
 

@@ -130,6 +130,9 @@ class SmtpProvider:
 
     def __init__(self, settings: SmtpSettings) -> None:
         self._settings = settings
+        # The dispatcher starts at most this many sends at once, so none waits for a
+        # connection inside its timeout.
+        self.max_concurrency = settings.max_connections
         self._slots = asyncio.Semaphore(settings.max_connections)
         # LIFO: the most recently used connection is the one least likely to have timed out.
         self._idle: asyncio.LifoQueue[aiosmtplib.SMTP] = asyncio.LifoQueue()

@@ -6,7 +6,7 @@
 
 Every scenario posts emails over HTTP, injects a fault, waits for the mail to arrive at the
 stand-ins and counts: acknowledged (200), delivered, lost (acknowledged, never delivered),
-duplicates, HTTP 5xx.
+duplicates, HTTP 500s.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ class Counts:
     delivered: int
     lost: int
     duplicates: int
-    http_5xx: int
+    http_500: int
     statuses: dict[int, int]
     per_provider: dict[str, int]
 
@@ -112,7 +112,7 @@ class Counts:
         providers = " ".join(f"{k}={v}" for k, v in sorted(self.per_provider.items()))
         return (
             f"[fault suite] {name}: acknowledged {self.acknowledged}, delivered {self.delivered},"
-            f" lost {self.lost}, duplicates {self.duplicates}, HTTP 5xx {self.http_5xx}"
+            f" lost {self.lost}, duplicates {self.duplicates}, HTTP 500 {self.http_500}"
             f" (statuses {dict(sorted(self.statuses.items()))}; {providers})"
         )
 
@@ -233,7 +233,7 @@ class System:
             delivered=len(acknowledged & set(delivered)),
             lost=len(acknowledged - set(delivered)),
             duplicates=sum(n - 1 for n in delivered.values() if n > 1),
-            http_5xx=sum(n for status, n in statuses.items() if status >= 500),
+            http_500=statuses.get(500, 0),
             statuses=dict(statuses),
             per_provider=per_provider,
         )
