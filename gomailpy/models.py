@@ -94,6 +94,7 @@ def normalize_address(value: str) -> str:
 
 def _check_address(value: Any) -> Any:
     if isinstance(value, str):
+        _no_line_breaks(value)  # before strip(), which would quietly remove a trailing CR/LF
         return normalize_address(value.strip())
     return value
 
@@ -149,7 +150,7 @@ class Attachment(BaseModel):
     @field_validator("content_type")
     @classmethod
     def _content_type_is_mime(cls, value: str) -> str:
-        if not _CONTENT_TYPE.match(value):
+        if not _CONTENT_TYPE.fullmatch(value):
             raise _fail("must be a MIME type such as application/pdf")
         return value.lower()
 
@@ -228,7 +229,7 @@ class EmailRequest(BaseModel):
         if len(value) > MAX_HEADERS:
             raise _fail(f"at most {MAX_HEADERS} headers")
         for name, header_value in value.items():
-            if not _HEADER_NAME.match(name):
+            if not _HEADER_NAME.fullmatch(name):
                 raise _fail(f"{name!r} is not a valid header name")
             if name.lower() not in ALLOWED_HEADERS and not name.lower().startswith("x-"):
                 allowed = ", ".join(sorted(ALLOWED_HEADERS))

@@ -20,6 +20,8 @@ A provider never raises for a refused or failed send: it classifies the outcome 
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
@@ -59,3 +61,12 @@ class Provider(Protocol):
     async def send(self, envelope: Envelope) -> SendResult: ...
 
     async def aclose(self) -> None: ...
+
+
+async def within(provider: str, timeout_s: float, send: Awaitable[SendResult]) -> SendResult:
+    """`send`, or a TRANSIENT result once `timeout_s` has passed: a hung server is an outage."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await send
+    except TimeoutError:
+        return SendResult(provider, Outcome.TRANSIENT, reason=f"timed out after {timeout_s:g}s")

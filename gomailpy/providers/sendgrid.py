@@ -26,7 +26,6 @@ it (no SMTPUTF8), but an SMTP relay may, so another provider should have it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from email.utils import parsedate_to_datetime
@@ -55,7 +54,7 @@ from sendgrid.helpers.mail import (
 from gomailpy.envelope import Envelope
 from gomailpy.mime import ascii_domain, message_id_header, needs_smtputf8
 from gomailpy.models import ALLOWED_HEADERS, Address, Email
-from gomailpy.providers.base import Outcome, SendResult
+from gomailpy.providers.base import Outcome, SendResult, within
 from gomailpy.settings import SendGridSettings
 
 log = logging.getLogger(__name__)
@@ -217,12 +216,7 @@ class SendGridProvider:
         await self._session.close()
 
     async def send(self, envelope: Envelope) -> SendResult:
-        timeout_s = self._settings.timeout_s
-        try:
-            async with asyncio.timeout(timeout_s):
-                return await self._send(envelope)
-        except TimeoutError:
-            return SendResult(NAME, Outcome.TRANSIENT, reason=f"timed out after {timeout_s:g}s")
+        return await within(NAME, self._settings.timeout_s, self._send(envelope))
 
     async def _send(self, envelope: Envelope) -> SendResult:
         if needs_smtputf8(envelope.email):

@@ -31,7 +31,6 @@ queue where an operator sees it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from contextlib import AsyncExitStack
 from typing import Any
@@ -47,7 +46,7 @@ from gomailpy.mime import (
     message_bytes,
     needs_smtputf8,
 )
-from gomailpy.providers.base import Outcome, SendResult
+from gomailpy.providers.base import Outcome, SendResult, within
 from gomailpy.settings import AwsSettings, SesSettings
 
 log = logging.getLogger(__name__)
@@ -143,12 +142,7 @@ class SesProvider:
         await self._stack.aclose()
 
     async def send(self, envelope: Envelope) -> SendResult:
-        timeout_s = self._settings.timeout_s
-        try:
-            async with asyncio.timeout(timeout_s):
-                return await self._send(envelope)
-        except TimeoutError:
-            return SendResult(NAME, Outcome.TRANSIENT, reason=f"timed out after {timeout_s:g}s")
+        return await within(NAME, self._settings.timeout_s, self._send(envelope))
 
     async def _send(self, envelope: Envelope) -> SendResult:
         email = envelope.email

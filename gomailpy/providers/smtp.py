@@ -58,7 +58,7 @@ from gomailpy.mime import (
     message_bytes,
     needs_smtputf8,
 )
-from gomailpy.providers.base import Outcome, SendResult
+from gomailpy.providers.base import Outcome, SendResult, within
 from gomailpy.settings import SmtpSettings
 
 log = logging.getLogger(__name__)
@@ -182,12 +182,7 @@ class SmtpProvider:
         return await self._connect(), False
 
     async def send(self, envelope: Envelope) -> SendResult:
-        timeout_s = self._settings.timeout_s
-        try:
-            async with asyncio.timeout(timeout_s):
-                return await self._send(envelope)
-        except TimeoutError:
-            return SendResult(NAME, Outcome.TRANSIENT, reason=f"timed out after {timeout_s:g}s")
+        return await within(NAME, self._settings.timeout_s, self._send(envelope))
 
     async def _send(self, envelope: Envelope) -> SendResult:
         async with self._slots:

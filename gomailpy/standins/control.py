@@ -12,6 +12,7 @@ stand-in at `/_standin/smtp`), so one HTTP port controls them all.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -28,6 +29,37 @@ class Controllable(Protocol):
     def messages_json(self) -> list[dict[str, Any]]: ...
 
     def clear(self) -> None: ...
+
+
+class Recorded(Protocol):
+    def to_json(self) -> dict[str, Any]: ...
+
+
+class FaultModes:
+    """What every stand-in shares: a fault `mode` out of `modes`, and what it `messages` got."""
+
+    modes: tuple[str, ...] = ("ok",)
+    messages: Sequence[Recorded]
+    _mode: str = "ok"
+
+    @property
+    def mode(self) -> str:
+        return self._mode
+
+    @mode.setter
+    def mode(self, mode: str) -> None:
+        self.set_mode(mode)
+
+    def set_mode(self, mode: str) -> None:
+        if mode not in self.modes:
+            raise ValueError(f"mode must be one of {self.modes}, not {mode!r}")
+        self._mode = mode
+
+    def messages_json(self) -> list[dict[str, Any]]:
+        return [m.to_json() for m in self.messages]
+
+    def clear(self) -> None:
+        self.messages = []
 
 
 def add_control_routes(app: web.Application, prefix: str, standin: Controllable) -> None:

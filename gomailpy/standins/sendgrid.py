@@ -28,11 +28,12 @@ from typing import Any, Self
 
 from aiohttp import web
 
-from gomailpy.standins.control import Controllable, add_control_routes
+from gomailpy.standins.control import Controllable, FaultModes, add_control_routes
 
 MODES = ("ok", "fail", "throttle", "hang")
 SEND_PATH = "/v3/mail/send"
 RETRY_AFTER_S = 1
+MAX_REQUEST_BYTES = 30 * 1024 * 1024  # SendGrid's limit on a whole message (aiohttp's: 1 MiB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +148,7 @@ def validate_payload(payload: Any) -> list[dict[str, Any]]:
     return errors
 
 
-class SendGridStandIn:
+class SendGridStandIn(FaultModes):
     """An aiohttp server on `host`; see the module docstring."""
 
     modes: tuple[str, ...] = MODES
@@ -175,27 +176,8 @@ class SendGridStandIn:
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    @property
-    def mode(self) -> str:
-        return self._mode
-
-    @mode.setter
-    def mode(self, mode: str) -> None:
-        self.set_mode(mode)
-
-    def set_mode(self, mode: str) -> None:
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
-        self._mode = mode
-
-    def messages_json(self) -> list[dict[str, Any]]:
-        return [m.to_json() for m in self.messages]
-
-    def clear(self) -> None:
-        self.messages.clear()
-
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(client_max_size=MAX_REQUEST_BYTES)
         app.router.add_post(SEND_PATH, self._send)
         add_control_routes(app, "/_standin", self)
         for name, standin in self._controls.items():

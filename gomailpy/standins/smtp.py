@@ -31,6 +31,8 @@ from typing import Any, Self
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from gomailpy.standins.control import FaultModes
+
 MODES = ("ok", "fail", "reject", "relay-denied", "hang")
 _HOSTNAME = "standin.localhost"  # fixed: aiosmtpd would otherwise resolve the FQDN per connection
 
@@ -122,7 +124,7 @@ class _CountingSMTP(SMTP):
             self.transport.close()
 
 
-class SmtpStandIn:
+class SmtpStandIn(FaultModes):
     """An in-loop SMTP server on `host`; see the module docstring."""
 
     modes: tuple[str, ...] = MODES
@@ -137,25 +139,6 @@ class SmtpStandIn:
         self.set_mode(mode)
         self._server: asyncio.Server | None = None
         self._live: set[_CountingSMTP] = set()
-
-    @property
-    def mode(self) -> str:
-        return self._mode
-
-    @mode.setter
-    def mode(self, mode: str) -> None:
-        self.set_mode(mode)
-
-    def set_mode(self, mode: str) -> None:
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
-        self._mode = mode
-
-    def messages_json(self) -> list[dict[str, Any]]:
-        return [m.to_json() for m in self.messages]
-
-    def clear(self) -> None:
-        self.messages.clear()
 
     async def start(self) -> None:
         if self._server is not None:
