@@ -10,15 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from api.auth import document_security
+from api.delivery import delivery_resources
 from api.gateway import QueueGateway
 from api.keys import GATEWAY, OPENAPI, SETTINGS
-from api.middleware import cors_middleware, error_middleware, metrics_middleware
+from api.middleware import (
+    cors_middleware,
+    error_middleware,
+    front_door_middleware,
+    metrics_middleware,
+)
 from api.openapi import build_openapi
 from api.queue_choice import make_chooser
+from api.ratelimit import Clock
 from api.routes import add_api_routes
 from api.server import serve
 from api.webclient import add_webclient_routes, load_webclient
@@ -31,21 +40,28 @@ from gomailpy.settings import Settings
 SEND_ATTEMPTS = 2
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, *, clock: Clock = time.monotonic) -> web.Application:
+    """The app for `settings`; `clock` drives the rate limits (tests pass one they step)."""
     app = web.Application(
         client_max_size=settings.api.max_body_size_bytes,
         middlewares=[
             cors_middleware(settings.api.cors_origins),
             metrics_middleware,
             error_middleware,
+            front_door_middleware(settings.api, clock),
         ],
     )
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_queue_gateway)
+    app.cleanup_ctx.append(delivery_resources)  # status store and claim check, when configured
     add_api_routes(app)
     webclient = load_webclient() if settings.api.serve_webclient else {}
     add_webclient_routes(app, webclient)
-    app[OPENAPI] = build_openapi(webclient_paths=list(webclient))
+    app[OPENAPI] = document_security(
+        build_openapi(webclient_paths=list(webclient)),
+        keys=bool(settings.api.api_key_hashes),
+        limited=settings.api.rate_limit_per_address > 0 or settings.api.rate_limit_per_key > 0,
+    )
     return app
 
 

@@ -1,10 +1,14 @@
-"""Middleware, outermost first: CORS, metrics, JSON errors.
+"""Middleware, outermost first: CORS, metrics, JSON errors, the front door.
 
 - CORS answers for the configured origins only, on every answer including errors, so a page
   served elsewhere can read a 422 or 503 body and show it.
 - Metrics count every answer by route pattern (never the raw path: unbounded label values).
 - Errors: every 4xx/5xx leaves as `{"errors": {"base": ...}}`; an unexpected exception becomes
   a JSON 500 without a traceback (logged here, with it). There should be none.
+- The front door, on the email routes only (api.auth.is_guarded): the per-address rate limit,
+  then the API key, then the per-key limit, all before the body is read. Innermost, so its 401s
+  and 429s are counted and carry CORS headers like any answer. Failed key attempts use up the
+  address's tokens, which slows guessing.
 """
 
 from __future__ import annotations
@@ -17,13 +21,17 @@ from collections.abc import Iterable, MutableMapping
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from api.auth import API_KEY_ID, KeyRing, is_guarded, unauthorized
+from api.ratelimit import Clock, TokenBuckets, client_address, too_many_requests
 from api.responses import error_response
 from gomailpy.metrics import HTTP_REQUEST_SECONDS, HTTP_REQUESTS
+from gomailpy.settings import ApiSettings
 
 logger = logging.getLogger(__name__)
 
 CORS_METHODS = "GET, POST, OPTIONS"
-CORS_HEADERS = "Content-Type, Accept"
+CORS_HEADERS = "Content-Type, Accept, Authorization, X-Api-Key, Idempotency-Key"
+CORS_EXPOSE_HEADERS = "Retry-After, WWW-Authenticate"  # a page may read them on a 429 or 401
 CORS_MAX_AGE_S = "600"
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -69,6 +77,7 @@ def _allow(headers: MutableMapping[str, str], origin: str, allowed: bool) -> Non
     headers["Vary"] = "Origin"  # answers differ by origin: caches must not mix them
     if allowed:
         headers["Access-Control-Allow-Origin"] = origin
+        headers["Access-Control-Expose-Headers"] = CORS_EXPOSE_HEADERS
 
 
 def route_label(request: web.Request) -> str:
@@ -117,3 +126,51 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         logger.exception("unexpected error answering %s %s", request.method, request.path)
         return error_response(500, "Internal server error")
+
+
+def front_door_middleware(api: ApiSettings, clock: Clock = time.monotonic) -> Middleware:
+    """API keys and rate limits as configured in `api` (each off when not configured)."""
+    keys = KeyRing(api.api_key_hashes)
+    per_address = (
+        TokenBuckets(
+            api.rate_limit_per_address,
+            api.rate_limit_per_address_burst,
+            max_buckets=api.rate_limit_max_buckets,
+            clock=clock,
+        )
+        if api.rate_limit_per_address > 0
+        else None
+    )
+    per_key = (
+        TokenBuckets(
+            api.rate_limit_per_key,
+            api.rate_limit_per_key_burst,
+            max_buckets=api.rate_limit_max_buckets,
+            clock=clock,
+        )
+        if api.rate_limit_per_key > 0 and keys.required
+        else None
+    )
+    if api.rate_limit_per_key > 0 and not keys.required:
+        logger.warning("api.rate_limit_per_key is set but no API key is: it limits nothing")
+
+    @web.middleware
+    async def front_door(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not is_guarded(request):
+            return await handler(request)
+        if per_address is not None:
+            wait = per_address.take(client_address(request, api.client_address_header))
+            if wait:
+                return too_many_requests("from this address", per_address, wait)
+        if keys.required:
+            check = keys.check(request.headers)
+            if check.key_id is None:
+                return unauthorized(check.problem or "")
+            request[API_KEY_ID] = check.key_id
+            if per_key is not None:
+                wait = per_key.take(check.key_id)
+                if wait:
+                    return too_many_requests("for this API key", per_key, wait)
+        return await handler(request)
+
+    return front_door

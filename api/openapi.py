@@ -70,6 +70,51 @@ READINESS_SCHEMA = {
 }
 
 
+STATES = ["queued", "sending", "sent", "retrying", "failed"]
+STATUS_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "messageId": {"type": "string"},
+        "state": {"type": "string", "enum": STATES},
+        "createdAt": {"type": "string", "format": "date-time"},
+        "updatedAt": {"type": "string", "format": "date-time"},
+        "provider": {"type": ["string", "null"], "description": "Set once sent"},
+        "providerMessageId": {"type": ["string", "null"], "description": "Set once sent"},
+        "attempt": {"type": "integer", "description": "Deliveries from the queue so far"},
+        "reason": {"type": ["string", "null"], "description": "Why the last try failed"},
+        "timeline": {
+            "type": "array",
+            "description": "Every state the email went through, oldest first",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "state": {"type": "string", "enum": STATES},
+                    "at": {"type": "string", "format": "date-time"},
+                    "attempt": {"type": "integer"},
+                    "reason": {"type": "string"},
+                    "provider": {"type": "string"},
+                    "providerMessageId": {"type": "string"},
+                },
+                "required": ["state", "at"],
+            },
+        },
+    },
+    "required": ["messageId", "state", "createdAt", "updatedAt", "timeline"],
+}
+IDEMPOTENCY_PARAMETER = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": (
+        "Makes retries safe: the same key with the same body within the window"
+        " (status.idempotency_window_s) answers the first request's messageId again and queues"
+        " nothing new (the answer carries `Idempotent-Replayed: true`); the same key with a"
+        " different body is refused with 422. Needs the status store (else 501)."
+    ),
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
+}
+
+
 def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
@@ -84,6 +129,7 @@ def build_openapi(*, webclient_paths: Sequence[str] = ()) -> dict[str, Any]:
             "post": {
                 "operationId": "sendEmail",
                 "summary": "Validate an email and queue it for delivery",
+                "parameters": [IDEMPOTENCY_PARAMETER],
                 "requestBody": {
                     "required": True,
                     "content": {
@@ -100,10 +146,17 @@ def build_openapi(*, webclient_paths: Sequence[str] = ()) -> dict[str, Any]:
                         },
                     ),
                     "400": _errors(
-                        'The body is too large, not JSON, or not of the form {"email": {...}}'
-                        " (errors.base says which)"
+                        'The body is too large, not JSON, or not of the form {"email": {...}},'
+                        " or the Idempotency-Key is malformed (errors.base says which)"
                     ),
-                    "422": _errors("Invalid fields: one message per request field"),
+                    "409": _errors(
+                        "A request with the same Idempotency-Key is still being processed"
+                    ),
+                    "422": _errors(
+                        "Invalid fields: one message per request field; or (errors.base) the"
+                        " Idempotency-Key was already used with a different body"
+                    ),
+                    "501": _errors("Idempotency-Key sent, but the status store is off"),
                     "503": _errors(
                         "No queue accepted the email: errors.base is"
                         ' "Service unavailable"; nothing was queued'
@@ -118,6 +171,27 @@ def build_openapi(*, webclient_paths: Sequence[str] = ()) -> dict[str, Any]:
                     "403": _errors("The origin is not allowed"),
                 },
             },
+        },
+        "/email/{messageId}": {
+            "get": {
+                "operationId": "emailStatus",
+                "summary": "Delivery status of an email, with its timeline",
+                "parameters": [
+                    {
+                        "name": "messageId",
+                        "in": "path",
+                        "required": True,
+                        "description": "The messageId POST /email/send answered",
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {
+                    "200": _json("The status record", {"$ref": REF.format(model="EmailStatus")}),
+                    "404": _errors("No such email, or its record expired (status.ttl_s)"),
+                    "501": _errors("Delivery status is off on this server (status.backend)"),
+                    "503": _errors("The status store is unreachable"),
+                },
+            }
         },
         "/healthz": {
             "get": {
@@ -172,5 +246,11 @@ def build_openapi(*, webclient_paths: Sequence[str] = ()) -> dict[str, Any]:
             "description": "Queues emails over SQS for delivery by the gomailpy pipeline.",
         },
         "paths": paths,
-        "components": {"schemas": {**_email_schemas(), "Errors": ERRORS_SCHEMA}},
+        "components": {
+            "schemas": {
+                **_email_schemas(),
+                "Errors": ERRORS_SCHEMA,
+                "EmailStatus": STATUS_SCHEMA,
+            }
+        },
     }

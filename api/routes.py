@@ -1,7 +1,9 @@
-"""The API's handlers: POST /email/send and the operational endpoints."""
+"""The API's handlers: POST /email/send, GET /email/{messageId} and the operational endpoints."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import time
 
@@ -9,25 +11,40 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.body import BadBody, read_json
+from api.delivery import (
+    CLAIM_CHECK,
+    IDEMPOTENCY_HEADER,
+    IDEMPOTENCY_OFF,
+    KEY_IN_PROGRESS,
+    KEY_REUSED,
+    STATUS,
+    check_idempotency_key,
+    get_email_status,
+    request_hash,
+)
 from api.gateway import NoQueueAvailable
 from api.keys import GATEWAY, OPENAPI, SETTINGS
 from api.responses import SERVICE_UNAVAILABLE, error_response
+from gomailpy.claim_check import ClaimCheckError, ReferenceEnvelope
 from gomailpy.envelope import Envelope
 from gomailpy.errors import InvalidEmailError, MalformedRequestError
 from gomailpy.metrics import ENQUEUE_SECONDS
 from gomailpy.models import parse_send_request
+from gomailpy.status_store import StatusStore, StatusStoreError
 
 logger = logging.getLogger(__name__)
 
 # SQS refuses a message body over 256 KiB. Checked before sending, so an email that cannot fit
-# is answered 400 (the client must shrink it), not 503 after every queue has refused it.
+# is answered 400 (the client must shrink it), not 503 after every queue has refused it, unless
+# a claim check is configured: then it goes to S3 and the queue carries a reference.
 SQS_MAX_MESSAGE_BYTES = 262_144
 
 
 async def send_email(request: web.Request) -> web.Response:
     limit = request.app[SETTINGS].api.max_body_size_bytes
     try:
-        email = parse_send_request(await read_json(request, limit))
+        data = await read_json(request, limit)
+        email = parse_send_request(data)
     except BadBody as exc:
         return error_response(400, exc.message)
     except MalformedRequestError as exc:
@@ -37,22 +54,117 @@ async def send_email(request: web.Request) -> web.Response:
 
     started = time.perf_counter()
     envelope = Envelope.wrap(email)
+    store = request.app.get(STATUS)
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is not None:
+        problem = check_idempotency_key(key)
+        if problem is not None:
+            return error_response(400, problem)
+        if store is None:
+            return error_response(501, IDEMPOTENCY_OFF)
+        answer = await _reserve(store, key, request_hash(data), envelope.id)
+        if answer is not None:
+            return answer
+    try:
+        response = await _enqueue(request, envelope)
+    except BaseException:
+        if key is not None and store is not None:
+            await _release(store, key)
+        raise
+    if response.status != 200:
+        if key is not None and store is not None:
+            await _release(store, key)
+        return response
+    ENQUEUE_SECONDS.observe(time.perf_counter() - started)
+    if store is not None:
+        await _after_queued(store, envelope, key, response)
+    return response
+
+
+async def _enqueue(request: web.Request, envelope: Envelope) -> web.Response:
+    """Put the envelope (or, when too large, its claim-check reference) on a queue."""
     body = envelope.encode()
     size = len(body.encode("utf-8"))
-    if size > SQS_MAX_MESSAGE_BYTES:
-        return error_response(
-            400,
-            f"The email is too large to queue: {size} bytes once wrapped,"
-            f" the limit is {SQS_MAX_MESSAGE_BYTES} bytes",
-        )
+    claim_check = request.app.get(CLAIM_CHECK)
+    limit = claim_check.threshold_bytes if claim_check is not None else SQS_MAX_MESSAGE_BYTES
+    reference: ReferenceEnvelope | None = None
+    if size > limit:
+        if claim_check is None:
+            return error_response(
+                400,
+                f"The email is too large to queue: {size} bytes once wrapped,"
+                f" the limit is {SQS_MAX_MESSAGE_BYTES} bytes",
+            )
+        try:
+            reference = await claim_check.store(envelope, body)
+        except ClaimCheckError as exc:
+            logger.error(
+                "could not store a large email: %s", exc, extra={"message_id": envelope.id}
+            )
+            return error_response(503, SERVICE_UNAVAILABLE)
+        body = reference.encode()
     try:
         queue = await request.app[GATEWAY].enqueue(body)
     except NoQueueAvailable as exc:
         logger.error("no queue accepted an email: %s", exc, extra={"message_id": envelope.id})
+        if reference is not None and claim_check is not None:
+            try:
+                await claim_check.delete(reference)
+            except ClaimCheckError as problem:
+                logger.warning("could not delete %s: %s", reference.ref.key, problem)
         return error_response(503, SERVICE_UNAVAILABLE)
-    ENQUEUE_SECONDS.observe(time.perf_counter() - started)
-    logger.info("email queued", extra={"message_id": envelope.id, "queue": queue})
+    logger.info(
+        "email queued",
+        extra={"message_id": envelope.id, "queue": queue, "claim_check": reference is not None},
+    )
     return web.json_response({"messageId": envelope.id})
+
+
+async def _reserve(
+    store: StatusStore, key: str, body_hash: str, message_id: str
+) -> web.Response | None:
+    """Reserve the Idempotency-Key for this request (None: go on), or the answer to give now."""
+    try:
+        held = await store.reserve_key(key, body_hash, message_id)
+        if held is None:
+            return None
+        if held.body_hash != body_hash:
+            return error_response(422, KEY_REUSED)
+        answer = held.response
+        if answer is None and await store.get(held.message_id) is not None:
+            # The first request queued its email but could not record its answer.
+            answer = json.dumps({"messageId": held.message_id})
+    except StatusStoreError as exc:
+        logger.error("idempotency key lookup failed: %s", exc)
+        return error_response(503, SERVICE_UNAVAILABLE)
+    if answer is None:
+        return error_response(409, KEY_IN_PROGRESS)
+    return web.Response(
+        text=answer, content_type="application/json", headers={"Idempotent-Replayed": "true"}
+    )
+
+
+async def _release(store: StatusStore, key: str) -> None:
+    try:
+        await store.release_key(key)
+    except StatusStoreError as exc:
+        logger.warning("could not release idempotency key: %s", exc)
+
+
+async def _after_queued(
+    store: StatusStore, envelope: Envelope, key: str | None, response: web.Response
+) -> None:
+    """Record `queued`, and the answer under the Idempotency-Key. The email is queued whatever
+    happens here: a failure is logged, and the client still gets its messageId."""
+    assert isinstance(response.body, bytes)
+    writes = [store.record_queued(envelope.id, at=envelope.created_at.timestamp())]
+    if key is not None:
+        writes.append(store.complete_key(key, response.body.decode("utf-8")))
+    for result in await asyncio.gather(*writes, return_exceptions=True):
+        if isinstance(result, StatusStoreError):
+            logger.warning("status not recorded: %s", result, extra={"message_id": envelope.id})
+        elif isinstance(result, BaseException):
+            raise result
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -84,6 +196,10 @@ async def openapi(request: web.Request) -> web.Response:
 
 def add_api_routes(app: web.Application) -> None:
     app.router.add_post("/email/send", send_email, name="send")
+    # Any id but "send", so that GET /email/send stays a 405 (Allow: POST), not an unknown id.
+    app.router.add_get(
+        "/email/{messageId:(?!send$)[^/]+}", get_email_status, name="status", allow_head=False
+    )
     app.router.add_get("/healthz", healthz, name="healthz", allow_head=False)
     app.router.add_get("/readyz", readyz, name="readyz", allow_head=False)
     app.router.add_get("/metrics", metrics, name="metrics", allow_head=False)

@@ -54,17 +54,23 @@ def cli() -> None:
 @cli.command()
 @config_option
 def init(config_path: Path | None) -> None:
-    """Create the configured queues, each with a dead-letter queue (safe to run twice)."""
+    """Create the configured queues, each with a dead-letter queue (safe to run twice), the
+    status table (status.backend dynamodb) and the claim-check bucket (claim_check.bucket)."""
     from gomailpy.queue import create_queue_client
+    from gomailpy.resources import ensure_resources
 
     settings = _load(config_path)
 
     async def create() -> list[str]:
         async with create_queue_client(settings) as queues:
-            return [await queues.ensure_queue(entry) for entry in settings.queues.urls]
+            urls = [await queues.ensure_queue(entry) for entry in settings.queues.urls]
+        return urls + await ensure_resources(settings)
 
-    for url in _run(create()):
-        click.echo(f"ready: {url} (dead-letter queue: {url}{settings.queues.dlq_suffix})")
+    for ready in _run(create()):
+        if ready.startswith(("table ", "bucket ")):
+            click.echo(f"ready: {ready}")
+        else:
+            click.echo(f"ready: {ready} (dead-letter queue: {ready}{settings.queues.dlq_suffix})")
 
 
 @cli.command("check-config")
@@ -112,6 +118,9 @@ def api(config_path: Path | None) -> None:
 @click.option("--body", default="Sent with `gomail send`.", show_default=True)
 @click.option("--count", "-n", default=1, show_default=True, type=click.IntRange(min=1))
 @click.option("--concurrency", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--api-key", envvar="GOMAILPY_API_KEY", default=None, help="When the API requires keys."
+)
 def send(
     api_url: str,
     from_email: str,
@@ -120,6 +129,7 @@ def send(
     body: str,
     count: int,
     concurrency: int,
+    api_key: str | None,
 ) -> None:
     """Send one email (or --count N, with a progress bar) to a running API."""
     from gomailpy.loadgen import post_emails
@@ -136,11 +146,17 @@ def send(
         for i in range(count)
     ]
     if count == 1:
-        tally = asyncio.run(post_emails(api_url, bodies))
+        tally = asyncio.run(post_emails(api_url, bodies, api_key=api_key))
     else:
         with click.progressbar(length=count, label=f"sending {count} emails") as bar:
             tally = asyncio.run(
-                post_emails(api_url, bodies, concurrency=concurrency, on_done=lambda: bar.update(1))
+                post_emails(
+                    api_url,
+                    bodies,
+                    concurrency=concurrency,
+                    on_done=lambda: bar.update(1),
+                    api_key=api_key,
+                )
             )
     if count == 1 and tally.message_ids:
         click.echo(f"queued: messageId {tally.message_ids[0]}")
@@ -179,6 +195,21 @@ def status(config_path: Path | None, nodes: tuple[str, ...]) -> None:
         return format_status(rows, await node_status(admin_urls))
 
     click.echo(_run(gather()))
+
+
+@cli.command("hash-key")
+@click.option("--new", "make_new", is_flag=True, help="Make a random key; print it and its hash.")
+def hash_key(make_new: bool) -> None:
+    """Print the SHA-256 hash of an API key for api.api_key_hashes (the key is read from stdin)."""
+    from api.auth import hash_key_command
+
+    if make_new:
+        click.echo(hash_key_command(None))
+        return
+    key = click.prompt("API key", hide_input=True) if sys.stdin.isatty() else sys.stdin.read()
+    if not key.strip():
+        raise click.UsageError("no key given (use --new to make one)")
+    click.echo(hash_key_command(key))
 
 
 @cli.group()

@@ -25,6 +25,7 @@ async def post_emails(
     concurrency: int = 16,
     timeout_s: float = 30.0,
     on_done: Callable[[], None] = lambda: None,
+    api_key: str | None = None,
 ) -> SendTally:
     tally = SendTally()
     endpoint = api_url.rstrip("/") + "/email/send"
@@ -51,6 +52,9 @@ async def post_emails(
 
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    async with aiohttp.ClientSession(
+        timeout=timeout, connector=connector, headers=headers
+    ) as session:
         await asyncio.gather(*(worker(session) for _ in range(min(concurrency, len(bodies)))))
     return tally

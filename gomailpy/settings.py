@@ -15,12 +15,21 @@ environment variable) and the dotted key, e.g.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gomailpy.errors import ConfigError
 
@@ -29,6 +38,7 @@ ENV_NESTING = "__"
 
 PositiveSeconds = Annotated[float, Field(gt=0)]
 Port = Annotated[int, Field(ge=0, le=65535)]
+_SHA256_HEX = re.compile("[0-9a-f]{64}")
 
 
 class _Section(BaseModel):
@@ -65,8 +75,49 @@ class ApiSettings(_Section):
     cors_origins: list[str] = []
     queue_choice: Literal["least-depth", "round-robin"] = "least-depth"
     depth_refresh_s: PositiveSeconds = 2.0
+    # Requests arriving together for the same queue share one SendMessageBatch (api.batcher):
+    # a batch leaves after at most `batch_linger_ms` or once it holds `batch_max_entries`.
+    # 0 ms (or 1 entry) turns batching off: one call per request.
+    batch_linger_ms: Annotated[float, Field(ge=0, le=1000)] = 2.0
+    batch_max_entries: Annotated[int, Field(ge=1, le=10)] = 10
     serve_webclient: bool = True
     shutdown_grace_s: PositiveSeconds = 10.0
+    # The front door (api.auth, api.ratelimit). API keys are stored as SHA-256 hashes (64 hex
+    # digits, `gomail hash-key`), never in plain: a hash is no secret, so it may sit in YAML.
+    # Empty: no key is required. Environment: GOMAILPY_API__API_KEY_HASHES='[hash1, hash2]'
+    # (or the hashes separated by commas).
+    api_key_hashes: list[str] = []
+    # Token buckets, in requests per second with a burst; 0 turns a limit off. Per API node.
+    rate_limit_per_key: Annotated[float, Field(ge=0)] = 0.0
+    rate_limit_per_key_burst: Annotated[int, Field(ge=1)] = 50
+    rate_limit_per_address: Annotated[float, Field(ge=0)] = 0.0
+    rate_limit_per_address_burst: Annotated[int, Field(ge=1)] = 50
+    rate_limit_max_buckets: Annotated[int, Field(ge=1)] = 100_000  # per limit; LRU beyond
+    # A header a reverse proxy sets to the client's address (e.g. X-Forwarded-For; its last
+    # entry is used). None: the TCP peer. Set it only when clients can reach the API through
+    # that proxy alone, or they choose their own address.
+    client_address_header: str | None = None
+
+    @field_validator("api_key_hashes", mode="before")
+    @classmethod
+    def _hashes_from_text(cls, value: Any) -> Any:
+        if isinstance(value, str):  # from the environment: "hash1, hash2" or "hash1 hash2"
+            return [part for part in value.replace(",", " ").split() if part]
+        return value
+
+    @field_validator("api_key_hashes")
+    @classmethod
+    def _hashes_are_sha256(cls, value: list[str]) -> list[str]:
+        hashes = []
+        for number, item in enumerate(value):
+            digest = item.strip().lower()
+            if not _SHA256_HEX.fullmatch(digest):
+                raise ValueError(
+                    f"item {number}: must be the SHA-256 hash of an API key (64 hex digits),"
+                    " never the key itself; make one with `gomail hash-key`"
+                )
+            hashes.append(digest)
+        return hashes
 
 
 class PipelineSettings(_Section):
@@ -137,6 +188,41 @@ class ProvidersSettings(_Section):
         }
 
 
+class StatusSettings(_Section):
+    """Delivery status and idempotency keys (GET /email/{id}, Idempotency-Key).
+
+    `none`: off (GET /email/{id} answers 501, Idempotency-Key is refused); `memory`: one process
+    only (API and pipeline in the same process, tests); `dynamodb`: shared by every API and
+    pipeline node, through aiobotocore (`gomail init` creates the table with TTL on `expires_at`).
+    """
+
+    backend: Literal["none", "memory", "dynamodb"] = "none"
+    table: Annotated[str, Field(min_length=3, max_length=255)] = "gomailpy-status"
+    ttl_s: Annotated[int, Field(ge=60)] = 7 * 24 * 3600  # records expire this long after a write
+    idempotency_window_s: Annotated[int, Field(ge=1)] = 24 * 3600
+    region: str | None = None  # None: aws.region
+    endpoint_url: str | None = None  # None: aws.endpoint_url (LocalStack cannot serve DynamoDB
+    # offline: point this at moto's server locally)
+
+    @property
+    def enabled(self) -> bool:
+        return self.backend != "none"
+
+
+class ClaimCheckSettings(_Section):
+    """Emails too large for a queue message: stored in S3, the queue carries a reference."""
+
+    bucket: str | None = None  # None: off; an email over the SQS limit is answered 400
+    threshold_bytes: Annotated[int, Field(ge=1024, le=1048576)] = 262144  # SQS's classic limit
+    prefix: str = "emails/"
+    region: str | None = None  # None: aws.region
+    endpoint_url: str | None = None  # None: aws.endpoint_url
+
+    @property
+    def enabled(self) -> bool:
+        return self.bucket is not None
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -150,6 +236,8 @@ class Settings(_Section):
     api: ApiSettings = ApiSettings()
     pipeline: PipelineSettings = PipelineSettings()
     providers: ProvidersSettings = ProvidersSettings()
+    status: StatusSettings = StatusSettings()
+    claim_check: ClaimCheckSettings = ClaimCheckSettings()
     logging: LoggingSettings = LoggingSettings()
 
     @model_validator(mode="after")

@@ -1,7 +1,11 @@
 """`gomail up`: the whole system on this machine, in one process tree, on loopback.
 
     LocalStack (SQS + SES + S3)   started here unless the config points at AWS or a running server
-    queues + dead-letter queues   created (gomail init)
+    queues + dead-letter queues   created (gomail init), with the claim-check bucket on S3
+    delivery status (DynamoDB)    off unless status.backend is dynamodb: then moto's server as
+                                  a child process (moto is in the dev extras) when no
+                                  endpoint_url is set; a memory store cannot be shared by the
+                                  API and pipeline processes, so `memory` means off here
     SMTP and SendGrid stand-ins   served by this process; their control API flips faults
     API + web form                a `gomail api` child process
     pipeline nodes                `pipeline` child processes (--nodes N)
@@ -33,6 +37,7 @@ import yaml
 from gomailpy.aws import open_aws_client
 from gomailpy.localstack import LocalStack, free_port, health
 from gomailpy.queue import create_queue_client, queue_name
+from gomailpy.resources import ensure_resources
 from gomailpy.settings import SECRET_PATHS, Settings, env_var_for
 from gomailpy.standins import SendGridStandIn, SmtpStandIn
 from gomailpy.status import node_status
@@ -88,9 +93,7 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-async def _start_localstack(
-    stack: AsyncExitStack, settings: Settings, echo: Echo
-) -> str | None:
+async def _start_localstack(stack: AsyncExitStack, settings: Settings, echo: Echo) -> str | None:
     """The SQS endpoint to use, starting LocalStack when the config asks for a local one."""
     endpoint = settings.aws.endpoint_url
     if endpoint is not None and not _is_loopback(endpoint):
@@ -233,8 +236,13 @@ def _local_settings(settings: Settings, endpoint: str | None, smtp: int, sendgri
     data = settings.model_dump(mode="python")
     data["aws"]["endpoint_url"] = endpoint
     data["providers"]["smtp"].update(
-        enabled=True, host="127.0.0.1", port=smtp, use_tls=False, start_tls=False,
-        username=None, password=None,
+        enabled=True,
+        host="127.0.0.1",
+        port=smtp,
+        use_tls=False,
+        start_tls=False,
+        username=None,
+        password=None,
     )
     data["providers"]["sendgrid"].update(enabled=True, base_url=sendgrid)
     from pydantic import SecretStr
@@ -242,6 +250,62 @@ def _local_settings(settings: Settings, endpoint: str | None, smtp: int, sendgri
     data["providers"]["sendgrid"]["api_key"] = SecretStr(STANDIN_API_KEY)
     data["providers"]["ses"]["enabled"] = True
     data["pipeline"]["admin_port"] = 0
+    return Settings.model_validate(data)
+
+
+async def _status_store(
+    stack: AsyncExitStack, settings: Settings, endpoint: str | None, workdir: Path, echo: Echo
+) -> Settings:
+    """Settings whose status store every child process can share."""
+    status = settings.status
+    data = settings.model_dump(mode="python")
+    if status.backend != "dynamodb":
+        # A memory store would not be shared by the API and pipeline processes.
+        echo(
+            "delivery status: off (GET /email/{id} answers 501); set status.backend: dynamodb"
+            " to have it (on moto's server, started here, when no endpoint_url is set)"
+        )
+        data["status"]["backend"] = "none"
+        return Settings.model_validate(data)
+    if status.endpoint_url or not _is_loopback(endpoint):
+        echo(f"delivery status: DynamoDB table {status.table} as configured")
+        return settings
+    import importlib.util
+
+    if importlib.util.find_spec("moto") is None:
+        echo(
+            "delivery status: off (GET /email/{id} answers 501). LocalStack cannot serve"
+            " DynamoDB offline and a memory store is not shared by the API and pipeline"
+            " processes; install moto[server] (the dev extras) to have it"
+        )
+        data["status"]["backend"] = "none"
+        return Settings.model_validate(data)
+    # moto's server as a child process of its own (like the API and the nodes), so that it
+    # never competes with this process's event loop or writes to its terminal.
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = (workdir / "moto.log").open("ab")
+    try:
+        moto = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "moto.server",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+    finally:
+        log.close()
+    stack.push_async_callback(_stop_children, [moto], 5.0)
+    if not await _wait_http(url + "/moto-api/"):
+        raise SystemExit(f"gomail up: moto's server did not start; see {workdir / 'moto.log'}")
+    echo(f"delivery status: DynamoDB on moto's server at {url}")
+    data["status"].update(backend="dynamodb", endpoint_url=url)
     return Settings.model_validate(data)
 
 
@@ -267,10 +331,12 @@ async def run_up(settings: Settings, options: UpOptions, echo: Echo = print) -> 
         await sendgrid.start()
         stack.push_async_callback(sendgrid.stop)
         settings = _local_settings(settings, endpoint, smtp.port, sendgrid.base_url)
+        settings = await _status_store(stack, settings, endpoint, workdir, echo)
 
         async with create_queue_client(settings) as queues:
             for entry in settings.queues.urls:
                 await queues.ensure_queue(entry)
+        await ensure_resources(settings)  # status table, claim-check bucket
         if _is_loopback(endpoint):
             await _verify_ses_senders(settings)
 
@@ -355,6 +421,8 @@ def _banner(running: Running, workdir: Path, options: UpOptions) -> str:
         "gomailpy is up.",
         f"  web form        {running.api_url}/",
         f"  API             {running.api_url}/email/send",
+        f"  delivery status {running.api_url}/email/<messageId>"
+        + ("" if running.settings.status.enabled else "   (off: see above)"),
         f"  OpenAPI         {running.api_url}/openapi.json",
         f"  API metrics     {running.api_url}/metrics",
     ]
@@ -369,10 +437,9 @@ def _banner(running: Running, workdir: Path, options: UpOptions) -> str:
         "Try it:",
         f"  gomail send --api {running.api_url} --count 100",
         "Make a provider fail, hang or recover, and watch the traffic move:",
-        f"  curl -X POST {control}/smtp/mode -d '{{\"mode\": \"fail\"}}'      # or hang, ok",
-        f"  curl -X POST {control}/mode -d '{{\"mode\": \"hang\"}}'           # SendGrid",
+        f'  curl -X POST {control}/smtp/mode -d \'{{"mode": "fail"}}\'      # or hang, ok',
+        f'  curl -X POST {control}/mode -d \'{{"mode": "hang"}}\'           # SendGrid',
         "Ctrl-C stops everything.",
         "",
     ]
     return "\n".join(lines)
-

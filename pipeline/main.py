@@ -11,9 +11,11 @@ import logging
 import signal
 from contextlib import AsyncExitStack
 
+from gomailpy.claim_check import open_claim_check
 from gomailpy.providers import open_providers
 from gomailpy.queue import create_queue_client
 from gomailpy.settings import Settings
+from gomailpy.status_store import open_status_store
 from pipeline.admin import start_admin
 from pipeline.node import PipelineNode
 
@@ -26,7 +28,9 @@ async def run_node(settings: Settings) -> None:
         providers = await open_providers(stack, settings)
         if not providers:
             log.error("no provider is enabled in the configuration: messages will wait")
-        node = PipelineNode(settings, queues, providers)
+        status = await open_status_store(stack, settings)
+        claim_check = await open_claim_check(stack, settings)
+        node = PipelineNode(settings, queues, providers, status=status, claim_check=claim_check)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, node.stop)

@@ -12,6 +12,13 @@ cannot be read. The next iteration reads while earlier dispatches are still send
 
 Nothing is deleted unless a provider accepted it or it was recorded in the dead-letter queue;
 anything else comes back after its visibility timeout, also when the node is killed outright.
+
+With a status store (gomailpy.status_store) each message is claimed before it is sent: a
+message whose email was already sent (the node crashed, or its delete failed, after the send) is
+deleted without a second send; one another node is still sending comes back later. The outcome
+is recorded before the message is settled (sent, retrying, failed). With a claim check
+(gomailpy.claim_check) a reference message is loaded from S3 after the claim, and its object is
+deleted once the email was sent or dead-lettered.
 """
 
 from __future__ import annotations
@@ -19,27 +26,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self
 
 from gomailpy import metrics
+from gomailpy.claim_check import ClaimCheck, ClaimCheckError, ReferenceEnvelope, decode_message
 from gomailpy.dlq import FAILURE_KIND, FAILURE_PROVIDER, FAILURE_REASON, FAILURE_SOURCE
 from gomailpy.envelope import Envelope
 from gomailpy.errors import EnvelopeError, QueueError
 from gomailpy.providers.base import Outcome, Provider, SendResult
 from gomailpy.queue import QueueClient, ReceivedMessage, queue_name
 from gomailpy.settings import Settings
+from gomailpy.status_store import Claim, ClaimResult, StatusStore, StatusStoreError
 from pipeline.dispatch import Worker
 from pipeline.health import Health, State, judge
-from pipeline.reader import read_pool
+from pipeline.reader import QueueReader
 from pipeline.retry import retry_delay_s
 from pipeline.splitter import WorkerView, split
 
 log = logging.getLogger("gomailpy.pipeline")
 
+# Called with each accepted envelope after its status was recorded and before its message is
+# deleted. Tests pass one that raises, to crash a node between send and delete.
+AfterSend = Callable[[Envelope], Awaitable[None] | None]
 
 
 @dataclass
@@ -49,14 +62,16 @@ class IterationReport:
     retried: int = 0
     failed: int = 0  # permanent failures, recorded in the dead-letter queue
     dead_lettered: int = 0  # unreadable messages
+    already_sent: int = 0  # redelivered after their send: deleted without sending again
     changes: dict[str, State] = field(default_factory=dict)
 
     def summary(self) -> str:
         sent = ", ".join(f"{name}={n}" for name, n in sorted(self.sent.items())) or "none"
         changes = "".join(f"; {name} now {state}" for name, state in self.changes.items())
+        duplicates = f"; already sent {self.already_sent}" if self.already_sent else ""
         return (
             f"iteration: read {self.read}; sent {sent}; retry later {self.retried};"
-            f" failed {self.failed}; dead-lettered {self.dead_lettered}{changes}"
+            f" failed {self.failed}; dead-lettered {self.dead_lettered}{duplicates}{changes}"
         )
 
 
@@ -64,19 +79,36 @@ class IterationReport:
 class _Item:
     message: ReceivedMessage
     envelope: Envelope
+    reference: ReferenceEnvelope | None = None  # set when the envelope came from S3
 
 
 class PipelineNode:
     def __init__(
-        self, settings: Settings, queues: QueueClient, providers: Mapping[str, Provider]
+        self,
+        settings: Settings,
+        queues: QueueClient,
+        providers: Mapping[str, Provider],
+        *,
+        status: StatusStore | None = None,
+        claim_check: ClaimCheck | None = None,
+        after_send: AfterSend | None = None,
     ) -> None:
         self.settings = settings
         self._queues = queues
+        self._status = status
+        self._claim_check = claim_check
+        self._after_send = after_send
         pipeline = settings.pipeline
         self._in_flight = asyncio.Semaphore(pipeline.max_in_flight)
         configured = settings.providers.enabled()
         self.workers = {
-            name: Worker(provider, timeout_s=pipeline.send_timeout_s, in_flight=self._in_flight)
+            name: Worker(
+                provider,
+                timeout_s=pipeline.send_timeout_s,
+                in_flight=self._in_flight,
+                # A send starting later could still run when its message reappears elsewhere.
+                start_deadline_s=settings.queues.visibility_timeout_s / 2,
+            )
             for name, provider in providers.items()
         }
         self.weights = {
@@ -89,6 +121,11 @@ class PipelineNode:
         for name in providers:
             metrics.PROVIDER_HEALTHY.labels(name).set(1)
         self.urls: list[str] = []
+        self._reader = QueueReader(
+            queues,
+            max_readers_per_queue=pipeline.max_readers_per_queue,
+            idle_wait_s=settings.queues.wait_time_s,
+        )
         self._rotation = 0
         self._pending = 0  # messages read and not yet settled
         self._capacity_freed = asyncio.Event()
@@ -158,6 +195,9 @@ class PipelineNode:
     async def drain(self) -> None:
         """Wait for dispatches in flight; past the grace period cancel them, which releases
         their unsettled messages back to the queue at once."""
+        answered = await self._reader.aclose()
+        if answered:  # long polls that answered after the last iteration: not ours to keep
+            await self._release_now(answered)
         if not self._dispatches:
             return
         _, late = await asyncio.wait(
@@ -169,21 +209,13 @@ class PipelineNode:
             await asyncio.wait(late)
 
     async def _read_unless_stopped(self, room: int) -> Any:
-        read = asyncio.create_task(
-            read_pool(
-                self._queues,
-                self.urls,
-                capacity=room,
-                max_readers_per_queue=self.settings.pipeline.max_readers_per_queue,
-                idle_wait_s=self.settings.queues.wait_time_s,
-            )
-        )
+        read = asyncio.create_task(self._reader.read(self.urls, room))
         stopped = asyncio.create_task(self._stopping.wait())
         done, _ = await asyncio.wait({read, stopped}, return_when=asyncio.FIRST_COMPLETED)
         if read in done:
             stopped.cancel()
             return read.result()
-        read.cancel()  # a long poll cut short: its messages, if any, come back on their own
+        read.cancel()  # the long polls it waits on stay with the reader; drain() closes them
         with contextlib.suppress(asyncio.CancelledError):
             await read
         return None
@@ -211,13 +243,7 @@ class PipelineNode:
         tools; `run` overlaps iterations instead)."""
         if not self.urls:
             await self.resolve_queues()
-        pool = await read_pool(
-            self._queues,
-            self.urls,
-            capacity=self.settings.pipeline.max_in_flight,
-            max_readers_per_queue=self.settings.pipeline.max_readers_per_queue,
-            idle_wait_s=self.settings.queues.wait_time_s,
-        )
+        pool = await self._reader.read(self.urls, self.settings.pipeline.max_in_flight)
         return await self.dispatch(pool.messages)
 
     # -- one batch ---------------------------------------------------------------------------
@@ -233,7 +259,9 @@ class PipelineNode:
             return report
         settled: set[str] = set()
         try:
-            items = await self._decode(messages, report, settled)
+            items = await self._prepare(
+                await self._decode(messages, report, settled), report, settled
+            )
             self._rotation += 1
             assignment = split(items, self.views(), self._rotation)
             if not assignment:
@@ -278,17 +306,188 @@ class PipelineNode:
 
     async def _decode(
         self, messages: Sequence[ReceivedMessage], report: IterationReport, settled: set[str]
-    ) -> list[_Item]:
-        items: list[_Item] = []
+    ) -> list[tuple[ReceivedMessage, Envelope | ReferenceEnvelope]]:
+        decoded: list[tuple[ReceivedMessage, Envelope | ReferenceEnvelope]] = []
         for message in messages:
             try:
-                items.append(_Item(message, Envelope.decode(message.body)))
+                decoded.append((message, decode_message(message.body)))
             except EnvelopeError as exc:
                 if await self._dead_letter(message, "unreadable", str(exc), provider=""):
                     settled.add(message.receipt_handle)
                     report.dead_lettered += 1
                     metrics.DEAD_LETTERED.labels(queue_name(message.queue_url)).inc()
+        return decoded
+
+    async def _prepare(
+        self,
+        decoded: list[tuple[ReceivedMessage, Envelope | ReferenceEnvelope]],
+        report: IterationReport,
+        settled: set[str],
+    ) -> list[_Item]:
+        """Claim each message, settle those not to be sent now, load claim-checked envelopes."""
+        claims = await asyncio.gather(*(self._claim(m, body.id) for m, body in decoded))
+        deletes: dict[str, list[str]] = defaultdict(list)
+        releases: dict[str, list[tuple[str, int]]] = defaultdict(list)
+        sent_references: dict[str, ReferenceEnvelope] = {}  # receipt handle -> reference
+        ready: list[tuple[ReceivedMessage, Envelope | ReferenceEnvelope]] = []
+        for (message, body), claim in zip(decoded, claims, strict=True):
+            extra = {"message_id": body.id}
+            if claim.claim is Claim.ALREADY_SENT:
+                deletes[message.queue_url].append(message.receipt_handle)
+                if isinstance(body, ReferenceEnvelope):
+                    sent_references[message.receipt_handle] = body
+                report.already_sent += 1
+                log.warning(
+                    "email %s was already sent: deleting its message without sending again",
+                    body.id,
+                    extra=extra,
+                )
+            elif claim.claim is Claim.BUSY:
+                delay = max(1, math.ceil(claim.retry_in_s))
+                releases[message.queue_url].append((message.receipt_handle, delay))
+                report.retried += 1
+                log.info(
+                    "email %s is being sent by another node; back in %d s",
+                    body.id,
+                    delay,
+                    extra=extra,
+                )
+            else:
+                ready.append((message, body))
+        loaded = await asyncio.gather(*(self._load(body) for _, body in ready))
+        items: list[_Item] = []
+        for (message, body), result in zip(ready, loaded, strict=True):
+            if isinstance(result, Envelope):
+                reference = body if isinstance(body, ReferenceEnvelope) else None
+                items.append(_Item(message, result, reference))
+            elif isinstance(result, ClaimCheckError) and not result.missing:
+                delay = self._retry_delay(message, None)
+                releases[message.queue_url].append((message.receipt_handle, delay))
+                report.retried += 1
+                log.warning(
+                    "email %s: %s; retrying in %d s",
+                    body.id,
+                    result,
+                    delay,
+                    extra={"message_id": body.id},
+                )
+                if self._status is not None:
+                    await self._record(
+                        body.id,
+                        self._status.mark_retrying(body.id, message.receive_count, str(result)),
+                    )
+            else:
+                if self._status is not None:
+                    await self._record(body.id, self._status.mark_failed(body.id, str(result)))
+                if await self._dead_letter(message, "unreadable", str(result), provider=""):
+                    settled.add(message.receipt_handle)
+                    report.dead_lettered += 1
+                    metrics.DEAD_LETTERED.labels(queue_name(message.queue_url)).inc()
+        for url, handles in deletes.items():
+            done = await self._apply(url, "delete", handles)
+            settled.update(done)
+            await self._forget([sent_references[h] for h in done if h in sent_references])
+        for url, changes in releases.items():
+            settled.update(await self._apply(url, "release", changes))
         return items
+
+    async def _claim(self, message: ReceivedMessage, message_id: str) -> ClaimResult:
+        if self._status is None:
+            return ClaimResult(Claim.CLAIMED)
+        try:
+            return await self._status.claim(
+                message_id,
+                attempt=message.receive_count,
+                lease_s=self.settings.queues.visibility_timeout_s,
+            )
+        except StatusStoreError as exc:
+            # Fail open: an unreachable status store must not stop the mail. The price is the
+            # old at-least-once behaviour for this message.
+            log.warning(
+                "could not claim email %s (%s); sending anyway",
+                message_id,
+                exc,
+                extra={"message_id": message_id},
+            )
+            return ClaimResult(Claim.CLAIMED)
+
+    async def _load(self, body: Envelope | ReferenceEnvelope) -> Envelope | Exception:
+        if isinstance(body, Envelope):
+            return body
+        if self._claim_check is None:
+            return EnvelopeError(
+                "a claim-check reference, but this node has no claim_check.bucket configured"
+            )
+        try:
+            return await self._claim_check.load(body)
+        except (ClaimCheckError, EnvelopeError) as exc:
+            return exc
+
+    async def _forget(self, references: Sequence[ReferenceEnvelope]) -> None:
+        """Delete the S3 objects of emails that were sent or failed for good."""
+        if self._claim_check is None or not references:
+            return
+        claim_check = self._claim_check
+        results = await asyncio.gather(
+            *(claim_check.delete(ref) for ref in references), return_exceptions=True
+        )
+        for ref, result in zip(references, results, strict=True):
+            if isinstance(result, Exception):
+                log.warning(
+                    "could not delete %s/%s (%s); it stays in S3",
+                    ref.ref.bucket,
+                    ref.ref.key,
+                    result,
+                    extra={"message_id": ref.id},
+                )
+
+    async def _record(self, message_id: str, write: Awaitable[None]) -> None:
+        """One status write; a failure is logged, never raised (the mail goes on)."""
+        try:
+            await write
+        except StatusStoreError as exc:
+            log.warning(
+                "could not record the status of %s: %s",
+                message_id,
+                exc,
+                extra={"message_id": message_id},
+            )
+
+    def _retry_delay(self, message: ReceivedMessage, retry_after_s: float | None) -> int:
+        pipeline = self.settings.pipeline
+        return retry_delay_s(
+            message.receive_count,
+            base_s=pipeline.retry_base_delay_s,
+            max_s=pipeline.retry_max_delay_s,
+            retry_after_s=retry_after_s,
+        )
+
+    async def _record_outcomes(self, outcomes: list[tuple[_Item, SendResult]]) -> None:
+        """Write every outcome to the status store, concurrently, before anything is settled."""
+        status = self._status
+        if status is None:
+            return
+        last_delivery = self.settings.queues.max_receive_count
+        writes: list[Awaitable[None]] = []
+        for item, result in outcomes:
+            message_id = item.envelope.id
+            deliveries = item.message.receive_count
+            where = f"{result.outcome.value} at {result.provider}: {result.reason}"
+            if result.outcome is Outcome.ACCEPTED:
+                write = status.mark_sent(
+                    message_id, result.provider, result.provider_message_id or ""
+                )
+            elif result.outcome is Outcome.PERMANENT:
+                write = status.mark_failed(message_id, where)
+            elif deliveries >= last_delivery:
+                # SQS moves it to the dead-letter queue instead of delivering it again.
+                write = status.mark_failed(
+                    message_id, f"gave up after {deliveries} deliveries; last: {where}"
+                )
+            else:
+                write = status.mark_retrying(message_id, deliveries, where)
+            writes.append(self._record(message_id, write))
+        await asyncio.gather(*writes)
 
     async def _settle(
         self,
@@ -296,13 +495,22 @@ class PipelineNode:
         report: IterationReport,
         settled: set[str],
     ) -> None:
-        pipeline = self.settings.pipeline
+        await self._record_outcomes(outcomes)
+        if self._after_send is not None:
+            for item, result in outcomes:
+                if result.outcome is Outcome.ACCEPTED:
+                    hooked = self._after_send(item.envelope)
+                    if hooked is not None:
+                        await hooked
         deletes: dict[str, list[str]] = defaultdict(list)
         releases: dict[str, list[tuple[str, int]]] = defaultdict(list)
+        references: dict[str, ReferenceEnvelope] = {}  # receipt handle -> sent reference
         for item, result in outcomes:
             message = item.message
             if result.outcome is Outcome.ACCEPTED:
                 deletes[message.queue_url].append(message.receipt_handle)
+                if item.reference is not None:
+                    references[message.receipt_handle] = item.reference
                 report.sent[result.provider] += 1
                 log.debug(
                     "sent %s through %s (%s)",
@@ -316,6 +524,8 @@ class PipelineNode:
                     settled.add(message.receipt_handle)
                     report.failed += 1
                     metrics.EMAILS_FAILED.labels("permanent").inc()
+                    if item.reference is not None:
+                        await self._forget([item.reference])
                     log.warning(
                         "email %s failed for good at %s: %s",
                         item.envelope.id,
@@ -324,12 +534,7 @@ class PipelineNode:
                         extra={"message_id": item.envelope.id, "provider": result.provider},
                     )
             else:
-                delay = retry_delay_s(
-                    message.receive_count,
-                    base_s=pipeline.retry_base_delay_s,
-                    max_s=pipeline.retry_max_delay_s,
-                    retry_after_s=result.retry_after_s,
-                )
+                delay = self._retry_delay(message, result.retry_after_s)
                 releases[message.queue_url].append((message.receipt_handle, delay))
                 report.retried += 1
                 metrics.PIPELINE_RETRIES.labels(result.outcome.value).inc()
@@ -343,7 +548,9 @@ class PipelineNode:
                     extra={"message_id": item.envelope.id, "provider": result.provider},
                 )
         for url, handles in deletes.items():
-            settled.update(await self._apply(url, "delete", handles))
+            done = await self._apply(url, "delete", handles)
+            settled.update(done)
+            await self._forget([references[h] for h in done if h in references])
         for url, changes in releases.items():
             settled.update(await self._apply(url, "release", changes))
 

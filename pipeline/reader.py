@@ -7,9 +7,9 @@
   messages since, so a reader must not sit in a 20 s long poll while the pool is ready.
 - When every queue looks empty, one long-polling receive per queue waits in SQS for mail (so an
   idle node makes one call per queue per `wait_time_s`, instead of spinning). As soon as one of
-  them brings messages, the others get a moment to finish and are then cancelled, so mail on
-  one queue is not held up by the empty ones. (A receive cancelled just as SQS answered leaves
-  its messages invisible until their visibility timeout: late, never lost.)
+  them brings messages the iteration goes on with those; the others stay open and are collected
+  by a later iteration. They are never cancelled while the node runs: a receive cancelled just
+  as SQS answered would leave its messages invisible, unsent, for a whole visibility timeout.
 """
 
 from __future__ import annotations
@@ -85,55 +85,77 @@ async def _receive(
     return messages
 
 
-async def read_pool(
-    queues: QueueClient,
-    urls: Sequence[str],
-    *,
-    capacity: int,
-    max_readers_per_queue: int,
-    idle_wait_s: int,
-) -> Pool:
-    depths, unreachable = await estimate_depths(queues, urls)
-    failed: list[str] = []
-    plan = readers_per_queue(
-        {url: d.visible for url, d in depths.items()}, max_readers_per_queue, capacity
-    )
-    if plan:
-        left = capacity
-        calls = []
-        for url, count in plan.items():
-            for _ in range(count):
-                take = max(1, min(MAX_BATCH, left))
-                left -= take
-                calls.append(_receive(queues, url, BUSY_WAIT_S, take, failed))
-        batches = await asyncio.gather(*calls)
-        messages = [m for batch in batches for m in batch]
-    else:
-        messages = await _idle_poll(queues, list(depths), idle_wait_s, capacity, failed)
-    return Pool(messages, depths, unreachable + failed)
+class QueueReader:
+    """Reads one iteration's pool at a time; owns the idle long polls that outlive an iteration."""
 
+    def __init__(
+        self, queues: QueueClient, *, max_readers_per_queue: int, idle_wait_s: int
+    ) -> None:
+        self._queues = queues
+        self._max_readers = max_readers_per_queue
+        self._idle_wait_s = idle_wait_s
+        self._polls: dict[str, asyncio.Task[list[ReceivedMessage]]] = {}  # queue URL -> poll
+        self._failed: list[str] = []
 
-async def _idle_poll(
-    queues: QueueClient, urls: list[str], wait_s: int, capacity: int, failed: list[str]
-) -> list[ReceivedMessage]:
-    if not urls:
-        return []
-    take = max(1, min(MAX_BATCH, capacity))
-    tasks = [asyncio.create_task(_receive(queues, url, wait_s, take, failed)) for url in urls]
-    messages: list[ReceivedMessage] = []
-    pending = set(tasks)
-    try:
-        while pending:
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
+    async def read(self, urls: Sequence[str], capacity: int) -> Pool:
+        depths, unreachable = await estimate_depths(self._queues, urls)
+        self._failed = []
+        plan = readers_per_queue(
+            {url: d.visible for url, d in depths.items()}, self._max_readers, capacity
+        )
+        messages = self._collect_polls()
+        if plan:
+            left = capacity - len(messages)
+            calls = []
+            for url, count in plan.items():
+                for _ in range(count):
+                    take = max(1, min(MAX_BATCH, left))
+                    left -= take
+                    calls.append(_receive(self._queues, url, BUSY_WAIT_S, take, self._failed))
+            for batch in await asyncio.gather(*calls):
+                messages += batch
+        elif not messages:
+            messages = await self._idle_poll(list(depths), capacity)
+        return Pool(messages, depths, unreachable + self._failed)
+
+    def _collect_polls(self) -> list[ReceivedMessage]:
+        messages: list[ReceivedMessage] = []
+        for url, task in list(self._polls.items()):
+            if task.done():
+                del self._polls[url]
                 messages += task.result()
-            if messages and pending:
-                done, pending = await asyncio.wait(pending, timeout=IDLE_LINGER_S)
-                for task in done:
-                    messages += task.result()
-                break
-    finally:
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-    return messages
+        return messages
+
+    async def _idle_poll(self, urls: list[str], capacity: int) -> list[ReceivedMessage]:
+        take = max(1, min(MAX_BATCH, capacity))
+        for url in urls:
+            if url not in self._polls:
+                self._polls[url] = asyncio.create_task(
+                    _receive(self._queues, url, self._idle_wait_s, take, self._failed)
+                )
+        if not self._polls:
+            return []
+        await asyncio.wait(set(self._polls.values()), return_when=asyncio.FIRST_COMPLETED)
+        messages = self._collect_polls()
+        if messages and self._polls:
+            # Others that answer at the same moment join this pool.
+            await asyncio.wait(set(self._polls.values()), timeout=IDLE_LINGER_S)
+            messages += self._collect_polls()
+        return messages
+
+    async def aclose(self) -> list[ReceivedMessage]:
+        """Stop the open long polls; return what those that already answered brought (the
+        caller must release it). A poll cut mid-answer leaves its messages for their
+        visibility timeout: only at shutdown, never while the node runs."""
+        for task in self._polls.values():
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(*self._polls.values(), return_exceptions=True)
+        messages = [
+            m
+            for task in self._polls.values()
+            if not task.cancelled() and task.exception() is None
+            for m in task.result()
+        ]
+        self._polls.clear()
+        return messages

@@ -674,7 +674,7 @@ async def test_openapi_document_is_valid_and_describes_every_route(
     validate_openapi(document)
 
     send_op = document["paths"]["/email/send"]["post"]
-    assert set(send_op["responses"]) == {"200", "400", "422", "503"}
+    assert set(send_op["responses"]) == {"200", "400", "409", "422", "501", "503"}
     request_schema = document["components"]["schemas"]["EmailRequest"]
     assert {"fromEmail", "toEmail", "body", "subject"} <= set(request_schema["properties"])
     assert request_schema["additionalProperties"] is False

@@ -103,6 +103,13 @@ async def test_gomail_up_runs_the_whole_system(tmp_path: Path) -> None:
                         break
                     await asyncio.sleep(0.3)
 
+            # delivery status: the local config keeps it in DynamoDB (moto, started by `up`)
+            async with session.get(f"{api_url}/email/{ids[0]}") as answer:
+                assert answer.status == 200
+                record = await answer.json()
+            assert record["state"] == "sent", record
+            assert [event["state"] for event in record["timeline"]][0] == "queued"
+
             async with session.get(api_url + "/metrics") as answer:
                 api_metrics = await answer.text()
             node_metrics = []
