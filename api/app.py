@@ -73,7 +73,7 @@ async def _queue_gateway(app: web.Application) -> AsyncIterator[None]:
         client = await open_aws_client(stack, "sqs", settings.aws, max_attempts=SEND_ATTEMPTS)
         queues = await stack.enter_async_context(create_queue_client(settings, client=client))
         chooser = make_chooser(settings.api.queue_choice)
-        gateway = QueueGateway(queues, settings.queues.urls, chooser)
+        gateway = QueueGateway(queues, settings.queues.urls, chooser, api=settings.api)
         app[GATEWAY] = gateway
         refresher = asyncio.create_task(
             gateway.run_refresher(settings.api.depth_refresh_s), name="gomailpy-depth-refresher"
@@ -85,6 +85,7 @@ async def _queue_gateway(app: web.Application) -> AsyncIterator[None]:
             refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher
+            await gateway.aclose()  # a batch still lingering goes out before the client closes
 
 
 def run_api(settings: Settings) -> None:

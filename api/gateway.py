@@ -5,6 +5,10 @@ reachability read by the background refresher (`run_refresher`), which is what l
 chooses by and what /readyz reports: no request ever waits for a depth read. Queue URLs are
 resolved lazily (by the refresher or the first send), so the API starts, and answers 503, while
 the queue server is unreachable.
+
+Requests arriving together for the same queue share one SendMessageBatch call (api.batcher,
+`api.batch_linger_ms`): each request still waits for its own entry, and an entry the queue
+refused moves on to the next queue alone.
 """
 
 from __future__ import annotations
@@ -14,10 +18,12 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from api.batcher import EntryOutcome, SendBatcher
 from api.queue_choice import QueueChooser
 from gomailpy.errors import QueueError
 from gomailpy.metrics import ENQUEUE_FAILURES, ENQUEUED, QUEUE_IN_FLIGHT, QUEUE_VISIBLE
 from gomailpy.queue import QueueClient, QueueDepth, queue_name
+from gomailpy.settings import ApiSettings
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +49,24 @@ class QueueState:
 
 
 class QueueGateway:
-    def __init__(self, queues: QueueClient, entries: Sequence[str], chooser: QueueChooser) -> None:
+    def __init__(
+        self,
+        queues: QueueClient,
+        entries: Sequence[str],
+        chooser: QueueChooser,
+        *,
+        api: ApiSettings | None = None,
+        batcher: SendBatcher | None = None,
+    ) -> None:
+        """`api` gives the batching knobs (None: their defaults); `batcher` replaces the batcher
+        built from them (tests)."""
         self._queues = queues
+        knobs = api if api is not None else ApiSettings()
+        self._batcher = batcher or SendBatcher(
+            queues,
+            linger_s=knobs.batch_linger_ms / 1000,
+            max_entries=knobs.batch_max_entries,
+        )
         self._entries = list(entries)  # configured names or URLs, in configuration order
         self._chooser = chooser
         self._depths: dict[str, int] = {}
@@ -56,27 +78,28 @@ class QueueGateway:
         """Put `body` on one queue and return that queue's name, or raise `NoQueueAvailable`.
 
         Queues are tried in the chooser's order; a failed call or a failed batch entry moves on
-        to the next queue. A call that timed out may still have been accepted, so an email can
-        reach two queues: delivery is at least once, never at most once.
+        to the next queue. Concurrent requests for the same queue share a batch call, but each
+        one's answer is its own entry's. A call that timed out may still have been accepted, so
+        an email can reach two queues: delivery is at least once, never at most once.
         """
         reasons: list[str] = []
         for entry in self._chooser.order(self._entries, self._depths):
             name = queue_name(entry)
             try:
                 url = await self._queues.resolve(entry)
-                result = await self._queues.send_batch(url, [("0", body)])
             except QueueError as exc:
-                reason = exc.reason
+                outcome = EntryOutcome(False, reason=exc.reason)
             else:
-                if "0" in result.ok:
-                    ENQUEUED.labels(queue=name).inc()
-                    self._problems[entry] = None
-                    # Count it until the next refresh, so a burst spreads over the queues
-                    # instead of piling onto the one that was shallowest at the last read.
-                    if entry in self._depths:
-                        self._depths[entry] += 1
-                    return name
-                reason = result.failed.get("0", "the queue did not report the entry")
+                outcome = await self._batcher.send(url, body)
+            if outcome.ok:
+                ENQUEUED.labels(queue=name).inc()
+                self._problems[entry] = None
+                # Count it until the next refresh, so a burst spreads over the queues
+                # instead of piling onto the one that was shallowest at the last read.
+                if entry in self._depths:
+                    self._depths[entry] += 1
+                return name
+            reason = outcome.reason
             ENQUEUE_FAILURES.labels(queue=name).inc()
             # Unknown depth sorts last: later requests try the other queues first until the
             # refresher has read this one again.
@@ -84,6 +107,10 @@ class QueueGateway:
             logger.warning("queue refused an email: %s", reason, extra={"queue": name})
             reasons.append(f"{name}: {reason}")
         raise NoQueueAvailable(reasons)
+
+    async def aclose(self) -> None:
+        """Send any batch still waiting and wait for the calls in flight (shutdown)."""
+        await self._batcher.aclose()
 
     # -- the background refresher -----------------------------------------------------------
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from typing import Annotated, Any
 
@@ -80,6 +81,9 @@ def _no_line_breaks(value: str) -> str:
     return value
 
 
+# The same few senders and recipients come again and again; validation is the API's main cost
+# (bench/README.md), so valid answers are remembered (invalid ones raise and are not).
+@functools.lru_cache(maxsize=4096)
 def normalize_address(value: str) -> str:
     """Syntax-check one address and return its normalized form (domain lower-cased, NFC)."""
     _no_line_breaks(value)

@@ -128,7 +128,7 @@ class PipelineSettings(_Section):
     unhealthy_threshold: Annotated[int, Field(ge=1)] = 2
     max_readers_per_queue: Annotated[int, Field(ge=1, le=1000)] = 20
     send_timeout_s: PositiveSeconds = 10.0
-    max_in_flight: Annotated[int, Field(ge=1)] = 200
+    max_in_flight: Annotated[int, Field(ge=1)] = 500
     retry_base_delay_s: Annotated[float, Field(ge=0)] = 2.0
     retry_max_delay_s: Annotated[float, Field(ge=0, le=43200)] = 300.0
     shutdown_grace_s: PositiveSeconds = 20.0

@@ -189,7 +189,9 @@ class PipelineNode:
                 self.last_iteration_ok = True
             elapsed = time.monotonic() - started
             metrics.ITERATION_SECONDS.observe(elapsed)
-            await self._sleep(max(pipeline.min_iteration_duration_s - elapsed, error_backoff))
+            # The floor applies when reads came back short: full ones mean more is waiting.
+            floor = 0.0 if self._reader.busy else pipeline.min_iteration_duration_s
+            await self._sleep(max(floor - elapsed, error_backoff))
         await self.drain()
 
     async def drain(self) -> None:
@@ -284,6 +286,7 @@ class PipelineNode:
                     (item, SendResult("none", Outcome.TRANSIENT, reason="no provider enabled"))
                     for item in items
                 ]
+            outcomes = await self._offer_elsewhere(outcomes)
             await self._settle(outcomes, report, settled)
         finally:
             unsettled = [m for m in messages if m.receipt_handle not in settled]
@@ -297,6 +300,38 @@ class PipelineNode:
         )
         metrics.BATCH_SIZE.observe(report.read)
         return report
+
+    async def _offer_elsewhere(
+        self, outcomes: list[tuple[_Item, SendResult]]
+    ) -> list[tuple[_Item, SendResult]]:
+        """Offer each email that a provider's *account* refused (unverified sender, revoked
+        key, relay policy) at once to another healthy provider: it is not the email's fault,
+        and another provider may well take it. Each gets one such second offer per delivery;
+        what is refused again is retried later like any failure."""
+        second: dict[str, list[int]] = defaultdict(list)
+        for index, (_, result) in enumerate(outcomes):
+            if result.outcome is not Outcome.ACCOUNT:
+                continue
+            others = [
+                name
+                for name in self.workers
+                if name != result.provider and self.health[name].healthy
+            ]
+            if others:
+                second[others[(self._rotation + index) % len(others)]].append(index)
+        if not second:
+            return outcomes
+        answers = await asyncio.gather(
+            *(
+                self.workers[name].send_all([outcomes[i][0].envelope for i in indexes])
+                for name, indexes in second.items()
+            )
+        )
+        offered = list(outcomes)
+        for indexes, results in zip(second.values(), answers, strict=True):
+            for index, result in zip(indexes, results, strict=True):
+                offered[index] = (offered[index][0], result)
+        return offered
 
     def _health_changed(self, name: str, state: State) -> None:
         metrics.PROVIDER_HEALTHY.labels(name).set(1 if state is State.HEALTHY else 0)

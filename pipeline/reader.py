@@ -3,6 +3,8 @@
 - A queue with visible messages gets ⌈visible/10⌉ concurrent receives (SQS hands out at most 10
   per call), at most `max_readers_per_queue`, and never more in all than the node has room for
   (`capacity`, in messages): gomail could start 12,001 readers for one deep queue.
+- While every receive of a queue comes back full, the next iteration reads it again at once,
+  without asking for its depth first.
 - Those receives wait at most 1 s: the depth is an estimate, and another node may have taken the
   messages since, so a reader must not sit in a 20 s long poll while the pool is ready.
 - When every queue looks empty, one long-polling receive per queue waits in SQS for mail (so an
@@ -96,27 +98,45 @@ class QueueReader:
         self._idle_wait_s = idle_wait_s
         self._polls: dict[str, asyncio.Task[list[ReceivedMessage]]] = {}  # queue URL -> poll
         self._failed: list[str] = []
+        self._still_full: set[str] = set()
 
     async def read(self, urls: Sequence[str], capacity: int) -> Pool:
-        depths, unreachable = await estimate_depths(self._queues, urls)
+        # A queue whose receives all came back full last time is still deep: skip asking for
+        # its depth (a round trip before every read) and read it as hard as allowed.
+        busy = {url: self._max_readers * MAX_BATCH for url in urls if url in self._still_full}
+        depths, unreachable = await estimate_depths(
+            self._queues, [url for url in urls if url not in busy]
+        )
         self._failed = []
         plan = readers_per_queue(
-            {url: d.visible for url, d in depths.items()}, self._max_readers, capacity
+            {**{url: d.visible for url, d in depths.items()}, **busy}, self._max_readers, capacity
         )
         messages = self._collect_polls()
+        self._still_full = set()
         if plan:
             left = capacity - len(messages)
             calls = []
+            urls_of_calls = []
             for url, count in plan.items():
                 for _ in range(count):
                     take = max(1, min(MAX_BATCH, left))
                     left -= take
                     calls.append(_receive(self._queues, url, BUSY_WAIT_S, take, self._failed))
-            for batch in await asyncio.gather(*calls):
+                    urls_of_calls.append((url, take))
+            batches = await asyncio.gather(*calls)
+            full: dict[str, bool] = {}
+            for (url, take), batch in zip(urls_of_calls, batches, strict=True):
+                full[url] = full.get(url, True) and len(batch) == take == MAX_BATCH
                 messages += batch
+            self._still_full = {url for url, was_full in full.items() if was_full}
         elif not messages:
             messages = await self._idle_poll(list(depths), capacity)
         return Pool(messages, depths, unreachable + self._failed)
+
+    @property
+    def busy(self) -> bool:
+        """Whether the last read found a queue where every receive came back full."""
+        return bool(self._still_full)
 
     def _collect_polls(self) -> list[ReceivedMessage]:
         messages: list[ReceivedMessage] = []

@@ -208,3 +208,17 @@ async def test_stop_mid_send_finishes_in_flight_then_exits(sqs_endpoint: str) ->
     totals = await queue_totals(settings)
     assert len(slow.accepted) + sum(totals.values()) == len(ids)
     assert slow.accepted
+
+
+async def test_account_refusal_is_offered_to_another_provider_at_once(sqs_endpoint: str) -> None:
+    # "unverified" refuses every sender (its account's fault, not the email's): each email
+    # goes on to "ok" in the same iteration, with no retry and nothing dead-lettered.
+    settings = pipeline_settings(sqs_endpoint, unhealthy_threshold=100)
+    await create_queues(settings)
+    ids = await enqueue(settings, 40)
+    refusing, ok = ScriptedProvider("unverified", mode="account"), ScriptedProvider("ok")
+    reports = await drain(settings, [refusing, ok], expected=40)
+    assert sorted(ok.accepted) == sorted(ids)
+    assert sum(refusing.attempts.values()) > 0  # it had its share first
+    assert sum(r.retried for r in reports) == 0
+    assert set((await queue_totals(settings)).values()) == {0}

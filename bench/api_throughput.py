@@ -1,0 +1,330 @@
+"""API throughput and latency against the queue server's own batch-send ceiling.
+
+    .venv/bin/python bench/api_throughput.py [--quick] [--seconds S] [--clients N]
+
+1. ceiling: this process sends SendMessageBatch calls of 10 typical envelopes straight to SQS,
+   from `--senders` concurrent tasks, for S seconds: the most emails/s the server takes.
+2. API: a `gomail api` process; N concurrent clients in this process POST /email/send for
+   S seconds: accepted emails/s and latency (p50/p99).
+3. ceiling again (the machine is noisy: the ratio uses the mean of both).
+4. half load: requests arrive at half the API's rate, evenly spaced (open loop): the API's p99,
+   against the p99 of single-entry SendMessageBatch calls made one at a time straight to SQS
+   (the server's own single-call latency).
+
+Everything shares this machine's cores with LocalStack: the load generator and the API cost the
+server CPU that the ceiling run gives it whole. Ratios are what to compare across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import time
+from collections import Counter
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import aiohttp
+from common import (
+    CpuMeter,
+    SqsCalls,
+    bench_settings,
+    email_request,
+    header,
+    localstack,
+    percentile,
+    spawn,
+    stop,
+    table,
+    temp_dir,
+    typical_body,
+    write_config,
+)
+
+from gomailpy.aws import open_aws_client
+from gomailpy.localstack import free_port
+from gomailpy.queue import create_queue_client
+from gomailpy.settings import Settings
+
+
+async def fresh_queue(endpoint: str) -> tuple[Settings, str]:
+    settings = bench_settings(endpoint, queue_count=1)
+    async with create_queue_client(settings) as queues:
+        url = await queues.ensure_queue(settings.queues.urls[0])
+    return settings, url
+
+
+async def ceiling(endpoint: str, seconds: float, senders: int, meter: CpuMeter) -> dict[str, Any]:
+    """SendMessageBatch of 10 from `senders` tasks for `seconds`: emails/s and call latency."""
+    settings, url = await fresh_queue(endpoint)
+    body = typical_body()
+    entries = [{"Id": str(i), "MessageBody": body} for i in range(10)]
+    latencies: list[float] = []
+    sent = 0
+    async with AsyncExitStack() as stack:
+        client = await open_aws_client(stack, "sqs", settings.aws)
+        await client.send_message_batch(QueueUrl=url, Entries=entries)  # warm the connection
+        deadline = time.perf_counter() + seconds
+
+        async def sender() -> None:
+            nonlocal sent
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                answer = await client.send_message_batch(QueueUrl=url, Entries=entries)
+                latencies.append(time.perf_counter() - started)
+                sent += len(answer.get("Successful", []))
+
+        started = time.perf_counter()
+        meter.start()
+        await asyncio.gather(*(sender() for _ in range(senders)))
+        meter.stop()
+        elapsed = time.perf_counter() - started
+    return {
+        "rate": sent / elapsed,
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+        "count": sent,
+        "cpu": meter.text(),
+    }
+
+
+async def single_calls(endpoint: str, seconds: float) -> dict[str, float]:
+    """Single-entry SendMessageBatch calls, one at a time: the server's own call latency."""
+    settings, url = await fresh_queue(endpoint)
+    body = typical_body()
+    latencies: list[float] = []
+    async with AsyncExitStack() as stack:
+        client = await open_aws_client(stack, "sqs", settings.aws)
+        await client.send_message_batch(QueueUrl=url, Entries=[{"Id": "0", "MessageBody": body}])
+
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            await client.send_message_batch(
+                QueueUrl=url, Entries=[{"Id": "0", "MessageBody": body}]
+            )
+            latencies.append(time.perf_counter() - started)
+    return {"p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000}
+
+
+async def open_loop(call: Any, rate: float, seconds: float) -> None:
+    """Start `call()` every 1/rate s for `seconds`, whether earlier ones finished or not."""
+    tasks = []
+    started = time.perf_counter()
+    count = max(1, int(rate * seconds))
+    for i in range(count):
+        delay = started + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(call()))
+    await asyncio.gather(*tasks)
+
+
+async def wait_ready(api_url: str, timeout_s: float = 60) -> None:
+    deadline = time.perf_counter() + timeout_s
+    async with aiohttp.ClientSession() as session:
+        while time.perf_counter() < deadline:
+            try:
+                async with session.get(api_url + "/readyz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+    raise SystemExit(f"the API at {api_url} did not become ready")
+
+
+class ApiLoad:
+    def __init__(self, api_url: str, clients: int) -> None:
+        self.endpoint = api_url + "/email/send"
+        self.clients = clients
+        self.latencies: list[float] = []
+        self.statuses: Counter[int] = Counter()
+        self._n = 0
+
+    async def post(self, session: aiohttp.ClientSession) -> None:
+        self._n += 1
+        started = time.perf_counter()
+        try:
+            async with session.post(self.endpoint, json=email_request(self._n)) as response:
+                await response.read()
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError):
+            status = 0
+        self.statuses[status] += 1
+        if status == 200:
+            self.latencies.append(time.perf_counter() - started)
+
+    def session(self) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self.clients),
+            timeout=aiohttp.ClientTimeout(total=30),
+        )
+
+    async def closed_loop(self, seconds: float) -> float:
+        """`clients` loops posting for `seconds`; returns the elapsed time."""
+        async with self.session() as session:
+            deadline = time.perf_counter() + seconds
+
+            async def client() -> None:
+                while time.perf_counter() < deadline:
+                    await self.post(session)
+
+            started = time.perf_counter()
+            await asyncio.gather(*(client() for _ in range(self.clients)))
+            return time.perf_counter() - started
+
+    async def at_rate(self, rate: float, seconds: float) -> None:
+        async with self.session() as session:
+            await self.post(session)  # open the connection first
+            self.latencies.clear()
+            self.statuses.clear()
+            await open_loop(lambda: self.post(session), rate, seconds)
+
+
+async def run(args: argparse.Namespace) -> int:
+    header("API throughput: gomail api vs the queue server's batch-send ceiling", args.quick)
+    with localstack() as stack:
+        endpoint = stack.endpoint_url
+        direct_meter = CpuMeter({"localstack": stack.process.pid, "bench": None})
+        first = await ceiling(endpoint, args.seconds, args.senders, direct_meter)
+
+        settings = bench_settings(endpoint, queue_count=2, api={"port": free_port()})
+        async with create_queue_client(settings) as queues:
+            for entry in settings.queues.urls:
+                await queues.ensure_queue(entry)
+        work = temp_dir()
+        config = write_config(settings, work, "api")
+        if args.profile:
+            # pyinstrument samples the API process; its report is written when the API exits.
+            profiler = ["-m", "pyinstrument", "-r", "text", "-o", str(args.profile)]
+        else:
+            profiler = []
+        calls_file = work / "api-calls.json"
+        child = spawn(
+            ["api", "--config", str(config)],
+            work / "api.log",
+            {"GOMAILPY_BENCH_CALLS": str(calls_file)},
+            python_args=profiler,
+        )
+        api_url = f"http://127.0.0.1:{settings.api.port}"
+        try:
+            await wait_ready(api_url)
+            warm = ApiLoad(api_url, args.clients)
+            await warm.closed_loop(min(1.0, args.seconds))
+            child.send_signal(signal.SIGUSR1)
+            await asyncio.sleep(0.5)
+            calls_before, entries_before = SqsCalls.load(calls_file)
+            load = ApiLoad(api_url, args.clients)
+            api_meter = CpuMeter(
+                {"localstack": stack.process.pid, "api": child.pid, "clients": None}
+            ).start()
+            elapsed = await load.closed_loop(args.seconds)
+            api_meter.stop()
+            api_rate = load.statuses[200] / elapsed
+            child.send_signal(signal.SIGUSR1)
+            await asyncio.sleep(0.5)
+            calls_after, entries_after = SqsCalls.load(calls_file)
+            sends = calls_after["SendMessageBatch"] - calls_before["SendMessageBatch"]
+            entries = entries_after["SendMessageBatch"] - entries_before["SendMessageBatch"]
+
+            half = ApiLoad(api_url, args.clients)
+            await half.at_rate(api_rate / 2, args.seconds)
+        finally:
+            stop(child)
+        second = await ceiling(endpoint, args.seconds, args.senders, direct_meter)
+        direct_one = await single_calls(endpoint, args.seconds)
+
+    ceiling_rate = (first["rate"] + second["rate"]) / 2
+    refused = sum(n for status, n in load.statuses.items() if status != 200)
+    print(
+        table(
+            ["run", "emails/s", "p50 ms", "p99 ms", "emails", "not 200", "CPU (% of a core)"],
+            [
+                [
+                    "ceiling: SendMessageBatch x10, before",
+                    first["rate"],
+                    first["p50_ms"],
+                    first["p99_ms"],
+                    int(first["count"]),
+                    0,
+                    first["cpu"],
+                ],
+                [
+                    "API: POST /email/send, full load",
+                    api_rate,
+                    percentile(load.latencies, 50) * 1000,
+                    percentile(load.latencies, 99) * 1000,
+                    load.statuses[200],
+                    refused,
+                    api_meter.text(),
+                ],
+                [
+                    "ceiling: SendMessageBatch x10, after",
+                    second["rate"],
+                    second["p50_ms"],
+                    second["p99_ms"],
+                    int(second["count"]),
+                    0,
+                    second["cpu"],
+                ],
+                [
+                    f"API at half load ({api_rate / 2:,.0f}/s)",
+                    float("nan"),
+                    percentile(half.latencies, 50) * 1000,
+                    percentile(half.latencies, 99) * 1000,
+                    half.statuses[200],
+                    sum(n for s, n in half.statuses.items() if s != 200),
+                    "",
+                ],
+                [
+                    "server alone: 1-entry call, one at a time",
+                    float("nan"),
+                    direct_one["p50_ms"],
+                    direct_one["p99_ms"],
+                    "",
+                    "",
+                    "",
+                ],
+            ],
+        )
+    )
+    ratio = api_rate / ceiling_rate if ceiling_rate else float("nan")
+    p99_gap = percentile(half.latencies, 99) * 1000 - direct_one["p99_ms"]
+    print(
+        f"API SendMessageBatch calls at full load: {sends:,} for {entries:,} entries"
+        f" ({entries / max(sends, 1):.1f} per call; {sends / max(load.statuses[200], 1):.2f}"
+        " calls per accepted email)"
+    )
+    print(
+        f"summary: API {api_rate:,.0f} emails/s = ratio {ratio:.2f} of the batch-send ceiling"
+        f" {ceiling_rate:,.0f}/s (target >= 0.90); half-load p99 {p99_gap:+.1f} ms vs the"
+        f" server's single-call p99; clients {args.clients}, {args.seconds:g} s per run"
+    )
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny run (smoke test)")
+    parser.add_argument("--seconds", type=float, default=None)
+    parser.add_argument("--clients", type=int, default=64, help="concurrent HTTP clients")
+    parser.add_argument("--senders", type=int, default=16, help="concurrent ceiling senders")
+    parser.add_argument(
+        "--profile", type=Path, default=None, help="profile the API with pyinstrument into FILE"
+    )
+    args = parser.parse_args()
+    if args.seconds is None:
+        args.seconds = 1.0 if args.quick else 10.0
+    if args.quick:
+        args.clients = min(args.clients, 8)
+    return asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

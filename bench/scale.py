@@ -1,0 +1,143 @@
+"""Scale: 1, 2 and 4 pipeline processes on the same queues; emails/s each.
+
+    .venv/bin/python bench/scale.py [--quick] [--messages M] [--nodes 1,2,4]
+
+Per run: fresh queues with M emails preloaded, then N `pipeline --config` processes (through
+bench/counted.py, which counts their SQS calls) sending through SMTP to the SMTP stand-in
+(gomailpy.standins.SmtpStandIn, served by this process). The rate is measured from the first
+email the stand-in receives to the last, so process start-up is not counted.
+
+On a 2-core machine the queue server, the nodes and the SMTP stand-in share the cores: more
+processes cannot go past what LocalStack serves. The ratio is N processes against one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (
+    CpuMeter,
+    SqsCalls,
+    bench_settings,
+    header,
+    localstack,
+    spawn,
+    stop,
+    table,
+    temp_dir,
+    write_config,
+)
+from pipeline_drain import preload
+
+from gomailpy.standins import SmtpStandIn
+
+
+async def one_run(
+    endpoint: str, nodes: int, messages: int, smtp: SmtpStandIn, ls_pid: int
+) -> dict[str, object]:
+    settings = bench_settings(
+        endpoint,
+        queue_count=2,
+        providers={
+            "smtp": {
+                "enabled": True,
+                "host": "127.0.0.1",
+                "port": smtp.port,
+                "max_connections": 16,
+            },
+        },
+    )
+    await preload(settings, messages)
+    smtp.messages.clear()
+    work = temp_dir()
+    config = write_config(settings, work, "pipeline")
+    children = [
+        spawn(
+            ["pipeline", "--config", str(config)],
+            work / f"pipeline-{n}.log",
+            {"GOMAILPY_BENCH_CALLS": str(work / f"calls-{n}.json")},
+        )
+        for n in range(nodes)
+    ]
+    pids: dict[str, int | None] = {"localstack": ls_pid, "bench+smtp": None}
+    pids.update({f"node{n + 1}": child.pid for n, child in enumerate(children)})
+    meter = CpuMeter(pids)
+    try:
+        deadline = time.perf_counter() + 120 + messages / 50
+        while not smtp.messages:
+            await asyncio.sleep(0.005)
+            if time.perf_counter() > deadline:
+                raise SystemExit(f"no email arrived; see {work}")
+        started = time.perf_counter()
+        meter.start()
+        while len(smtp.messages) < messages:
+            await asyncio.sleep(0.01)
+            if any(child.poll() is not None for child in children):
+                raise SystemExit(f"a pipeline process exited; see {work}")
+            if time.perf_counter() > deadline:
+                raise SystemExit(f"only {len(smtp.messages)} of {messages} arrived; see {work}")
+        elapsed = time.perf_counter() - started
+        meter.stop()
+        for child in children:
+            child.send_signal(signal.SIGUSR1)  # bench/counted.py writes its counts now
+        await asyncio.sleep(1.0)
+    finally:
+        for child in children:
+            stop(child)
+    calls = sum(SqsCalls.load(work / f"calls-{n}.json")[0].total() for n in range(nodes))
+    return {
+        "rate": (messages - 1) / elapsed,
+        "calls": calls / messages,
+        "cpu": meter.text(),
+    }
+
+
+async def run(args: argparse.Namespace) -> int:
+    header("Scale: pipeline processes on the same queues", args.quick)
+    results: dict[int, dict[str, object]] = {}
+    with localstack() as stack:
+        async with SmtpStandIn() as smtp:
+            for nodes in args.nodes:
+                results[nodes] = await one_run(
+                    stack.endpoint_url, nodes, args.messages, smtp, stack.process.pid
+                )
+    base = float(results[args.nodes[0]]["rate"])  # type: ignore[arg-type]
+    rows = [
+        [n, float(r["rate"]), float(r["rate"]) / base, r["calls"], r["cpu"]]  # type: ignore[arg-type]
+        for n, r in results.items()
+    ]
+    print(
+        table(["processes", "emails/s", "ratio to 1", "SQS calls/email", "CPU (% of a core)"], rows)
+    )
+    most = max(results)
+    print(
+        f"summary: {most} processes {float(results[most]['rate']):,.0f} emails/s"  # type: ignore[arg-type]
+        f" = ratio {float(results[most]['rate']) / base:.2f} of one process's {base:,.0f}/s;"  # type: ignore[arg-type]
+        f" {args.messages:,} emails per run, SMTP stand-in, {len(results)} runs"
+    )
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny run (smoke test)")
+    parser.add_argument("--messages", type=int, default=None)
+    parser.add_argument("--nodes", default=None, help="comma-separated process counts")
+    args = parser.parse_args()
+    if args.messages is None:
+        args.messages = 100 if args.quick else 5_000
+    if args.nodes is None:
+        args.nodes = "1,2" if args.quick else "1,2,4"
+    args.nodes = [int(n) for n in args.nodes.split(",")]
+    return asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,247 @@
+"""API batching (api.batcher) against the real SQS server of the test bed (LocalStack).
+
+Concurrent requests for one queue share SendMessageBatch calls, counted with botocore's event
+hooks; each request is answered from its own entry only. Requests are started together (one
+`asyncio.gather`), so they reach the batcher before its linger timer can fire: the counts do not
+depend on how fast anything runs. No test asserts a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from api.app import create_app
+from api.batcher import SendBatcher
+from api.gateway import NoQueueAvailable, QueueGateway
+from gomailpy.envelope import Envelope
+from gomailpy.queue import QueueClient, create_queue_client, queue_name
+from gomailpy.settings import ApiSettings, Settings
+from tests.support import create_queues, email_request, make_settings
+
+LINGER = ApiSettings(batch_linger_ms=200)  # long, so that requests started together batch
+
+
+@dataclass(eq=False)  # hashable: botocore keys handlers by identity
+class Calls:
+    """SendMessageBatch calls as the client made them: queue URL and entry count, in order."""
+
+    made: list[tuple[str, int]] = field(default_factory=list)
+
+    def __call__(self, params: Mapping[str, Any], **_: Any) -> None:
+        self.made.append((str(params["QueueUrl"]), len(params["Entries"])))
+
+    def to(self, url: str) -> list[int]:
+        return [n for u, n in self.made if u == url]
+
+
+def count_calls(queues: QueueClient) -> Calls:
+    calls = Calls()
+    # Once per call (retries are not calls), with the call's own parameters.
+    queues.client.meta.events.register("before-parameter-build.sqs.SendMessageBatch", calls)
+    return calls
+
+
+class Fixed:
+    """A chooser that always offers the queues in configuration order."""
+
+    def order(self, queues: Sequence[str], depths: Mapping[str, int]) -> list[str]:
+        return list(queues)
+
+
+@pytest.fixture
+async def settings(sqs_endpoint: str) -> Settings:
+    return make_settings(sqs_endpoint, queue_count=2)
+
+
+@pytest.fixture
+async def urls(settings: Settings) -> list[str]:
+    return await create_queues(settings)
+
+
+@pytest.fixture
+async def queues(settings: Settings) -> AsyncIterator[QueueClient]:
+    async with create_queue_client(settings) as client:
+        yield client
+
+
+async def bodies_on(queues: QueueClient, url: str) -> Counter[str]:
+    """Every body on the queue (each counted), received until the queue is empty."""
+    found: Counter[str] = Counter()
+    while True:
+        batch = await queues.receive(url, wait_time_s=0, visibility_timeout_s=300)
+        if not batch:
+            # An empty answer may be a sampling miss; ask the depth to be sure.
+            if (await queues.depth(url)).visible == 0:
+                return found
+            continue
+        found.update(m.body for m in batch)
+
+
+async def enqueue_all(gateway: QueueGateway, bodies: Sequence[str]) -> list[str | NoQueueAvailable]:
+    """Enqueue every body at once; per body, the queue name or the NoQueueAvailable raised."""
+    answers = await asyncio.gather(
+        *(gateway.enqueue(body) for body in bodies), return_exceptions=True
+    )
+    out: list[str | NoQueueAvailable] = []
+    for answer in answers:
+        if isinstance(answer, BaseException) and not isinstance(answer, NoQueueAvailable):
+            raise answer
+        out.append(answer)
+    return out
+
+
+async def test_requests_arriving_together_share_batch_calls(
+    queues: QueueClient, urls: list[str]
+) -> None:
+    first = urls[0]
+    gateway = QueueGateway(queues, [first], Fixed(), api=LINGER)
+    calls = count_calls(queues)
+    bodies = [f"email {i}" for i in range(25)]
+
+    answers = await enqueue_all(gateway, bodies)
+
+    assert answers == [queue_name(first)] * 25
+    assert calls.to(first) == [10, 10, 5]
+    assert await bodies_on(queues, first) == Counter(bodies)
+
+
+async def test_linger_zero_sends_each_request_alone(queues: QueueClient, urls: list[str]) -> None:
+    first = urls[0]
+    gateway = QueueGateway(queues, [first], Fixed(), api=ApiSettings(batch_linger_ms=0))
+    calls = count_calls(queues)
+
+    answers = await enqueue_all(gateway, [f"email {i}" for i in range(5)])
+
+    assert answers == [queue_name(first)] * 5
+    assert calls.to(first) == [1] * 5
+
+
+async def test_an_entry_the_batch_refuses_fails_over_alone(
+    queues: QueueClient, urls: list[str]
+) -> None:
+    first, second = urls
+    gateway = QueueGateway(queues, urls, Fixed(), api=LINGER)
+    calls = count_calls(queues)
+    bad = "invalid \x00 character"  # SQS refuses this entry, and only this one, in the batch
+    bodies = [f"email {i}" for i in range(9)]
+
+    answers = await enqueue_all(gateway, [*bodies[:4], bad, *bodies[4:]])
+
+    refused = answers.pop(4)
+    assert isinstance(refused, NoQueueAvailable)
+    assert len(refused.reasons) == 2 and all("InvalidMessageContents" in r for r in refused.reasons)
+    assert answers == [queue_name(first)] * 9
+    assert calls.to(first) == [10]  # one shared call; its refused entry did not fail the rest
+    assert calls.to(second) == [1]  # the refused entry alone tried the next queue
+    assert await bodies_on(queues, first) == Counter(bodies)
+    assert await bodies_on(queues, second) == Counter()
+
+
+async def test_an_entry_too_large_for_a_batch_goes_alone_and_fails_alone(
+    queues: QueueClient, urls: list[str]
+) -> None:
+    first = urls[0]
+    gateway = QueueGateway(queues, [first], Fixed(), api=LINGER)
+    calls = count_calls(queues)
+    huge = "x" * 1_100_000  # longer than any SQS server takes in one call
+    bodies = [f"email {i}" for i in range(6)]
+
+    answers = await enqueue_all(gateway, [*bodies[:3], huge, *bodies[3:]])
+
+    assert isinstance(answers.pop(3), NoQueueAvailable)
+    assert answers == [queue_name(first)] * 6
+    assert await bodies_on(queues, first) == Counter(bodies)
+    assert sorted(calls.to(first)) == [1, 3, 3]  # before it, itself, after it
+
+
+async def test_a_batch_refused_as_a_whole_is_split_until_the_bad_entry_is_alone(
+    queues: QueueClient, urls: list[str]
+) -> None:
+    first = urls[0]
+    # No byte cap: the server refuses the whole call (BatchRequestTooLong) for one entry.
+    batcher = SendBatcher(queues, linger_s=0.2, max_bytes=10**9)
+    gateway = QueueGateway(queues, [first], Fixed(), batcher=batcher)
+    calls = count_calls(queues)
+    huge = "x" * 1_100_000
+    bodies = [f"email {i}" for i in range(7)]
+
+    answers = await enqueue_all(gateway, [*bodies[:5], huge, *bodies[5:]])
+
+    assert isinstance(answers.pop(5), NoQueueAvailable)
+    assert answers == [queue_name(first)] * 7
+    assert calls.to(first)[0] == 8
+    assert await bodies_on(queues, first) == Counter(bodies)  # each exactly once
+
+
+async def test_a_queue_that_refuses_every_call_moves_the_batch_to_the_next(
+    sqs_endpoint: str, queues: QueueClient, urls: list[str]
+) -> None:
+    real = urls[0]
+    missing = real.rsplit("/", 1)[0] + "/does-not-exist-" + queue_name(real)
+    gateway = QueueGateway(queues, [missing, real], Fixed(), api=LINGER)
+    calls = count_calls(queues)
+    bodies = [f"email {i}" for i in range(8)]
+
+    answers = await enqueue_all(gateway, bodies)
+
+    assert answers == [queue_name(real)] * 8
+    assert calls.to(missing) == [8]  # one refused call, not split: the queue is the problem
+    assert calls.to(real) == [8]  # the requests moved on together and shared a call again
+    assert await bodies_on(queues, real) == Counter(bodies)
+
+
+async def test_a_request_cancelled_before_its_batch_left_is_not_sent(
+    queues: QueueClient, urls: list[str]
+) -> None:
+    first = urls[0]
+    gateway = QueueGateway(queues, [first], Fixed(), api=LINGER)
+    calls = count_calls(queues)
+
+    gone = asyncio.create_task(gateway.enqueue("cancelled"))
+    await asyncio.sleep(0)  # it is waiting in the open batch now
+    gone.cancel()
+    assert await gateway.enqueue("kept") == queue_name(first)
+
+    assert calls.to(first) == [1]
+    assert await bodies_on(queues, first) == Counter(["kept"])
+    await gateway.aclose()
+
+
+async def test_concurrent_http_requests_each_get_their_own_message_on_a_queue(
+    settings: Settings, queues: QueueClient, urls: list[str]
+) -> None:
+    client = TestClient(TestServer(create_app(settings), host="127.0.0.1"))
+    await client.start_server()
+    try:
+        responses = await asyncio.gather(
+            *(client.post("/email/send", json=email_request(i)) for i in range(30))
+        )
+        ids = []
+        for response in responses:
+            assert response.status == 200
+            ids.append((await response.json())["messageId"])
+    finally:
+        await client.close()
+
+    found: Counter[str] = Counter()
+    for url in urls:
+        found.update(Envelope.decode(body).id for body in (await bodies_on(queues, url)).elements())
+    assert found == Counter(ids)  # every answer's email is queued, once
+    assert len(set(ids)) == 30
+
+
+def test_batch_knobs_are_validated() -> None:
+    assert ApiSettings().batch_linger_ms > 0  # on by default
+    with pytest.raises(ValueError):
+        ApiSettings(batch_max_entries=11)
+    with pytest.raises(ValueError):
+        ApiSettings(batch_linger_ms=-1)
+    assert json.loads(ApiSettings(batch_linger_ms=0).model_dump_json())["batch_linger_ms"] == 0
