@@ -186,7 +186,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="tiny run (smoke test)")
     parser.add_argument("--messages", type=int, default=None, help="emails per run")
     parser.add_argument("--drainers", type=int, default=16, help="concurrent ceiling drainers")
-    parser.add_argument("--max-in-flight", type=int, default=200, help="pipeline.max_in_flight")
+    parser.add_argument("--max-in-flight", type=int, default=500, help="pipeline.max_in_flight")
     parser.add_argument(
         "--min-iteration-s", type=float, default=0.05, help="pipeline.min_iteration_duration_s"
     )
