@@ -45,15 +45,22 @@ async def set_fault(system: System, fault: str | None) -> None:
 
 
 async def steady_load(system: System, total: int, rate: float, progress_every: int) -> None:
-    """Post `total` emails at `rate` per second in small batches."""
+    """Post `total` emails at `rate` per second: a batch every 0.1 s, each posted on its own
+    task so a slow answer (a fault) does not slow the rate down."""
     batch = max(1, int(rate / 10))
     started = time.monotonic()
+    posting: set[asyncio.Task[None]] = set()
     sent = 0
+
+    async def post(bodies: list[dict[str, object]]) -> None:
+        tally = await post_emails(system.api_url, bodies, concurrency=8, timeout_s=60)
+        system.tallies.append(tally)
+
     while sent < total:
         size = min(batch, total - sent)
-        bodies = [email_request(sent + i) for i in range(size)]
-        tally = await post_emails(system.api_url, bodies, concurrency=16, timeout_s=60)
-        system.tallies.append(tally)
+        task = asyncio.create_task(post([email_request(sent + i) for i in range(size)]))
+        posting.add(task)
+        task.add_done_callback(posting.discard)
         sent += size
         if sent % progress_every < size:
             counts = system.counts()
@@ -65,6 +72,7 @@ async def steady_load(system: System, total: int, rate: float, progress_every: i
         ahead = sent / rate - (time.monotonic() - started)
         if ahead > 0:
             await asyncio.sleep(ahead)
+    await asyncio.gather(*posting)
 
 
 async def cycle_faults(system: System, every_s: float, for_s: float, log: list[str]) -> None:
