@@ -86,6 +86,9 @@ def _is_loopback(url: str | None) -> bool:
 
 def _port_free(host: str, port: int) -> bool:
     with socket.socket() as sock:
+        # As a server binds: connections of a server that just stopped linger in TIME_WAIT
+        # for a minute, and without this the port would look taken when it is free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
