@@ -166,9 +166,24 @@ def build_openapi(*, webclient_paths: Sequence[str] = ()) -> dict[str, Any]:
             "options": {
                 "operationId": "sendEmailPreflight",
                 "summary": "CORS preflight (answered for the origins in api.cors_origins)",
+                "parameters": [
+                    {
+                        "name": "Origin",
+                        "in": "header",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "Access-Control-Request-Method",
+                        "in": "header",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                ],
                 "responses": {
                     "204": {"description": "The origin is allowed"},
                     "403": _errors("The origin is not allowed"),
+                    "405": _errors("Not a preflight (no Origin or Access-Control-Request-Method)"),
                 },
             },
         },
