@@ -14,7 +14,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -36,6 +35,8 @@ from gomailpy.envelope import Envelope  # noqa: E402
 from gomailpy.localstack import LocalStack  # noqa: E402
 from gomailpy.providers.base import Outcome, SendResult  # noqa: E402
 from gomailpy.settings import Settings, load_settings  # noqa: E402
+from tests.support import merge as _merge  # noqa: E402
+from tests.support import unique  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -78,19 +79,6 @@ class CpuMeter:
 
     def text(self) -> str:
         return " ".join(f"{name} {value:.0f}%" for name, value in self.percent.items())
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
-        else:
-            base[key] = value
-    return base
 
 
 def bench_settings(endpoint: str, queue_count: int = 2, **sections: dict[str, Any]) -> Settings:

@@ -13,10 +13,11 @@ def unique(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Merge `extra` into the nested dict `base`, section by section; return `base`."""
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
+            merge(base[key], value)
         else:
             base[key] = value
     return base
@@ -36,8 +37,8 @@ def make_settings(endpoint_url: str, queue_count: int = 2, **sections: dict[str,
         "api": {"port": 0},
     }
     settings = load_settings(None, env={})
-    merged = _merge(data, sections)
-    return settings.model_validate(_merge(settings.model_dump(mode="python"), merged))
+    merged = merge(data, sections)
+    return settings.model_validate(merge(settings.model_dump(mode="python"), merged))
 
 
 async def create_queues(settings: Settings) -> list[str]:
