@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from pathlib import Path
 
 from playwright.async_api import Browser, ViewportSize, async_playwright
+from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -38,9 +40,11 @@ EXAMPLE = {
 VIEWPORT: ViewportSize = {"width": 1100, "height": 900}
 
 
-async def capture(browser: Browser, page_url: str, out: Path) -> str:
-    """Fill the form at `page_url`, send it, wait for the message id, save a PNG of the page to
-    `out`; return the message id."""
+async def capture(
+    browser: Browser, page_url: str, out: Path, *, wait_for_delivery: bool = False
+) -> str:
+    """Fill the form at `page_url`, send it, wait for the message id (and, if asked, for the
+    page to show the email sent), save a PNG of the page to `out`; return the message id."""
     # Reduced motion: no colour transition caught half-way in the picture.
     context = await browser.new_context(viewport=VIEWPORT, reduced_motion="reduce")
     try:
@@ -51,6 +55,10 @@ async def capture(browser: Browser, page_url: str, out: Path) -> str:
         await page.click("#send")
         message_id = page.locator("#message-id")
         await message_id.wait_for(state="visible", timeout=15_000)
+        if wait_for_delivery:  # the API has delivery status (`make up`): show the email sent
+            delivery = page.locator("#delivery-status")
+            with contextlib.suppress(PlaywrightTimeout):
+                await delivery.filter(has_text="sent").wait_for(state="visible", timeout=20_000)
         # Keep the mouse off the button and the focus ring out of the picture.
         await page.mouse.move(0, 0)
         await page.evaluate("document.activeElement && document.activeElement.blur()")
@@ -65,7 +73,7 @@ async def main(page_url: str, out: Path) -> str:
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            return await capture(browser, page_url, out)
+            return await capture(browser, page_url, out, wait_for_delivery=True)
         finally:
             await browser.close()
 
