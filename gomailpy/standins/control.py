@@ -13,7 +13,7 @@ stand-in at `/_standin/smtp`), so one HTTP port controls them all.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from aiohttp import web
 
@@ -35,8 +35,9 @@ class Recorded(Protocol):
     def to_json(self) -> dict[str, Any]: ...
 
 
-class FaultModes:
-    """What every stand-in shares: a fault `mode` out of `modes`, and what it `messages` got."""
+class StandIn:
+    """What every stand-in shares: a fault `mode` out of `modes`, what it `messages` got, and
+    `async with` around its own `start` / `stop`."""
 
     modes: tuple[str, ...] = ("ok",)
     messages: Sequence[Recorded]
@@ -60,6 +61,19 @@ class FaultModes:
 
     def clear(self) -> None:
         self.messages = []
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
 
 
 def add_control_routes(app: web.Application, prefix: str, standin: Controllable) -> None:

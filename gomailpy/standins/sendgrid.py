@@ -23,12 +23,11 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import web
 
-from gomailpy.standins.control import Controllable, FaultModes, add_control_routes
+from gomailpy.standins.control import Controllable, StandIn, add_control_routes
 
 MODES = ("ok", "fail", "throttle", "hang")
 SEND_PATH = "/v3/mail/send"
@@ -148,7 +147,7 @@ def validate_payload(payload: Any) -> list[dict[str, Any]]:
     return errors
 
 
-class SendGridStandIn(FaultModes):
+class SendGridStandIn(StandIn):
     """An aiohttp server on `host`; see the module docstring."""
 
     modes: tuple[str, ...] = MODES
@@ -235,15 +234,3 @@ class SendGridStandIn(FaultModes):
         self._stopping.set()
         await self._runner.cleanup()
         self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()

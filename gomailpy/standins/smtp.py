@@ -26,12 +26,11 @@ import email.parser
 import email.policy
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from gomailpy.standins.control import FaultModes
+from gomailpy.standins.control import StandIn
 
 MODES = ("ok", "fail", "reject", "relay-denied", "hang")
 _HOSTNAME = "standin.localhost"  # fixed: aiosmtpd would otherwise resolve the FQDN per connection
@@ -124,7 +123,7 @@ class _CountingSMTP(SMTP):
             self.transport.close()
 
 
-class SmtpStandIn(FaultModes):
+class SmtpStandIn(StandIn):
     """An in-loop SMTP server on `host`; see the module docstring."""
 
     modes: tuple[str, ...] = MODES
@@ -169,15 +168,3 @@ class SmtpStandIn(FaultModes):
         await self._server.wait_closed()
         self._server = None
         await asyncio.sleep(0)  # let the dropped connections' handlers see the cancellation
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
