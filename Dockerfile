@@ -7,6 +7,7 @@ COPY api api
 COPY pipeline pipeline
 COPY webclient webclient
 COPY config config
+# Only the production package: the local stack (local/, with aiosmtpd and moto) stays out.
 RUN pip install --no-cache-dir .
 USER nobody
 EXPOSE 8000 9100

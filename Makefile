@@ -14,4 +14,4 @@ lint: setup
 	.venv/bin/ruff check . && .venv/bin/mypy
 
 bench: setup
-	.venv/bin/python bench/api_throughput.py && .venv/bin/python bench/pipeline_drain.py && .venv/bin/python bench/sqs_calls.py
+	.venv/bin/python -m bench.api_throughput && .venv/bin/python -m bench.pipeline_drain && .venv/bin/python -m bench.sqs_calls

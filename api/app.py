@@ -1,9 +1,9 @@
 """The API application: `create_app(settings)` builds it, `run_api(settings)` serves it.
 
 Resources live in the app's cleanup context, so a test server and `gomail api` open and close them
-the same way: one SQS client and one `QueueGateway` for the app's life, and the background task
-that refreshes queue depths. Nothing is fetched at startup, so the app starts (and answers 503)
-while the queue server is unreachable.
+the same way: one SQS client and one `QueueGateway` (with its depth refresher) for the app's life.
+Nothing is fetched at startup, so the app starts (and answers 503) while the queue server is
+unreachable.
 """
 
 from __future__ import annotations
@@ -73,19 +73,12 @@ async def _queue_gateway(app: web.Application) -> AsyncIterator[None]:
         client = await open_aws_client(stack, "sqs", settings.aws, max_attempts=SEND_ATTEMPTS)
         queues = await stack.enter_async_context(create_queue_client(settings, client=client))
         chooser = make_chooser(settings.api.queue_choice)
-        gateway = QueueGateway(queues, settings.queues.urls, chooser, api=settings.api)
-        app[GATEWAY] = gateway
-        refresher = asyncio.create_task(
-            gateway.run_refresher(settings.api.depth_refresh_s), name="gomailpy-depth-refresher"
+        # Entered last, so closed first: a batch still lingering goes out before the client
+        # closes (cleanup runs after the requests in flight finished).
+        app[GATEWAY] = await stack.enter_async_context(
+            QueueGateway(queues, settings.queues.urls, chooser, api=settings.api)
         )
-        try:
-            yield
-        finally:
-            # Cleanup runs after in-flight requests finished, so nothing needs the depths now.
-            refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresher
-            await gateway.aclose()  # a batch still lingering goes out before the client closes
+        yield
 
 
 def run_api(settings: Settings) -> None:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from botocore.exceptions import ClientError
 
 from gomailpy.errors import QueueError
+from gomailpy.lifecycle import AsyncResource
 from gomailpy.queue import MAX_BATCH, QueueClient, queue_name
 
 logger = logging.getLogger(__name__)
@@ -100,8 +101,9 @@ def _splittable(exc: QueueError) -> bool:
     return not any(marker in code for marker in _QUEUE_LEVEL_CODES)
 
 
-class SendBatcher:
-    """Batches `send` calls per queue URL; one per process, for the app's life."""
+class SendBatcher(AsyncResource):
+    """Batches `send` calls per queue URL; one per process, for the app's life. A one-shot async
+    context manager: closing it sends what is waiting and waits for the calls in flight."""
 
     def __init__(
         self,
@@ -143,8 +145,7 @@ class SendBatcher:
             self._flush(url)
         return await future
 
-    async def aclose(self) -> None:
-        """Send what is waiting now and wait for every call in flight."""
+    async def _stop(self) -> None:
         for url in list(self._open):
             self._flush(url)
         if self._calls:

@@ -12,23 +12,17 @@ from typing import Any
 
 from aiohttp import web
 
+from gomailpy.errors import MalformedRequestError
+
 EXPECTED_SHAPE = '{"email": {...}}'
 # JSON can spell a lone UTF-16 surrogate ("\\ud800"), which is no Unicode character: such text
 # can be neither validated as an address nor encoded for the queue, so it is refused up front.
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-class BadBody(Exception):
-    """The body cannot be read as JSON; `message` is the 400's base error, for the client."""
-
-    def __init__(self, message: str) -> None:
-        self.message = message
-        super().__init__(message)
-
-
-def too_large(limit: int, size: int | None = None) -> BadBody:
+def too_large(limit: int, size: int | None = None) -> MalformedRequestError:
     got = f"{size} bytes" if size is not None else f"more than {limit} bytes"
-    return BadBody(f"Request body is too large: {got}, the limit is {limit} bytes")
+    return MalformedRequestError(f"Request body is too large: {got}, the limit is {limit} bytes")
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
@@ -45,18 +39,20 @@ async def read_body(request: web.Request, limit: int) -> bytes:
 
 def decode_json(body: bytes) -> Any:
     if not body.strip():
-        raise BadBody(f"Request body is empty; expected JSON of the form {EXPECTED_SHAPE}")
+        raise MalformedRequestError(
+            f"Request body is empty; expected JSON of the form {EXPECTED_SHAPE}"
+        )
     try:
         value = json.loads(body)  # detects UTF-8/16/32 itself
     except RecursionError:
         # The C decoder stops at the interpreter's recursion limit, after ~1000 levels: cheap.
-        raise BadBody("Request body is nested too deeply to be an email") from None
+        raise MalformedRequestError("Request body is nested too deeply to be an email") from None
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-        raise BadBody(
+        raise MalformedRequestError(
             f"Request body is not valid JSON ({exc}); expected {EXPECTED_SHAPE}"
         ) from None
     if _has_lone_surrogate(value):
-        raise BadBody(
+        raise MalformedRequestError(
             "Request body is not valid Unicode text: it contains a lone surrogate escape"
             " (\\ud800 to \\udfff not in a pair)"
         )
@@ -80,5 +76,5 @@ def _has_lone_surrogate(value: Any) -> bool:
 
 
 async def read_json(request: web.Request, limit: int) -> Any:
-    """The decoded JSON body, or `BadBody` saying what is wrong with it."""
+    """The decoded JSON body, or `MalformedRequestError` saying what is wrong with it."""
     return decode_json(await read_body(request, limit))

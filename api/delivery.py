@@ -1,6 +1,6 @@
 """Delivery status, idempotency keys and the claim check, as the API uses them.
 
-- `delivery_resources`: the app's cleanup context that opens the status store and the claim
+- `delivery_resources`: the app's cleanup context that opens the delivery store and the claim
   check configured in settings (each absent when off); nothing is contacted at startup.
 - `get_email_status`: GET /email/{messageId}, the record and its timeline.
 - `check_idempotency_key` / `request_hash`: the Idempotency-Key rules of POST /email/send
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import re
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -20,14 +19,12 @@ from typing import Any
 from aiohttp import web
 
 from api.keys import SETTINGS
-from api.responses import SERVICE_UNAVAILABLE, error_response
+from api.responses import error_response
 from gomailpy.claim_check import ClaimCheck, open_claim_check
-from gomailpy.status_store import StatusStore, StatusStoreError, open_status_store
-
-logger = logging.getLogger(__name__)
+from gomailpy.deliveries import DeliveryStore, open_delivery_store
 
 # Set by `delivery_resources` only when configured: read them with `app.get(...)`.
-STATUS = web.AppKey("status_store", StatusStore)
+DELIVERY_STORE = web.AppKey("delivery_store", DeliveryStore)
 CLAIM_CHECK = web.AppKey("claim_check", ClaimCheck)
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -49,9 +46,9 @@ KEY_IN_PROGRESS = "A request with this Idempotency-Key is still being processed;
 async def delivery_resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     async with AsyncExitStack() as stack:
-        status = await open_status_store(stack, settings)
-        if status is not None:
-            app[STATUS] = status
+        store = await open_delivery_store(stack, settings)
+        if store is not None:
+            app[DELIVERY_STORE] = store
         claim_check = await open_claim_check(stack, settings)
         if claim_check is not None:
             app[CLAIM_CHECK] = claim_check
@@ -76,15 +73,11 @@ def request_hash(data: Any) -> str:
 
 
 async def get_email_status(request: web.Request) -> web.Response:
-    store = request.app.get(STATUS)
+    store = request.app.get(DELIVERY_STORE)
     if store is None:
         return error_response(501, STATUS_OFF)
     message_id = request.match_info["messageId"]
-    try:
-        record = await store.get(message_id)
-    except StatusStoreError as exc:
-        logger.error("status lookup failed: %s", exc, extra={"message_id": message_id})
-        return error_response(503, SERVICE_UNAVAILABLE)
+    record = await store.get(message_id)  # a DeliveryStoreError is answered 503 (api.responses)
     if record is None:
         return error_response(
             404, f"No email with messageId {message_id!r} (unknown, or its record expired)"

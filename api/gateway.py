@@ -1,10 +1,11 @@
 """The API's side of the queues: put one encoded envelope on a queue, falling over to the next.
 
-One `QueueGateway` lives as long as the app. It keeps, per configured queue, the last depth and
-reachability read by the background refresher (`run_refresher`), which is what least-depth
-chooses by and what /readyz reports: no request ever waits for a depth read. Queue URLs are
-resolved lazily (by the refresher or the first send), so the API starts, and answers 503, while
-the queue server is unreachable.
+One `QueueGateway` lives as long as the app (a one-shot async context manager). It keeps, per
+configured queue, the last depth and reachability read by its background refresher (started on
+entering, every `api.depth_refresh_s`), which is what least-depth chooses by and what /readyz
+reports: no request ever waits for a depth read. Queue URLs are resolved lazily (by the
+refresher or the first send), so the API starts, and answers 503, while the queue server is
+unreachable.
 
 Requests arriving together for the same queue share one SendMessageBatch call (api.batcher,
 `api.batch_linger_ms`): each request still waits for its own entry, and an entry the queue
@@ -14,13 +15,15 @@ refused moves on to the next queue alone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from api.batcher import EntryOutcome, SendBatcher
 from api.queue_choice import QueueChooser
-from gomailpy.errors import QueueError
+from gomailpy.errors import NoQueueAvailableError, QueueError
+from gomailpy.lifecycle import AsyncResource
 from gomailpy.metrics import ENQUEUE_FAILURES, ENQUEUED, QUEUE_IN_FLIGHT, QUEUE_VISIBLE
 from gomailpy.queue import QueueClient, QueueDepth, queue_name
 from gomailpy.settings import ApiSettings
@@ -28,14 +31,6 @@ from gomailpy.settings import ApiSettings
 logger = logging.getLogger(__name__)
 
 NOT_CHECKED = "not checked yet"
-
-
-class NoQueueAvailable(Exception):
-    """Every configured queue refused the message; `reasons` says why, one line per queue."""
-
-    def __init__(self, reasons: Sequence[str]) -> None:
-        self.reasons = list(reasons)
-        super().__init__("; ".join(self.reasons) or "no queue configured")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +43,7 @@ class QueueState:
     problem: str | None  # why it is not reachable, or NOT_CHECKED
 
 
-class QueueGateway:
+class QueueGateway(AsyncResource):
     def __init__(
         self,
         queues: QueueClient,
@@ -58,10 +53,12 @@ class QueueGateway:
         api: ApiSettings | None = None,
         batcher: SendBatcher | None = None,
     ) -> None:
-        """`api` gives the batching knobs (None: their defaults); `batcher` replaces the batcher
-        built from them (tests)."""
+        """`api` gives the batching knobs and the refresh interval (None: their defaults);
+        `batcher` replaces the batcher built from them (tests)."""
         self._queues = queues
         knobs = api if api is not None else ApiSettings()
+        self._refresh_every_s = knobs.depth_refresh_s
+        self._refresher: asyncio.Task[None] | None = None
         self._batcher = batcher or SendBatcher(
             queues,
             linger_s=knobs.batch_linger_ms / 1000,
@@ -75,7 +72,7 @@ class QueueGateway:
     # -- the request path ---------------------------------------------------------------------
 
     async def enqueue(self, body: str) -> str:
-        """Put `body` on one queue and return that queue's name, or raise `NoQueueAvailable`.
+        """Put `body` on one queue and return that queue's name, or `NoQueueAvailableError`.
 
         Queues are tried in the chooser's order; a failed call or a failed batch entry moves on
         to the next queue. Concurrent requests for the same queue share a batch call, but each
@@ -106,10 +103,22 @@ class QueueGateway:
             self._depths.pop(entry, None)
             logger.warning("queue refused an email: %s", reason, extra={"queue": name})
             reasons.append(f"{name}: {reason}")
-        raise NoQueueAvailable(reasons)
+        raise NoQueueAvailableError(reasons)
 
-    async def aclose(self) -> None:
-        """Send any batch still waiting and wait for the calls in flight (shutdown)."""
+    # -- life -----------------------------------------------------------------------------------
+
+    async def _start(self) -> None:
+        self._refresher = asyncio.create_task(
+            self.run_refresher(self._refresh_every_s), name="gomailpy-depth-refresher"
+        )
+
+    async def _stop(self) -> None:
+        """Stop refreshing, then send any batch still waiting and wait for the calls in flight.
+        The app closes it after the requests in flight finished: nothing needs depths now."""
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
         await self._batcher.aclose()
 
     # -- the background refresher -----------------------------------------------------------

@@ -3,8 +3,10 @@
 - CORS answers for the configured origins only, on every answer including errors, so a page
   served elsewhere can read a 422 or 503 body and show it.
 - Metrics count every answer by route pattern (never the raw path: unbounded label values).
-- Errors: every 4xx/5xx leaves as `{"errors": {"base": ...}}`; an unexpected exception becomes
-  a JSON 500 without a traceback (logged here, with it). There should be none.
+- Errors: every 4xx/5xx leaves as `{"errors": {"base": ...}}`. A gomailpy error a handler
+  raises is answered by `api.responses.error_answer` (the one map from errors to statuses; 5xx
+  logged here); any other exception becomes a JSON 500 without a traceback (logged here, with
+  it). There should be none.
 - The front door, on the email routes only (api.auth.is_guarded): the per-address rate limit,
   then the API key, then the per-key limit, all before the body is read. Innermost, so its 401s
   and 429s are counted and carry CORS headers like any answer. Failed key attempts use up the
@@ -23,7 +25,8 @@ from aiohttp.typedefs import Handler, Middleware
 
 from api.auth import API_KEY_ID, KeyRing, is_guarded, unauthorized
 from api.ratelimit import Clock, TokenBuckets, client_address, too_many_requests
-from api.responses import error_response
+from api.responses import INTERNAL_ERROR, error_answer, error_response
+from gomailpy.errors import GomailError
 from gomailpy.metrics import HTTP_REQUEST_SECONDS, HTTP_REQUESTS
 from gomailpy.settings import ApiSettings
 
@@ -121,11 +124,16 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             if name in exc.headers:
                 response.headers[name] = exc.headers[name]
         return response
+    except GomailError as exc:
+        answer = error_answer(exc)
+        if answer.status >= 500:
+            logger.error("%s %s answered %d: %s", request.method, request.path, answer.status, exc)
+        return answer
     except asyncio.CancelledError:
         raise
     except Exception:
         logger.exception("unexpected error answering %s %s", request.method, request.path)
-        return error_response(500, "Internal server error")
+        return error_response(500, INTERNAL_ERROR)
 
 
 def front_door_middleware(api: ApiSettings, clock: Clock = time.monotonic) -> Middleware:

@@ -1,4 +1,8 @@
-"""The API's handlers: POST /email/send, GET /email/{messageId} and the operational endpoints."""
+"""The API's handlers: POST /email/send, GET /email/{messageId} and the operational endpoints.
+
+Handlers let gomailpy's errors through (a malformed body, invalid fields, a failed SQS, S3 or
+DynamoDB call): api.middleware answers them, through `api.responses.error_answer`.
+"""
 
 from __future__ import annotations
 
@@ -10,27 +14,26 @@ import time
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.body import BadBody, read_json
+from api.body import read_json
 from api.delivery import (
     CLAIM_CHECK,
+    DELIVERY_STORE,
     IDEMPOTENCY_HEADER,
     IDEMPOTENCY_OFF,
     KEY_IN_PROGRESS,
     KEY_REUSED,
-    STATUS,
     check_idempotency_key,
     get_email_status,
     request_hash,
 )
-from api.gateway import NoQueueAvailable
 from api.keys import GATEWAY, OPENAPI, SETTINGS
-from api.responses import SERVICE_UNAVAILABLE, error_response
-from gomailpy.claim_check import ClaimCheckError, ReferenceEnvelope
+from api.responses import error_response
+from gomailpy.claim_check import ReferenceEnvelope
+from gomailpy.deliveries import DeliveryStore
 from gomailpy.envelope import Envelope
-from gomailpy.errors import InvalidEmailError, MalformedRequestError
+from gomailpy.errors import ClaimCheckError, DeliveryStoreError, NoQueueAvailableError
 from gomailpy.metrics import ENQUEUE_SECONDS
 from gomailpy.models import parse_send_request
-from gomailpy.status_store import StatusStore, StatusStoreError
 
 logger = logging.getLogger(__name__)
 
@@ -41,20 +44,11 @@ SQS_MAX_MESSAGE_BYTES = 262_144
 
 
 async def send_email(request: web.Request) -> web.Response:
-    limit = request.app[SETTINGS].api.max_body_size_bytes
-    try:
-        data = await read_json(request, limit)
-        email = parse_send_request(data)
-    except BadBody as exc:
-        return error_response(400, exc.message)
-    except MalformedRequestError as exc:
-        return error_response(400, str(exc))
-    except InvalidEmailError as exc:
-        return error_response(422, errors=exc.errors)
-
+    data = await read_json(request, request.app[SETTINGS].api.max_body_size_bytes)
+    email = parse_send_request(data)
     started = time.perf_counter()
     envelope = Envelope.wrap(email)
-    store = request.app.get(STATUS)
+    store = request.app.get(DELIVERY_STORE)
     key = request.headers.get(IDEMPOTENCY_HEADER)
     if key is not None:
         problem = check_idempotency_key(key)
@@ -95,24 +89,17 @@ async def _enqueue(request: web.Request, envelope: Envelope) -> web.Response:
                 f"The email is too large to queue: {size} bytes once wrapped,"
                 f" the limit is {SQS_MAX_MESSAGE_BYTES} bytes",
             )
-        try:
-            reference = await claim_check.store(envelope, body)
-        except ClaimCheckError as exc:
-            logger.error(
-                "could not store a large email: %s", exc, extra={"message_id": envelope.id}
-            )
-            return error_response(503, SERVICE_UNAVAILABLE)
+        reference = await claim_check.store(envelope, body)
         body = reference.encode()
     try:
         queue = await request.app[GATEWAY].enqueue(body)
-    except NoQueueAvailable as exc:
-        logger.error("no queue accepted an email: %s", exc, extra={"message_id": envelope.id})
+    except NoQueueAvailableError:
         if reference is not None and claim_check is not None:
             try:
-                await claim_check.delete(reference)
+                await claim_check.delete(reference)  # nobody will ever read it
             except ClaimCheckError as problem:
                 logger.warning("could not delete %s: %s", reference.ref.key, problem)
-        return error_response(503, SERVICE_UNAVAILABLE)
+        raise
     logger.info(
         "email queued",
         extra={"message_id": envelope.id, "queue": queue, "claim_check": reference is not None},
@@ -121,22 +108,18 @@ async def _enqueue(request: web.Request, envelope: Envelope) -> web.Response:
 
 
 async def _reserve(
-    store: StatusStore, key: str, body_hash: str, message_id: str
+    store: DeliveryStore, key: str, body_hash: str, message_id: str
 ) -> web.Response | None:
     """Reserve the Idempotency-Key for this request (None: go on), or the answer to give now."""
-    try:
-        held = await store.reserve_key(key, body_hash, message_id)
-        if held is None:
-            return None
-        if held.body_hash != body_hash:
-            return error_response(422, KEY_REUSED)
-        answer = held.response
-        if answer is None and await store.get(held.message_id) is not None:
-            # The first request queued its email but could not record its answer.
-            answer = json.dumps({"messageId": held.message_id})
-    except StatusStoreError as exc:
-        logger.error("idempotency key lookup failed: %s", exc)
-        return error_response(503, SERVICE_UNAVAILABLE)
+    held = await store.reserve_key(key, body_hash, message_id)
+    if held is None:
+        return None
+    if held.body_hash != body_hash:
+        return error_response(422, KEY_REUSED)
+    answer = held.response
+    if answer is None and await store.get(held.message_id) is not None:
+        # The first request queued its email but could not record its answer.
+        answer = json.dumps({"messageId": held.message_id})
     if answer is None:
         return error_response(409, KEY_IN_PROGRESS)
     return web.Response(
@@ -144,15 +127,15 @@ async def _reserve(
     )
 
 
-async def _release(store: StatusStore, key: str) -> None:
+async def _release(store: DeliveryStore, key: str) -> None:
     try:
         await store.release_key(key)
-    except StatusStoreError as exc:
+    except DeliveryStoreError as exc:
         logger.warning("could not release idempotency key: %s", exc)
 
 
 async def _after_queued(
-    store: StatusStore, envelope: Envelope, key: str | None, response: web.Response
+    store: DeliveryStore, envelope: Envelope, key: str | None, response: web.Response
 ) -> None:
     """Record `queued`, and the answer under the Idempotency-Key. The email is queued whatever
     happens here: a failure is logged, and the client still gets its messageId."""
@@ -161,7 +144,7 @@ async def _after_queued(
     if key is not None:
         writes.append(store.complete_key(key, response.body.decode("utf-8")))
     for result in await asyncio.gather(*writes, return_exceptions=True):
-        if isinstance(result, StatusStoreError):
+        if isinstance(result, DeliveryStoreError):
             logger.warning("status not recorded: %s", result, extra={"message_id": envelope.id})
         elif isinstance(result, BaseException):
             raise result

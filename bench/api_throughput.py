@@ -1,6 +1,6 @@
 """API throughput and latency against the queue server's own batch-send ceiling.
 
-    .venv/bin/python bench/api_throughput.py [--quick] [--seconds S] [--clients N]
+    .venv/bin/python -m bench.api_throughput [--quick] [--seconds S] [--clients N]
 
 1. ceiling: this process sends SendMessageBatch calls of 10 typical envelopes straight to SQS,
    from `--senders` concurrent tasks, for S seconds: the most emails/s the server takes.
@@ -27,14 +27,12 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 import aiohttp
-from common import (
+
+from bench.common import (
     CpuMeter,
     SqsCalls,
     bench_settings,
-    email_request,
     header,
     localstack,
     percentile,
@@ -43,13 +41,13 @@ from common import (
     table,
     temp_dir,
     typical_body,
+    typical_request,
     write_config,
 )
-
 from gomailpy.aws import open_aws_client
-from gomailpy.localstack import free_port
 from gomailpy.queue import create_queue_client
 from gomailpy.settings import Settings
+from gomailpy_local.localstack import free_port
 
 
 async def fresh_queue(endpoint: str) -> tuple[Settings, str]:
@@ -151,7 +149,7 @@ class ApiLoad:
         self._n += 1
         started = time.perf_counter()
         try:
-            async with session.post(self.endpoint, json=email_request(self._n)) as response:
+            async with session.post(self.endpoint, json=typical_request(self._n)) as response:
                 await response.read()
                 status = response.status
         except (aiohttp.ClientError, TimeoutError):

@@ -1,12 +1,13 @@
 """What the bench scripts share: a LocalStack of their own, settings, SQS call counting, tables.
 
-Every script starts its own LocalStack (gomailpy.localstack) on a free port and stops it on exit,
-so the numbers of one run are measured against one server, warmed up the same way.
+Every script starts its own LocalStack (gomailpy_local.localstack) on a free port and stops it on
+exit, so the numbers of one run are measured against one server, warmed up the same way. Settings,
+requests and the provider at the network boundary are the tests' own (tests.support,
+tests.boundary), with the bench's defaults on top.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import math
 import os
@@ -16,7 +17,6 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +31,9 @@ os.environ.update(
 for leaked in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
     os.environ.pop(leaked, None)
 
-from gomailpy.envelope import Envelope  # noqa: E402
-from gomailpy.localstack import LocalStack  # noqa: E402
-from gomailpy.providers.base import Outcome, SendResult  # noqa: E402
-from gomailpy.settings import Settings, load_settings  # noqa: E402
-from tests.support import merge as _merge  # noqa: E402
-from tests.support import unique  # noqa: E402
+from gomailpy.settings import Settings  # noqa: E402
+from gomailpy_local.localstack import LocalStack  # noqa: E402
+from tests.support import email_request, make_envelope, make_settings, merge  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -82,20 +79,15 @@ class CpuMeter:
 
 
 def bench_settings(endpoint: str, queue_count: int = 2, **sections: dict[str, Any]) -> Settings:
-    """Settings on this script's LocalStack with fresh queue names; `sections` override keys."""
-    data: dict[str, Any] = {
-        "aws": {"endpoint_url": endpoint, "region": "us-east-1", "client_timeout_s": 10},
-        "queues": {
-            "urls": [unique("bench") for _ in range(queue_count)],
-            "visibility_timeout_s": 60,
-            "wait_time_s": 1,
-        },
-        "pipeline": {"admin_port": 0},
-        "api": {"port": 0},
+    """The tests' settings (tests.support.make_settings: fresh queue names, loopback ports) on
+    this script's LocalStack, with the bench's defaults; `sections` override keys."""
+    defaults: dict[str, Any] = {
+        "aws": {"client_timeout_s": 10},
+        "queues": {"visibility_timeout_s": 60},
+        "pipeline": {"send_timeout_s": 10},  # production's default
         "logging": {"level": "WARNING"},  # a log line per email would be measured too
     }
-    base = load_settings(None, env={}).model_dump(mode="python")
-    return Settings.model_validate(_merge(base, _merge(data, sections)))
+    return make_settings(endpoint, queue_count, **merge(defaults, sections))
 
 
 def write_config(settings: Settings, directory: Path, name: str) -> Path:
@@ -118,10 +110,9 @@ def spawn(
 ) -> subprocess.Popen[bytes]:
     """A `gomail ...` child process of this interpreter (through bench/counted.py, which counts
     its SQS calls into $GOMAILPY_BENCH_CALLS), its output in `log`."""
-    counted = str(Path(__file__).resolve().parent / "counted.py")
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, *python_args, counted, *args],
+            [sys.executable, *python_args, "-m", "bench.counted", *args],
             stdout=out,
             stderr=out,
             stdin=subprocess.DEVNULL,
@@ -197,29 +188,6 @@ class SqsCalls:
         setattr(gomailpy.aws, "get_session", counting_session)  # noqa: B010
 
 
-# -- a provider at the network boundary --------------------------------------------------------
-
-
-@dataclass
-class BoundaryProvider:
-    """A provider at the network boundary (the Provider protocol, like SES/SendGrid/SMTP):
-    accepts every email, after `latency_s`."""
-
-    name: str
-    latency_s: float = 0.0
-    accepted: int = 0
-    max_concurrency: int = 1000  # a pool as large as the node wants: measure the node, not us
-
-    async def send(self, envelope: Envelope) -> SendResult:
-        if self.latency_s:
-            await asyncio.sleep(self.latency_s)
-        self.accepted += 1
-        return SendResult(self.name, Outcome.ACCEPTED, provider_message_id=envelope.id)
-
-    async def aclose(self) -> None:
-        pass
-
-
 # -- numbers ----------------------------------------------------------------------------------
 
 
@@ -265,22 +233,13 @@ def header(title: str, quick: bool) -> None:
     )
 
 
+def typical_request(n: int) -> dict[str, Any]:
+    """A typical small email request: the tests' valid request with a notification-sized body."""
+    body = f"Body of email {n}: a short text of about the size of a notification."
+    return email_request(n, body=body)
+
+
 def typical_body() -> str:
     """An encoded envelope of a typical small email, as the API puts it on a queue."""
-    from gomailpy.envelope import Envelope
-    from gomailpy.models import parse_send_request
-
-    return Envelope.wrap(parse_send_request(email_request(0))).encode()
-
-
-def email_request(n: int) -> dict[str, Any]:
-    return {
-        "email": {
-            "fromEmail": "sender@example.com",
-            "fromName": "Sender",
-            "toEmail": f"rcpt{n}@example.org",
-            "toName": f"Recipient {n}",
-            "subject": f"Hello {n}",
-            "body": f"Body of email {n}: a short text of about the size of a notification.",
-        }
-    }
+    body = typical_request(0)["email"]["body"]
+    return make_envelope(0, body=body).encode()

@@ -1,9 +1,9 @@
 """Run a `gomail` command (api, pipeline) with its SQS calls counted, for the bench scripts.
 
-    python bench/counted.py api --config FILE        # GOMAILPY_BENCH_CALLS=out.json
+    python -m bench.counted api --config FILE        # GOMAILPY_BENCH_CALLS=out.json
 
 Every SQS call the process makes is counted by operation through botocore's event hooks
-(`common.SqsCalls`); the counts are written as JSON to $GOMAILPY_BENCH_CALLS when it exits,
+(`bench.common.SqsCalls`); the counts are written as JSON to $GOMAILPY_BENCH_CALLS when it exits,
 and on SIGUSR1 (so a bench can read them while the process keeps running).
 """
 
@@ -17,9 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import SqsCalls
+from bench.common import SqsCalls
 
 calls = SqsCalls()
 calls.install()
@@ -38,4 +36,4 @@ from gomailpy.cli import cli  # noqa: E402
 
 if __name__ == "__main__":
     sys.argv = ["gomail", *sys.argv[1:]]
-    cli()
+    cli(prog_name="gomail")

@@ -1,7 +1,7 @@
 """Memory: RSS of the API and of a pipeline node while many emails go through; it must stay flat.
 
-    .venv/bin/python bench/memory.py               # 100,000 emails
-    .venv/bin/python bench/memory.py --quick       # 6,000
+    .venv/bin/python -m bench.memory               # 100,000 emails
+    .venv/bin/python -m bench.memory --quick       # 6,000
 
 The system is the fault suite's (tests/faults/harness.py): a `gomail api` process and one
 `pipeline` process on LocalStack, sending to the SMTP and SendGrid stand-ins. After a warm-up
@@ -13,18 +13,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from gomailpy.loadgen import post_emails  # noqa: E402
-from gomailpy.localstack import LocalStack  # noqa: E402
-from tests.faults.harness import System, running_system  # noqa: E402
-from tests.support import email_request  # noqa: E402
+from bench.common import localstack
+from gomailpy.api_client import post_emails
+from tests.faults.harness import System, running_system
+from tests.support import email_request
 
 
 def rss_mib(pid: int) -> float:
@@ -87,9 +83,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.quick:
         args.emails, args.warmup, args.checkpoints = 6_000, 1_000, 3
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
-    with LocalStack.start() as stack, tempfile.TemporaryDirectory() as workdir:
+    with localstack() as stack, tempfile.TemporaryDirectory() as workdir:
         asyncio.run(measure(args, stack.endpoint_url, Path(workdir)))
     return 0
 

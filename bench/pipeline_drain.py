@@ -1,6 +1,6 @@
 """Pipeline drain: one PipelineNode against the queue server's own receive+delete ceiling.
 
-    .venv/bin/python bench/pipeline_drain.py [--quick] [--messages M]
+    .venv/bin/python -m bench.pipeline_drain [--quick] [--messages M]
 
 1. ceiling: M messages preloaded on 2 queues; this process drains them directly with
    ReceiveMessage (10) + DeleteMessageBatch, from as many concurrent drainers as the node
@@ -20,12 +20,8 @@ import asyncio
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import (
-    BoundaryProvider,
+from bench.common import (
     CpuMeter,
     SqsCalls,
     bench_settings,
@@ -41,6 +37,7 @@ CALLS.install()  # before any SQS client is opened
 from gomailpy.queue import QueueClient, create_queue_client  # noqa: E402
 from gomailpy.settings import Settings  # noqa: E402
 from pipeline.node import PipelineNode  # noqa: E402
+from tests.boundary import ScriptedProvider  # noqa: E402
 
 
 async def preload(settings: Settings, count: int) -> list[str]:
@@ -100,20 +97,20 @@ async def drain_directly(settings: Settings, urls: list[str], count: int, draine
 
 
 async def drain_with_node(settings: Settings, count: int, latency_s: float) -> int:
-    provider = BoundaryProvider("boundary", latency_s=latency_s)
+    provider = ScriptedProvider("boundary", latency_s=latency_s)
     async with create_queue_client(settings) as queues:
         node = PipelineNode(settings, queues, {provider.name: provider})
         await node.resolve_queues()
         running = asyncio.create_task(node.run())
         # Done when every email was accepted and settled (deleted): the queues are empty.
-        while provider.accepted < count or not await _empty(queues, node.urls):
+        while len(provider.accepted) < count or not await _empty(queues, node.urls):
             if running.done():
                 running.result()
                 raise SystemExit("the node stopped before the queues were drained")
             await asyncio.sleep(0.02)
         node.stop()
         await running
-    return provider.accepted
+    return len(provider.accepted)
 
 
 async def _empty(queues: QueueClient, urls: list[str]) -> bool:

@@ -1,10 +1,10 @@
 """Scale: 1, 2 and 4 pipeline processes on the same queues; emails/s each.
 
-    .venv/bin/python bench/scale.py [--quick] [--messages M] [--nodes 1,2,4]
+    .venv/bin/python -m bench.scale [--quick] [--messages M] [--nodes 1,2,4]
 
 Per run: fresh queues with M emails preloaded, then N `pipeline --config` processes (through
 bench/counted.py, which counts their SQS calls) sending through SMTP to the SMTP stand-in
-(gomailpy.standins.SmtpStandIn, served by this process). The rate is measured from the first
+(gomailpy_local.standins.SmtpStandIn, served by this process). The rate is measured from the first
 email the stand-in receives to the last, so process start-up is not counted.
 
 On a 2-core machine the queue server, the nodes and the SMTP stand-in share the cores: more
@@ -18,11 +18,8 @@ import asyncio
 import signal
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import (
+from bench.common import (
     CpuMeter,
     SqsCalls,
     bench_settings,
@@ -34,9 +31,8 @@ from common import (
     temp_dir,
     write_config,
 )
-from pipeline_drain import preload
-
-from gomailpy.standins import SmtpStandIn
+from bench.pipeline_drain import preload
+from gomailpy_local.standins import SmtpStandIn
 
 
 async def one_run(

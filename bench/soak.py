@@ -1,7 +1,7 @@
 """Soak: many emails at a steady rate through the whole system while faults switch on and off.
 
-    .venv/bin/python bench/soak.py                      # 100,000 emails at 300/s (~6 min)
-    .venv/bin/python bench/soak.py --emails 5000 --rate 200 --quick
+    .venv/bin/python -m bench.soak                      # 100,000 emails at 300/s (~6 min)
+    .venv/bin/python -m bench.soak --emails 5000 --rate 200 --quick
 
 The system is the fault suite's (tests/faults/harness.py): LocalStack behind a TCP proxy, the
 real `gomail api` process, real `pipeline` processes, the SMTP and SendGrid stand-ins. Every
@@ -15,20 +15,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from gomailpy.loadgen import post_emails  # noqa: E402
-from gomailpy.localstack import LocalStack  # noqa: E402
-from tests.faults.harness import System, running_system  # noqa: E402
-from tests.support import email_request  # noqa: E402
+from bench.common import localstack
+from gomailpy.api_client import post_emails
+from tests.faults.harness import System, running_system
+from tests.support import email_request
 
 FAULTS = ("smtp fails", "sendgrid hangs", "queue server cut", "all providers fail")
 
@@ -158,9 +154,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.quick:
         args.emails, args.rate, args.fault_every, args.fault_for = 2000, 200.0, 4.0, 2.0
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
-    with LocalStack.start() as stack, tempfile.TemporaryDirectory() as workdir:
+    with localstack() as stack, tempfile.TemporaryDirectory() as workdir:
         return asyncio.run(soak(args, stack.endpoint_url, Path(workdir)))
 
 

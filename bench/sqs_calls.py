@@ -1,6 +1,6 @@
 """SQS calls per email, for the API and the pipeline at load, counted with botocore event hooks.
 
-    .venv/bin/python bench/sqs_calls.py [--quick] [--emails N] [--clients C]
+    .venv/bin/python -m bench.sqs_calls [--quick] [--emails N] [--clients C]
 
 Everything runs in this process (so every SQS client is counted): the API app (api.app) on a
 loopback port, C concurrent HTTP clients, and one PipelineNode with a provider at the network
@@ -21,18 +21,14 @@ import asyncio
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import (
-    BoundaryProvider,
+from bench.common import (
     SqsCalls,
     bench_settings,
-    email_request,
     header,
     localstack,
     table,
+    typical_request,
 )
 
 CALLS = SqsCalls()
@@ -42,10 +38,11 @@ import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 
 from api.app import create_app  # noqa: E402
-from gomailpy.localstack import free_port  # noqa: E402
 from gomailpy.queue import create_queue_client  # noqa: E402
 from gomailpy.settings import Settings  # noqa: E402
+from gomailpy_local.localstack import free_port  # noqa: E402
 from pipeline.node import PipelineNode  # noqa: E402
+from tests.boundary import ScriptedProvider  # noqa: E402
 
 
 async def post_all(api_url: str, count: int, clients: int, start: int = 0) -> int:
@@ -58,7 +55,7 @@ async def post_all(api_url: str, count: int, clients: int, start: int = 0) -> in
         async def client() -> None:
             nonlocal accepted
             for n in numbers:
-                async with session.post(endpoint, json=email_request(n)) as response:
+                async with session.post(endpoint, json=typical_request(n)) as response:
                     await response.read()
                     accepted += response.status == 200
 
@@ -82,9 +79,9 @@ def delta(before: Counter[str]) -> Counter[str]:
     return +now
 
 
-async def run_node_until(node: PipelineNode, provider: BoundaryProvider, count: int) -> None:
+async def run_node_until(node: PipelineNode, provider: ScriptedProvider, count: int) -> None:
     running = asyncio.create_task(node.run())
-    while provider.accepted < count:
+    while len(provider.accepted) < count:
         if running.done():
             running.result()
             raise SystemExit("the node stopped early")
@@ -118,7 +115,7 @@ async def run(args: argparse.Namespace) -> int:
             api_calls = delta(before)
             rows.append(row("API alone", accepted, api_calls, accepted / api_s))
 
-            provider = BoundaryProvider("boundary")
+            provider = ScriptedProvider("boundary")
             async with create_queue_client(settings) as queues:
                 node = PipelineNode(settings, queues, {provider.name: provider})
                 await node.resolve_queues()
@@ -138,7 +135,7 @@ async def run(args: argparse.Namespace) -> int:
 
                 node = PipelineNode(settings, queues, {provider.name: provider})
                 await node.resolve_queues()
-                provider.accepted = 0
+                provider.accepted.clear()
                 before = CALLS.snapshot()
                 started = time.perf_counter()
                 posting = asyncio.create_task(

@@ -1,4 +1,5 @@
-"""One way to open an aiobotocore client (SQS, SES, S3) from settings.
+"""One way to open an aiobotocore client (SQS, SES, S3, DynamoDB) from settings, and the base of
+every class that owns one (`AwsResource`).
 
 Clients are long-lived: open one per service per process, inside an `AsyncExitStack` owned by the
 component (API app, pipeline node), never one per call (aio-libs/aiobotocore#806).
@@ -12,6 +13,7 @@ from typing import Any
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
+from gomailpy.lifecycle import AsyncResource
 from gomailpy.settings import AwsSettings
 
 # SQS long polling holds a receive open for up to 20 s: the read timeout must outlast it.
@@ -56,3 +58,25 @@ async def open_aws_client(
             **credentials,
         )
     )
+
+
+class AwsResource(AsyncResource):
+    """A one-shot async context manager over one aiobotocore client (see `gomailpy.lifecycle`).
+
+    Entering it opens the subclass's client (`_open_client`) unless a ready `client` was given,
+    which then stays the caller's to close.
+    """
+
+    def __init__(self, *, client: Any = None) -> None:
+        self._client = client
+        self._stack = AsyncExitStack()
+
+    async def _open_client(self, stack: AsyncExitStack) -> Any:
+        raise NotImplementedError
+
+    async def _start(self) -> None:
+        if self._client is None:
+            self._client = await self._open_client(self._stack)
+
+    async def _stop(self) -> None:
+        await self._stack.aclose()

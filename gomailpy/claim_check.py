@@ -20,23 +20,13 @@ from typing import Any, Literal
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from gomailpy.aws import open_aws_client
+from gomailpy.aws import AwsResource, open_aws_client
 from gomailpy.envelope import ENVELOPE_VERSION, Envelope
-from gomailpy.errors import EnvelopeError, GomailError
+from gomailpy.errors import ClaimCheckError, EnvelopeError
 from gomailpy.settings import ClaimCheckSettings, Settings
 
 _S3_ERRORS = (ClientError, BotoCoreError, OSError, TimeoutError)
 _MISSING = {"NoSuchKey", "404", "NotFound", "NoSuchBucket"}
-
-
-class ClaimCheckError(GomailError):
-    """S3 could not be reached or refused a call; `missing` when the object is not there."""
-
-    def __init__(self, operation: str, reason: str, *, missing: bool = False) -> None:
-        self.operation = operation
-        self.reason = reason
-        self.missing = missing
-        super().__init__(f"claim check: {operation} failed: {reason}")
 
 
 class ClaimRef(BaseModel):
@@ -85,24 +75,26 @@ def _reason(exc: BaseException) -> tuple[str, bool]:
     return (f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__), False
 
 
-class ClaimCheck:
-    """S3 operations of the claim check over one long-lived aiobotocore S3 client."""
+class ClaimCheck(AwsResource):
+    """S3 operations of the claim check over one long-lived aiobotocore S3 client; a one-shot
+    async context manager (see `gomailpy.aws.AwsResource`)."""
 
-    def __init__(self, client: Any, settings: ClaimCheckSettings) -> None:
-        if settings.bucket is None:
+    def __init__(self, settings: Settings, *, client: Any = None) -> None:
+        super().__init__(client=client)
+        section: ClaimCheckSettings = settings.claim_check
+        if section.bucket is None:
             raise ValueError("claim_check.bucket is not set")
-        self._client = client
-        self.bucket: str = settings.bucket
-        self.threshold_bytes = settings.threshold_bytes
-        self._prefix = settings.prefix
+        self._settings = section
+        self._aws = settings.aws
+        self.bucket: str = section.bucket
+        self.threshold_bytes = section.threshold_bytes
+        self._prefix = section.prefix
 
-    @classmethod
-    async def open(cls, stack: AsyncExitStack, settings: Settings) -> ClaimCheck:
-        section = settings.claim_check
-        client = await open_aws_client(
-            stack, "s3", settings.aws, region=section.region, endpoint_url=section.endpoint_url
+    async def _open_client(self, stack: AsyncExitStack) -> Any:
+        section = self._settings
+        return await open_aws_client(
+            stack, "s3", self._aws, region=section.region, endpoint_url=section.endpoint_url
         )
-        return cls(client, section)
 
     async def _call(self, operation: str, **kwargs: Any) -> Any:
         try:
@@ -185,4 +177,4 @@ async def open_claim_check(stack: AsyncExitStack, settings: Settings) -> ClaimCh
     """The configured claim check (None when `claim_check.bucket` is not set)."""
     if not settings.claim_check.enabled:
         return None
-    return await ClaimCheck.open(stack, settings)
+    return await stack.enter_async_context(ClaimCheck(settings))

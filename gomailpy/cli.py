@@ -132,7 +132,7 @@ def send(
     api_key: str | None,
 ) -> None:
     """Send one email (or --count N, with a progress bar) to a running API."""
-    from gomailpy.loadgen import post_emails
+    from gomailpy.api_client import post_emails
 
     bodies = [
         {
@@ -182,7 +182,7 @@ def send(
 def status(config_path: Path | None, nodes: tuple[str, ...]) -> None:
     """Queue depths, in-flight and dead letters per queue; provider health per pipeline node."""
     from gomailpy.queue import create_queue_client
-    from gomailpy.status import format_status, node_status, queue_status
+    from gomailpy.report import format_status, node_status, queue_status
 
     settings = _load(config_path)
     admin_urls = list(nodes) or [
@@ -222,7 +222,7 @@ def dlq() -> None:
 @click.option("--limit", default=100, show_default=True, help="At most this many per queue.")
 def dlq_list(config_path: Path | None, limit: int) -> None:
     """List dead letters (without removing them): message id, kind, reason, recipients."""
-    from gomailpy.dlq import describe, list_dead_letters
+    from gomailpy.deadletter import describe, list_dead_letters
     from gomailpy.queue import create_queue_client
 
     settings = _load(config_path)
@@ -243,7 +243,7 @@ def dlq_list(config_path: Path | None, limit: int) -> None:
 @click.option("--limit", type=int, default=None, help="Move at most this many.")
 def dlq_redrive(config_path: Path | None, include_unreadable: bool, limit: int | None) -> None:
     """Move dead letters back to their queues for another try."""
-    from gomailpy.dlq import redrive
+    from gomailpy.deadletter import redrive
     from gomailpy.queue import create_queue_client
 
     settings = _load(config_path)
@@ -273,7 +273,18 @@ def up(
     """Run the whole system locally: LocalStack, queues, stand-ins, API + form, pipeline nodes."""
     import os
 
-    from gomailpy.up import UpOptions, run_up
+    try:
+        # Development tooling in a distribution of its own (local/): production installs lack it.
+        from gomailpy_local.up import UpOptions, run_up
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] != "gomailpy_local":
+            raise  # installed, but something it needs is missing: say which
+        click.echo(
+            "gomail up needs the local stack: pip install -e ./local from a gomailpy checkout"
+            " (make up installs it)",
+            err=True,
+        )
+        sys.exit(1)
 
     settings = _load(config_path)
     if open_browser is None:

@@ -1,24 +1,26 @@
-"""Every error gomailpy raises on purpose.
+"""Every error gomailpy raises on purpose: one tree, all defined here.
 
 ```
 GomailError
 ├── ConfigError                  # a config file, key or secret is wrong; message names file and key
-├── QueueError                   # an SQS call failed; names the queue
 ├── EnvelopeError                # an unreadable queue message (poison): dead-letter queue
-├── InvalidEmailError            # an email request has invalid fields (API 422)
-├── MalformedRequestError        # a request body of the wrong shape (API 400)
-└── ProviderError                # a provider did not accept an email
-    ├── TransientProviderError   # retry later; counts toward the provider's health
-    ├── PermanentProviderError   # the email itself is refused: fail it for good; health untouched
-    └── ProviderAccountError     # this provider's account refused it: try another provider
+├── MalformedRequestError        # a request body that is not JSON, too large, or of the wrong shape
+├── InvalidEmailError            # an email request has invalid fields; one message per field
+└── BackendError                 # a service gomailpy relies on failed: try again later
+    ├── QueueError               # one SQS call failed; names the queue and the operation
+    ├── NoQueueAvailableError    # every configured queue refused an email
+    ├── ClaimCheckError          # an S3 call of the claim check failed (`missing`: no object)
+    └── DeliveryStoreError       # the delivery store (DynamoDB) could not be read or written
 ```
 
-Providers report outcomes as `SendResult` values (see `gomailpy.providers.base`), not by raising;
-these classes exist for code paths where an exception is the natural shape (configuration, queue
-I/O, decoding).
+The API answers them in one place (`api.responses.error_answer`): MalformedRequestError 400,
+InvalidEmailError 422, any BackendError 503. Providers report send outcomes as `SendResult`
+values (see `gomailpy.providers.base`), not by raising.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 
 class GomailError(Exception):
@@ -33,43 +35,13 @@ class ConfigError(GomailError):
         super().__init__(message)
 
 
-class QueueError(GomailError):
-    """An SQS call failed. `queue` names the queue, `operation` the SQS action."""
-
-    def __init__(self, queue: str, operation: str, reason: str) -> None:
-        self.queue = queue
-        self.operation = operation
-        self.reason = reason
-        super().__init__(f"queue {queue}: {operation} failed: {reason}")
-
-
 class EnvelopeError(GomailError):
     """A queue message is not a gomailpy envelope this version can read."""
 
 
-class ProviderError(GomailError):
-    """A provider did not accept an email."""
-
-    def __init__(self, provider: str, reason: str) -> None:
-        self.provider = provider
-        self.reason = reason
-        super().__init__(f"{provider}: {reason}")
-
-
-class TransientProviderError(ProviderError):
-    """Worth retrying later; `retry_after_s` is the provider's hint, if it gave one."""
-
-    def __init__(self, provider: str, reason: str, *, retry_after_s: float | None = None) -> None:
-        self.retry_after_s = retry_after_s
-        super().__init__(provider, reason)
-
-
-class PermanentProviderError(ProviderError):
-    """The email itself is refused (bad recipient, malformed content): no provider would take it."""
-
-
-class ProviderAccountError(ProviderError):
-    """This provider's account refused the email (unverified sender, bad key): try another one."""
+class MalformedRequestError(GomailError):
+    """A request body cannot be read as JSON or is not of the expected shape at all (answered
+    400, not 422). `str()` is the message for the client."""
 
 
 class InvalidEmailError(GomailError):
@@ -80,5 +52,42 @@ class InvalidEmailError(GomailError):
         super().__init__("; ".join(f"{field}: {msg}" for field, msg in errors.items()))
 
 
-class MalformedRequestError(GomailError):
-    """A request body is not of the expected shape at all (answered 400, not 422)."""
+class BackendError(GomailError):
+    """SQS, S3 or DynamoDB failed or refused a call: nothing is wrong with the request itself."""
+
+
+class QueueError(BackendError):
+    """An SQS call failed. `queue` names the queue, `operation` the SQS action."""
+
+    def __init__(self, queue: str, operation: str, reason: str) -> None:
+        self.queue = queue
+        self.operation = operation
+        self.reason = reason
+        super().__init__(f"queue {queue}: {operation} failed: {reason}")
+
+
+class NoQueueAvailableError(BackendError):
+    """Every configured queue refused the message; `reasons` says why, one line per queue."""
+
+    def __init__(self, reasons: Sequence[str]) -> None:
+        self.reasons = list(reasons)
+        super().__init__("; ".join(self.reasons) or "no queue configured")
+
+
+class ClaimCheckError(BackendError):
+    """S3 could not be reached or refused a call; `missing` when the object is not there."""
+
+    def __init__(self, operation: str, reason: str, *, missing: bool = False) -> None:
+        self.operation = operation
+        self.reason = reason
+        self.missing = missing
+        super().__init__(f"claim check: {operation} failed: {reason}")
+
+
+class DeliveryStoreError(BackendError):
+    """The delivery store could not be read or written."""
+
+    def __init__(self, operation: str, reason: str) -> None:
+        self.operation = operation
+        self.reason = reason
+        super().__init__(f"delivery store: {operation} failed: {reason}")

@@ -17,11 +17,11 @@ import json
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from gomailpy.aws import LONG_POLL_MAX_S, open_aws_client
+from gomailpy.aws import LONG_POLL_MAX_S, AwsResource, open_aws_client
 from gomailpy.errors import QueueError
 from gomailpy.settings import QueueSettings, Settings
 
@@ -80,36 +80,21 @@ def _chunks(items: Sequence[Any], size: int = MAX_BATCH) -> list[Sequence[Any]]:
 _CALL_ERRORS = (ClientError, BotoCoreError, OSError, TimeoutError)
 
 
-class QueueClient:
-    """SQS operations over one aiobotocore client. A one-shot async context manager."""
+class QueueClient(AwsResource):
+    """SQS operations over one aiobotocore client; a one-shot async context manager (see
+    `gomailpy.aws.AwsResource`)."""
 
     def __init__(self, settings: Settings, *, client: Any = None) -> None:
+        super().__init__(client=client)
         self._settings = settings
         self._queue_settings: QueueSettings = settings.queues
-        self._client = client
-        self._stack = AsyncExitStack()
         self._urls: dict[str, str] = {}
-        self._state = "new"
 
-    async def __aenter__(self) -> Self:
-        if self._state != "new":
-            raise RuntimeError("a QueueClient can be opened only once")
-        self._state = "open"
-        if self._client is None:
-            self._client = await open_aws_client(
-                self._stack,
-                "sqs",
-                self._settings.aws,
-                read_timeout_s=self._settings.aws.client_timeout_s + LONG_POLL_MAX_S,
-            )
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        self._state = "closed"
-        await self._stack.aclose()
+    async def _open_client(self, stack: AsyncExitStack) -> Any:
+        aws = self._settings.aws
+        return await open_aws_client(
+            stack, "sqs", aws, read_timeout_s=aws.client_timeout_s + LONG_POLL_MAX_S
+        )
 
     @property
     def client(self) -> Any:

@@ -2,25 +2,27 @@
 
 Sources, highest priority first:
 1. environment variables `GOMAILPY_<SECTION>__<KEY>` (e.g. `GOMAILPY_QUEUES__URLS='[q1, q2]'`,
-   `GOMAILPY_PIPELINE__UNHEALTHY_THRESHOLD=3`; values are read as YAML scalars or lists);
+   `GOMAILPY_PIPELINE__UNHEALTHY_THRESHOLD=3`), through pydantic-settings' environment source:
+   lists are read as YAML (JSON is YAML too), other values as text; `null` or an empty
+   value unsets a key;
 2. the YAML file (`config/*.yaml`);
 3. the defaults below, which run the whole system locally.
 
 Secrets (`SecretStr` fields) come from the environment only: a secret written in a YAML file is
 refused, so config files can be committed and shared. Every problem is reported with the file (or
 environment variable) and the dotted key, e.g.
-`config/pipeline.yaml: pipeline.unhealthy_threshold: must be >= 1`.
+`config/pipeline.yaml: pipeline.unhealthy_threshold: must be >= 1` (see
+`gomailpy.settings_sources`).
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -30,8 +32,18 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from gomailpy.errors import ConfigError
+from gomailpy.settings_sources import (
+    Environment,
+    env_origins,
+    find_secrets,
+    overlay,
+    problems,
+    read_yaml,
+    secret_paths,
+)
 
 ENV_PREFIX = "GOMAILPY_"
 ENV_NESTING = "__"
@@ -223,13 +235,50 @@ class ClaimCheckSettings(_Section):
         return self.bucket is not None
 
 
+class EventsSettings(_Section):
+    """What providers report after accepting an email (gomailpy.events): one events queue (with
+    its dead-letter queue `<queue><queues.dlq_suffix>`) that SES's SNS topic, the SendGrid
+    webhook and the SMTP bounce listener all feed, read by the pipeline nodes."""
+
+    enabled: bool = False
+    queue: str = "gomailpy-events"  # a name (resolved like queues.urls) or a URL
+    ses_topic: str = "gomailpy-ses-events"  # SNS topic of SES's configuration-set events
+    ses_configuration_set: str = "gomailpy"
+    sendgrid_public_key: str | None = None  # the Event Webhook's verification key (base64 DER)
+    sendgrid_replay_window_s: Annotated[int, Field(ge=1)] = 600
+    bounce_domain: str = "bounces.gomailpy.local"  # VERP envelope senders: bounces+<id>@<domain>
+    bounce_host: str = "127.0.0.1"  # the SMTP listener that takes DSNs and complaints
+    bounce_port: Port = 2526
+
+
+class SuppressionSettings(_Section):
+    """One suppression list for every provider (stored with the delivery records)."""
+
+    enabled: bool = True  # needs status.backend memory or dynamodb
+    soft_bounce_limit: Annotated[int, Field(ge=1)] = 18  # soft bounces (Postal's 18) ...
+    soft_bounce_window_s: Annotated[int, Field(ge=60)] = 7 * 24 * 3600  # ... within this window
+    refuse_at_api: bool = False  # 422 when every recipient of an email is suppressed
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
 
 
-class Settings(_Section):
-    """Everything gomailpy reads. Build it with `load_settings`."""
+class Settings(BaseSettings):
+    """Everything gomailpy reads. Build it with `load_settings`.
+
+    Built from a mapping (`Settings.model_validate(data)`), it is plain data and reads nothing
+    else: the environment is overlaid by `load_settings` only, which can then say which variable
+    a bad value came from.
+    """
+
+    model_config = SettingsConfigDict(
+        extra="forbid",
+        validate_default=True,
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTING,
+    )
 
     aws: AwsSettings = AwsSettings()
     queues: QueueSettings = QueueSettings()
@@ -238,7 +287,20 @@ class Settings(_Section):
     providers: ProvidersSettings = ProvidersSettings()
     status: StatusSettings = StatusSettings()
     claim_check: ClaimCheckSettings = ClaimCheckSettings()
+    events: EventsSettings = EventsSettings()
+    suppression: SuppressionSettings = SuppressionSettings()
     logging: LoggingSettings = LoggingSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
 
     @model_validator(mode="after")
     def _timeouts_fit_visibility(self) -> Settings:
@@ -252,141 +314,11 @@ class Settings(_Section):
         return self
 
 
-def _secret_paths(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
-    paths: set[tuple[str, ...]] = set()
-    for name, field in model.model_fields.items():
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            paths |= _secret_paths(annotation, (*prefix, name))
-        elif "SecretStr" in str(annotation):
-            paths.add((*prefix, name))
-    return paths
-
-
-SECRET_PATHS = _secret_paths(Settings)
+SECRET_PATHS = secret_paths(Settings)
 
 
 def env_var_for(path: tuple[str, ...] | list[str]) -> str:
     return ENV_PREFIX + ENV_NESTING.join(part.upper() for part in path)
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{path}: {where}not valid YAML: {problem}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        sections = ", ".join(Settings.model_fields)
-        raise ConfigError(f"{path}: the top level must be a mapping of sections ({sections})")
-    return data
-
-
-def _find_secrets(data: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
-    found = []
-    if isinstance(data, dict):
-        for key, value in data.items():
-            path = (*prefix, str(key))
-            if path in SECRET_PATHS and value not in (None, ""):
-                found.append(path)
-            else:
-                found.extend(_find_secrets(value, path))
-    return found
-
-
-def _set_path(data: dict[str, Any], path: list[str], value: Any) -> None:
-    node = data
-    for part in path[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = node[part] = {}
-        node = child
-    node[path[-1]] = value
-
-
-def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[tuple[str, ...], str]:
-    """Overlay GOMAILPY_* variables on `data`; return which paths came from which variable."""
-    origins: dict[tuple[str, ...], str] = {}
-    for name, raw in sorted(env.items()):
-        if not name.startswith(ENV_PREFIX) or ENV_NESTING not in name:
-            continue
-        path = [part.lower() for part in name[len(ENV_PREFIX) :].split(ENV_NESTING)]
-        if tuple(path) in SECRET_PATHS:
-            value: Any = raw  # secrets stay strings, whatever they look like
-        else:
-            try:
-                value = yaml.safe_load(raw)
-            except yaml.YAMLError:
-                value = raw
-        _set_path(data, path, value)
-        origins[tuple(path)] = f"environment {name}"
-    return origins
-
-
-def _describe(error: Any) -> str:
-    kind, ctx = error["type"], error.get("ctx") or {}
-    messages: dict[str, Callable[[], str]] = {
-        "greater_than_equal": lambda: f"must be >= {ctx.get('ge')}",
-        "greater_than": lambda: f"must be > {ctx.get('gt')}",
-        "less_than_equal": lambda: f"must be <= {ctx.get('le')}",
-        "less_than": lambda: f"must be < {ctx.get('lt')}",
-        "int_parsing": lambda: "must be a whole number",
-        "int_type": lambda: "must be a whole number",
-        "int_from_float": lambda: "must be a whole number",
-        "float_parsing": lambda: "must be a number",
-        "float_type": lambda: "must be a number",
-        "bool_parsing": lambda: "must be true or false",
-        "bool_type": lambda: "must be true or false",
-        "string_type": lambda: "must be a string",
-        "list_type": lambda: "must be a list",
-        "model_type": lambda: "must be a mapping of keys",
-        "dict_type": lambda: "must be a mapping of keys",
-        "missing": lambda: "is required",
-        "literal_error": lambda: f"must be one of {ctx.get('expected')}",
-        "too_short": lambda: f"must have at least {ctx.get('min_length')} item(s)",
-    }
-    if kind in messages:
-        return messages[kind]()
-    message = str(error["msg"]).removeprefix("Value error, ")
-    return message[:1].lower() + message[1:]
-
-
-def _known_keys(path: tuple[Any, ...]) -> list[str]:
-    model: Any = Settings
-    for part in path:
-        field = model.model_fields.get(part) if isinstance(part, str) else None
-        if field is None or not (
-            isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
-        ):
-            return []
-        model = field.annotation
-    return list(model.model_fields)
-
-
-def _problems(exc: ValidationError, source: str, origins: dict[tuple[str, ...], str]) -> list[str]:
-    problems = []
-    for error in exc.errors():
-        loc = tuple(error["loc"])
-        key = ".".join(str(part) for part in loc)
-        where = origins.get(tuple(str(p) for p in loc), source)
-        if not key:  # a rule across sections: its message names the keys itself
-            problems.append(f"{where}: {_describe(error)}")
-        elif error["type"] == "extra_forbidden":
-            known = ", ".join(_known_keys(loc[:-1]))
-            problems.append(f"{where}: {key}: unknown key; known keys here: {known}")
-        else:
-            problems.append(f"{where}: {key}: {_describe(error)}")
-    return problems
 
 
 def load_settings(
@@ -398,25 +330,27 @@ def load_settings(
     """
     env = os.environ if env is None else env
     source = str(path) if path is not None else "defaults"
-    data = _read_yaml(Path(path)) if path is not None else {}
-    secrets_in_file = _find_secrets(data)
+    data = read_yaml(Path(path), Settings.model_fields) if path is not None else {}
+    secrets_in_file = find_secrets(data, SECRET_PATHS)
     if secrets_in_file:
-        problems = [
+        refused = [
             f"{source}: {'.'.join(p)}: secrets are read from the environment only;"
             f" remove it from the file and set {env_var_for(p)}"
             for p in secrets_in_file
         ]
-        raise ConfigError("\n".join(problems), problems=problems)
-    origins = _apply_env(data, env)
+        raise ConfigError("\n".join(refused), problems=refused)
+    origins, unknown = env_origins(Settings, env)
+    if unknown:
+        raise ConfigError("\n".join(unknown), problems=unknown)
+    environment = Environment(Settings, env, exact={env_var_for(p) for p in SECRET_PATHS})
     try:
-        settings = Settings.model_validate(data)
+        settings = Settings.model_validate(overlay(data, environment()))
     except ValidationError as exc:
-        problems = _problems(exc, source, origins)
-        raise ConfigError("\n".join(problems), problems=problems) from None
-    missing = missing_secrets(settings)
+        found = problems(exc, Settings, source, origins)
+        raise ConfigError("\n".join(found), problems=found) from None
+    missing = [f"{source}: {message}" for message in missing_secrets(settings)]
     if missing:
-        problems = [f"{source}: {message}" for message in missing]
-        raise ConfigError("\n".join(problems), problems=problems)
+        raise ConfigError("\n".join(missing), problems=missing)
     return settings
 
 

@@ -1,9 +1,11 @@
-"""One provider worker: send a list of emails concurrently, each bounded by a timeout.
+"""Send through the providers: one `ProviderLane` per provider, and a second offer for emails a
+provider's account refused.
 
-A provider classifies its own answers (gomailpy.providers.base); this layer adds what a provider
-cannot promise about itself:
-- a hard time limit per call, so a hung provider becomes a TRANSIENT result long before the
-  message's visibility timeout runs out;
+A provider classifies the answers it understands (gomailpy.providers.base); its lane is the one
+place that adds what a provider cannot promise about itself:
+- a hard time limit per call, the tighter of `pipeline.send_timeout_s` and the provider's own
+  `timeout_s`, so a hung provider becomes a TRANSIENT result long before the message's
+  visibility timeout runs out;
 - at most `provider.max_concurrency` calls at once (its connection pool), with the time limit
   starting only once a call has its slot: a send that waited in the pool's queue and timed out
   mid-transaction may have been delivered, and retrying it sends it twice;
@@ -20,16 +22,21 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from gomailpy import metrics
 from gomailpy.envelope import Envelope
 from gomailpy.providers.base import Outcome, Provider, SendResult
 
 log = logging.getLogger("gomailpy.pipeline")
+_MAX_REASON = 300
 
 
-class Worker:
+class ProviderLane:
+    """One provider's way out of the node: bounded in time, in concurrency and in start time.
+
+    `in_flight` is shared by every lane of the node (`pipeline.max_in_flight` sends in all)."""
+
     def __init__(
         self,
         provider: Provider,
@@ -40,9 +47,9 @@ class Worker:
     ) -> None:
         self.provider = provider
         self.name = provider.name
-        self._timeout_s = timeout_s
-        self._in_flight = in_flight  # shared by the node's workers: max_in_flight in all
-        concurrency = getattr(provider, "max_concurrency", None)
+        self._timeout_s = min(timeout_s, provider.timeout_s)
+        self._in_flight = in_flight
+        concurrency = provider.max_concurrency
         self._slots = asyncio.Semaphore(concurrency) if concurrency else None
         self._start_deadline_s = start_deadline_s
 
@@ -75,7 +82,38 @@ class Worker:
                     self.name,
                     extra={"message_id": envelope.id, "provider": self.name},
                 )
-                result = SendResult(self.name, Outcome.TRANSIENT, reason=type(exc).__name__)
+                reason = f"{type(exc).__name__}: {exc}"[:_MAX_REASON]
+                result = SendResult(self.name, Outcome.TRANSIENT, reason=reason)
             metrics.PROVIDER_SEND_SECONDS.labels(self.name).observe(time.perf_counter() - started)
             metrics.PROVIDER_SENDS.labels(self.name, result.outcome.value).inc()
             return result
+
+
+async def offer_elsewhere(
+    envelopes: Sequence[Envelope],
+    results: Sequence[SendResult],
+    lanes: Mapping[str, ProviderLane],
+    healthy: Callable[[str], bool],
+    rotation: int,
+) -> list[SendResult]:
+    """Offer each email that a provider's *account* refused (unverified sender, revoked key,
+    relay policy) at once to another healthy provider: it is not the email's fault, and another
+    provider may well take it. Each gets one such second offer per delivery; what is refused
+    again is retried later like any failure. Returns the results, second answers in place."""
+    second: dict[str, list[int]] = {}
+    for index, result in enumerate(results):
+        if result.outcome is not Outcome.ACCOUNT:
+            continue
+        others = [name for name in lanes if name != result.provider and healthy(name)]
+        if others:
+            second.setdefault(others[(rotation + index) % len(others)], []).append(index)
+    answered = list(results)
+    if not second:
+        return answered
+    answers = await asyncio.gather(
+        *(lanes[name].send_all([envelopes[i] for i in indexes]) for name, indexes in second.items())
+    )
+    for indexes, batch in zip(second.values(), answers, strict=True):
+        for index, result in zip(indexes, batch, strict=True):
+            answered[index] = result
+    return answered

@@ -26,7 +26,7 @@ from enum import StrEnum
 from gomailpy.providers.base import Outcome, SendResult
 
 
-class State(StrEnum):
+class CircuitState(StrEnum):
     HEALTHY = "healthy"
     UNHEALTHY = "unhealthy"
 
@@ -58,7 +58,7 @@ def judge(results: Iterable[SendResult]) -> Verdict:
 class Health:
     healthy_threshold: int
     unhealthy_threshold: int
-    state: State = State.HEALTHY
+    state: CircuitState = CircuitState.HEALTHY
     good_streak: int = 0
     failing_streak: int = 0
 
@@ -68,25 +68,28 @@ class Health:
 
     @property
     def healthy(self) -> bool:
-        return self.state is State.HEALTHY
+        return self.state is CircuitState.HEALTHY
 
-    def record(self, verdict: Verdict) -> State | None:
+    def record(self, verdict: Verdict) -> CircuitState | None:
         """Count one iteration; return the new state if it changed, else None."""
         if verdict is Verdict.IDLE:
             return None
         if verdict is Verdict.GOOD:
             self.good_streak += 1
             self.failing_streak = 0
-            if self.state is State.UNHEALTHY and self.good_streak >= self.healthy_threshold:
-                return self._become(State.HEALTHY)
+            if self.state is CircuitState.UNHEALTHY and self.good_streak >= self.healthy_threshold:
+                return self._become(CircuitState.HEALTHY)
         else:
             self.failing_streak += 1
             self.good_streak = 0
-            if self.state is State.HEALTHY and self.failing_streak >= self.unhealthy_threshold:
-                return self._become(State.UNHEALTHY)
+            if (
+                self.state is CircuitState.HEALTHY
+                and self.failing_streak >= self.unhealthy_threshold
+            ):
+                return self._become(CircuitState.UNHEALTHY)
         return None
 
-    def _become(self, state: State) -> State:
+    def _become(self, state: CircuitState) -> CircuitState:
         self.state = state
         self.good_streak = self.failing_streak = 0
         return state

@@ -12,10 +12,10 @@ import signal
 from contextlib import AsyncExitStack
 
 from gomailpy.claim_check import open_claim_check
+from gomailpy.deliveries import open_delivery_store
 from gomailpy.providers import open_providers
 from gomailpy.queue import create_queue_client
 from gomailpy.settings import Settings
-from gomailpy.status_store import open_status_store
 from pipeline.admin import start_admin
 from pipeline.node import PipelineNode
 
@@ -28,7 +28,7 @@ async def run_node(settings: Settings) -> None:
         providers = await open_providers(stack, settings)
         if not providers:
             log.error("no provider is enabled in the configuration: messages will wait")
-        status = await open_status_store(stack, settings)
+        status = await open_delivery_store(stack, settings)
         claim_check = await open_claim_check(stack, settings)
         node = PipelineNode(settings, queues, providers, status=status, claim_check=claim_check)
         loop = asyncio.get_running_loop()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import random
 
+from gomailpy.settings import PipelineSettings
+
 SQS_MAX_VISIBILITY_S = 43200
 
 
@@ -27,3 +29,15 @@ def retry_delay_s(
     if retry_after_s is not None:
         delay = max(delay, retry_after_s)
     return int(max(0, min(SQS_MAX_VISIBILITY_S, round(delay))))
+
+
+def configured_retry_delay_s(
+    receive_count: int, pipeline: PipelineSettings, retry_after_s: float | None = None
+) -> int:
+    """`retry_delay_s` with `pipeline.retry_base_delay_s` and `pipeline.retry_max_delay_s`."""
+    return retry_delay_s(
+        receive_count,
+        base_s=pipeline.retry_base_delay_s,
+        max_s=pipeline.retry_max_delay_s,
+        retry_after_s=retry_after_s,
+    )

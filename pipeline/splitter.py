@@ -1,16 +1,16 @@
-"""Split one iteration's pooled messages across the provider workers by health. Pure, no I/O.
+"""Split one iteration's pooled messages across the providers by health. Pure, no I/O.
 
 Rules:
-- healthy workers share the messages in proportion to their weights (largest remainder, so each
+- healthy providers share the messages in proportion to their weights (largest remainder, so each
   share is within one message of its exact proportion);
-- while at least one worker is healthy, each unhealthy worker gets exactly one message, a probe,
+- while at least one provider is healthy, each unhealthy provider gets exactly one message, a probe,
   so it can show that it has recovered; probes are handed out only when the pool has more
-  messages than there are probes, so a healthy worker never goes without;
-- when every worker is unhealthy, all of them share by weight again (nothing is held back:
+  messages than there are probes, so a healthy provider never goes without;
+- when every provider is unhealthy, all of them share by weight again (nothing is held back:
   a message waits in the queue either way, and one of them may be back).
 
 `rotation` breaks ties between equal remainders in turn, so with small pools (one message an
-iteration) the spare message goes round the workers instead of always to the first.
+iteration) the spare message goes round the providers instead of always to the first.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
-class WorkerView:
+class ProviderView:
     name: str
     weight: float
     healthy: bool
@@ -45,25 +45,25 @@ def shares(total: int, weights: Sequence[float], rotation: int = 0) -> list[int]
 
 
 def split(
-    messages: Sequence[T], workers: Sequence[WorkerView], rotation: int = 0
+    messages: Sequence[T], providers: Sequence[ProviderView], rotation: int = 0
 ) -> dict[str, list[T]]:
-    """Assign every message to exactly one worker; {} when there are no workers."""
-    if not workers:
+    """Assign every message to exactly one provider; {} when there are no providers."""
+    if not providers:
         return {}
-    assignment: dict[str, list[T]] = {w.name: [] for w in workers}
-    healthy = [w for w in workers if w.healthy]
-    unhealthy = [w for w in workers if not w.healthy]
+    assignment: dict[str, list[T]] = {p.name: [] for p in providers}
+    healthy = [p for p in providers if p.healthy]
+    unhealthy = [p for p in providers if not p.healthy]
     pool = list(messages)
     if healthy and unhealthy:
         if len(pool) > len(unhealthy):
-            for worker in unhealthy:
-                assignment[worker.name].append(pool.pop())
+            for provider in unhealthy:
+                assignment[provider.name].append(pool.pop())
         sharing = healthy
     else:
-        sharing = list(workers)
-    counts = shares(len(pool), [w.weight for w in sharing], rotation)
+        sharing = list(providers)
+    counts = shares(len(pool), [p.weight for p in sharing], rotation)
     start = 0
-    for worker, count in zip(sharing, counts, strict=True):
-        assignment[worker.name].extend(pool[start : start + count])
+    for provider, count in zip(sharing, counts, strict=True):
+        assignment[provider.name].extend(pool[start : start + count])
         start += count
     return assignment

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything gomailpy needs on a fresh machine; safe to run again (reuses what is there).
-#   .venv (Python 3.11) with the project and its dev tools, Debian's chromium for the browser
-#   tests, and LocalStack in its own Python 3.13 venv under ~/.cache/gomailpy/.
+#   .venv (Python 3.11) with the project, its dev tools and its local stack (local/: `gomail up`,
+#   the stand-ins, the LocalStack launcher), Debian's chromium for the browser tests, and
+#   LocalStack in its own Python 3.13 venv under ~/.cache/gomailpy/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,10 +14,11 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 stamp=.venv/.gomailpy-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "==> installing gomailpy and its dev tools into .venv"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ local/pyproject.toml -nt "$stamp" ]
+then
+  echo "==> installing gomailpy, its dev tools and its local stack into .venv"
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e '.[dev]'
+  .venv/bin/python -m pip install --quiet -e '.[dev]' -e ./local
   touch "$stamp"
 fi
 
@@ -28,4 +30,4 @@ if [ "${GOMAILPY_SKIP_BROWSER:-0}" != 1 ] && [ ! -x /usr/bin/chromium ]; then
 fi
 
 echo "==> LocalStack"
-.venv/bin/python -m gomailpy.localstack install
+.venv/bin/python -m gomailpy_local.localstack install

@@ -1,4 +1,5 @@
-"""A provider that stands at the network boundary, for pipeline tests that script outcomes.
+"""A provider that stands at the network boundary, for pipeline tests that script outcomes (and
+for the benchmarks, which measure the node around it).
 
 It implements the Provider protocol exactly as SES, SendGrid and SMTP do; everything of ours
 (reader, splitter, health, dispatch, settling, the queues) runs for real around it. Tests that
@@ -8,6 +9,7 @@ need the real protocols use the real providers against the stand-ins instead.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -21,6 +23,8 @@ class ScriptedProvider:
     mode: str = "ok"  # ok | fail | hang | throttle | account
     permanent_ids: set[str] = field(default_factory=set)  # these emails are refused for good
     latency_s: float = 0.0
+    timeout_s: float = math.inf  # no time limit of its own: pipeline.send_timeout_s applies
+    max_concurrency: int | None = None  # no pool of its own: max_in_flight bounds its sends
     accepted: list[str] = field(default_factory=list)  # envelope ids, in order
     attempts: Counter[str] = field(default_factory=Counter)
 

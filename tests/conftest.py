@@ -1,18 +1,24 @@
-"""The test bed: one real LocalStack (SQS, SES, S3) per test session, on a free loopback port.
+"""The test bed: one real LocalStack (SQS, SES, S3) per test session, on a free loopback port,
+and the fixtures that serve the API (or any aiohttp app) on loopback for one test.
 
-LocalStack is installed on first use (gomailpy.localstack); scripts/setup.sh does it ahead of
-time. moto's server stands in only where LocalStack cannot serve offline (DynamoDB).
+LocalStack is installed on first use (gomailpy_local.localstack); scripts/setup.sh does it ahead
+of time. moto's server stands in only where LocalStack cannot serve offline (DynamoDB).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
-from gomailpy.localstack import LocalStack
+from gomailpy.settings import Settings
+from gomailpy_local.localstack import LocalStack
+from tests.support import Client, StartClient, StartServer, create_queues, make_settings
 
 # Emulators accept any credentials; real ones must never reach a test.
 os.environ["AWS_ACCESS_KEY_ID"] = "test"
@@ -45,3 +51,45 @@ def moto_endpoint() -> Iterator[str]:
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"
     server.stop()
+
+
+# -- serving apps for one test ------------------------------------------------------------------
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[AsyncExitStack]:
+    """Everything `start_server` and `start_client` started, closed after the test."""
+    async with AsyncExitStack() as stack:
+        yield stack
+
+
+@pytest.fixture
+def start_server(served: AsyncExitStack) -> StartServer:
+    """Serve an aiohttp app on 127.0.0.1 (a free port) until the test ends."""
+
+    async def start(app: web.Application) -> TestServer:
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        served.push_async_callback(server.close)
+        return server
+
+    return start
+
+
+@pytest.fixture
+def start_client(served: AsyncExitStack) -> StartClient:
+    """Serve an aiohttp app as `start_server` does; return a client for it (`client.get("/")`)."""
+
+    async def start(app: web.Application) -> Client:
+        client: Client = TestClient(TestServer(app, host="127.0.0.1"))
+        return await served.enter_async_context(client)
+
+    return start
+
+
+@pytest.fixture
+async def settings(sqs_endpoint: str) -> Settings:
+    """Settings on the test bed with two fresh queues, created, and the web form served."""
+    settings = make_settings(sqs_endpoint, api={"serve_webclient": True})
+    await create_queues(settings)
+    return settings

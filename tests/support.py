@@ -1,12 +1,24 @@
-"""Helpers shared by the tests: settings pointing at the test bed, with queues of their own."""
+"""Helpers shared by the tests (and the benchmarks): settings pointing at the test bed, with
+queues of their own; valid requests and envelopes; the types of conftest's serving fixtures."""
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeAlias
 
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from gomailpy.envelope import Envelope
+from gomailpy.models import parse_send_request
 from gomailpy.queue import create_queue_client
 from gomailpy.settings import Settings, load_settings
+
+# The types of conftest's fixtures `start_client` and `start_server`, and of what they start.
+Client: TypeAlias = TestClient[web.Request, web.Application]
+StartClient: TypeAlias = Callable[[web.Application], Awaitable[Client]]
+StartServer: TypeAlias = Callable[[web.Application], Awaitable[TestServer]]
 
 
 def unique(prefix: str = "t") -> str:
@@ -61,10 +73,8 @@ def email_request(n: int = 0, **fields: Any) -> dict[str, Any]:
     return {"email": email}
 
 
-def make_envelope(n: int = 0, **fields: Any) -> Any:
-    from gomailpy.envelope import Envelope
-    from gomailpy.models import parse_send_request
-
+def make_envelope(n: int = 0, **fields: Any) -> Envelope:
+    """`email_request(n, **fields)` as the API puts it on a queue."""
     return Envelope.wrap(parse_send_request(email_request(n, **fields)))
 
 

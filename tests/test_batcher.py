@@ -20,8 +20,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from api.app import create_app
 from api.batcher import SendBatcher
-from api.gateway import NoQueueAvailable, QueueGateway
+from api.gateway import QueueGateway
 from gomailpy.envelope import Envelope
+from gomailpy.errors import NoQueueAvailableError
 from gomailpy.queue import QueueClient, create_queue_client, queue_name
 from gomailpy.settings import ApiSettings, Settings
 from tests.support import create_queues, email_request, make_settings
@@ -85,14 +86,16 @@ async def bodies_on(queues: QueueClient, url: str) -> Counter[str]:
         found.update(m.body for m in batch)
 
 
-async def enqueue_all(gateway: QueueGateway, bodies: Sequence[str]) -> list[str | NoQueueAvailable]:
-    """Enqueue every body at once; per body, the queue name or the NoQueueAvailable raised."""
+async def enqueue_all(
+    gateway: QueueGateway, bodies: Sequence[str]
+) -> list[str | NoQueueAvailableError]:
+    """Enqueue every body at once; per body, the queue name or the NoQueueAvailableError raised."""
     answers = await asyncio.gather(
         *(gateway.enqueue(body) for body in bodies), return_exceptions=True
     )
-    out: list[str | NoQueueAvailable] = []
+    out: list[str | NoQueueAvailableError] = []
     for answer in answers:
-        if isinstance(answer, BaseException) and not isinstance(answer, NoQueueAvailable):
+        if isinstance(answer, BaseException) and not isinstance(answer, NoQueueAvailableError):
             raise answer
         out.append(answer)
     return out
@@ -136,7 +139,7 @@ async def test_an_entry_the_batch_refuses_fails_over_alone(
     answers = await enqueue_all(gateway, [*bodies[:4], bad, *bodies[4:]])
 
     refused = answers.pop(4)
-    assert isinstance(refused, NoQueueAvailable)
+    assert isinstance(refused, NoQueueAvailableError)
     assert len(refused.reasons) == 2 and all("InvalidMessageContents" in r for r in refused.reasons)
     assert answers == [queue_name(first)] * 9
     assert calls.to(first) == [10]  # one shared call; its refused entry did not fail the rest
@@ -156,7 +159,7 @@ async def test_an_entry_too_large_for_a_batch_goes_alone_and_fails_alone(
 
     answers = await enqueue_all(gateway, [*bodies[:3], huge, *bodies[3:]])
 
-    assert isinstance(answers.pop(3), NoQueueAvailable)
+    assert isinstance(answers.pop(3), NoQueueAvailableError)
     assert answers == [queue_name(first)] * 6
     assert await bodies_on(queues, first) == Counter(bodies)
     assert sorted(calls.to(first)) == [1, 3, 3]  # before it, itself, after it
@@ -175,7 +178,7 @@ async def test_a_batch_refused_as_a_whole_is_split_until_the_bad_entry_is_alone(
 
     answers = await enqueue_all(gateway, [*bodies[:5], huge, *bodies[5:]])
 
-    assert isinstance(answers.pop(5), NoQueueAvailable)
+    assert isinstance(answers.pop(5), NoQueueAvailableError)
     assert answers == [queue_name(first)] * 7
     assert calls.to(first)[0] == 8
     assert await bodies_on(queues, first) == Counter(bodies)  # each exactly once

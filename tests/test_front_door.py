@@ -6,12 +6,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 from openapi_spec_validator import validate as validate_openapi
 
 from api.app import create_app
@@ -28,9 +26,15 @@ from api.auth import (
 from api.ratelimit import TokenBuckets, normalize_address, retry_after_s
 from gomailpy.errors import ConfigError
 from gomailpy.settings import Settings, load_settings
-from tests.support import create_queues, email_request, make_settings, queue_totals
+from tests.support import (
+    Client,
+    StartClient,
+    create_queues,
+    email_request,
+    make_settings,
+    queue_totals,
+)
 
-Client = TestClient[web.Request, web.Application]
 KEY_A, KEY_B, KEY_C = "key-a-" + "a" * 40, "key-b-" + "b" * 40, "key-c-" + "c" * 40
 HASHES = [hash_key(KEY_A), hash_key(KEY_B), hash_key(KEY_C)]
 OPEN_PATHS = ["/healthz", "/readyz", "/metrics", "/openapi.json", "/"]
@@ -54,23 +58,18 @@ MakeClient = Callable[..., Awaitable[Client]]
 
 
 @pytest.fixture
-async def make_client(sqs_endpoint: str) -> AsyncIterator[MakeClient]:
+def make_client(sqs_endpoint: str, start_client: StartClient) -> MakeClient:
     """`make(clock=None, queues=False, **api_keys)`: the app with these api settings."""
-    clients: list[Client] = []
 
     async def make(clock: FakeClock | None = None, *, queues: bool = False, **api: Any) -> Client:
         settings = make_settings(sqs_endpoint, api={"serve_webclient": True, **api})
         if queues:
             await create_queues(settings)
-        app = create_app(settings, clock=clock) if clock else create_app(settings)
-        client = TestClient(TestServer(app, host="127.0.0.1"))
-        await client.start_server()
-        clients.append(client)
-        return client
+        return await start_client(
+            create_app(settings, clock=clock) if clock else create_app(settings)
+        )
 
-    yield make
-    for client in clients:
-        await client.close()
+    return make
 
 
 def settings_of(client: Client) -> Settings:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from gomailpy.providers.base import Outcome, SendResult
-from pipeline.health import Health, State, Verdict, judge
+from pipeline.health import CircuitState, Health, Verdict, judge
 
 G, F, Z = Verdict.GOOD, Verdict.FAILING, Verdict.IDLE
-H, U = State.HEALTHY, State.UNHEALTHY
+H, U = CircuitState.HEALTHY, CircuitState.UNHEALTHY
 
 
 @pytest.mark.parametrize(
@@ -31,7 +31,7 @@ H, U = State.HEALTHY, State.UNHEALTHY
     ],
 )
 def test_state_table(
-    thresholds: tuple[int, int], verdicts: list[Verdict], states: list[State]
+    thresholds: tuple[int, int], verdicts: list[Verdict], states: list[CircuitState]
 ) -> None:
     health = Health(healthy_threshold=thresholds[0], unhealthy_threshold=thresholds[1])
     seen = []

@@ -27,7 +27,7 @@ from gomailpy.providers import open_providers
 from gomailpy.queue import create_queue_client
 from gomailpy.resources import ensure_resources
 from gomailpy.settings import Settings
-from gomailpy.standins import SendGridStandIn, SmtpStandIn
+from gomailpy_local.standins import SendGridStandIn, SmtpStandIn
 from pipeline.node import PipelineNode
 from tests.support import make_settings, queue_totals, unique
 
@@ -180,7 +180,7 @@ async def peek_reference(settings: Settings) -> ReferenceEnvelope:
 async def run_pipeline(stack: AsyncExitStack, settings: Settings, done: Callable[[], Any]) -> None:
     queues = await stack.enter_async_context(create_queue_client(settings))
     providers = await open_providers(stack, settings)
-    claim_check = await ClaimCheck.open(stack, settings)
+    claim_check = await stack.enter_async_context(ClaimCheck(settings))
     async with PipelineNode(settings, queues, providers, claim_check=claim_check) as node:
         for _ in range(30):
             await node.run_iteration()

@@ -7,12 +7,18 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
+
+from gomailpy.deadletter import FAILURE_KIND, FAILURE_REASON
+from gomailpy.envelope import Envelope
+from gomailpy.providers.base import Outcome, SendResult
 from gomailpy.queue import create_queue_client
 from gomailpy.settings import Settings
-from pipeline.health import State
-from pipeline.node import FAILURE_KIND, FAILURE_REASON, PipelineNode
+from pipeline.dispatch import ProviderLane
+from pipeline.health import CircuitState
+from pipeline.node import PipelineNode
 from tests.boundary import ScriptedProvider
-from tests.support import create_queues, enqueue, make_settings, queue_totals
+from tests.support import create_queues, enqueue, make_envelope, make_settings, queue_totals
 
 
 def pipeline_settings(endpoint: str, **pipeline: Any) -> Settings:
@@ -72,7 +78,7 @@ async def test_failing_provider_loses_traffic_then_comes_back(sqs_endpoint: str)
                 before = sum(bad.attempts.values())
                 await node.run_iteration()
                 per_iteration.append(sum(bad.attempts.values()) - before)
-            assert node.health["bad"].state is State.UNHEALTHY
+            assert node.health["bad"].state is CircuitState.UNHEALTHY
             # once unhealthy (after unhealthy_threshold=2 failing iterations) it got one probe each
             assert all(n <= 1 for n in per_iteration[2:])
             assert sorted(good.accepted) == sorted(ids)
@@ -86,7 +92,7 @@ async def test_failing_provider_loses_traffic_then_comes_back(sqs_endpoint: str)
                 while len(good.accepted) + len(bad.accepted) < 60 + len(more):
                     await node.run_iteration()
                 states.append(node.health["bad"].state)
-            assert states[-1] is State.HEALTHY
+            assert states[-1] is CircuitState.HEALTHY
             assert len(states) >= 2  # healthy_threshold good iterations were needed, not one
             probes = len(bad.accepted)
             more += await enqueue(settings, 40, start=1000)
@@ -222,3 +228,30 @@ async def test_account_refusal_is_offered_to_another_provider_at_once(sqs_endpoi
     assert sum(refusing.attempts.values()) > 0  # it had its share first
     assert sum(r.retried for r in reports) == 0
     assert set((await queue_totals(settings)).values()) == {0}
+
+
+class CrashingProvider(ScriptedProvider):
+    async def send(self, envelope: Envelope) -> SendResult:
+        raise RuntimeError("a bug in the provider")
+
+
+@pytest.mark.parametrize(
+    ("provider", "reason"),
+    [
+        (CrashingProvider("crash"), "RuntimeError: a bug in the provider"),
+        (ScriptedProvider("hang", mode="hang", timeout_s=0.2), "timed out after 0.2 s"),
+        (ScriptedProvider("hang", mode="hang"), "timed out after 0.3 s"),
+    ],
+)
+async def test_the_lane_turns_a_crash_or_a_hang_into_a_transient_result(
+    provider: ScriptedProvider, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    lane = ProviderLane(provider, timeout_s=0.3, in_flight=asyncio.Semaphore(1))
+    result = await lane.send_one(make_envelope())
+    assert (result.provider, result.outcome, result.reason) == (
+        provider.name,
+        Outcome.TRANSIENT,
+        reason,
+    )
+    if isinstance(provider, CrashingProvider):
+        assert "provider crash raised instead of answering" in caplog.text

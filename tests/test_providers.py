@@ -23,8 +23,9 @@ from gomailpy.envelope import Envelope
 from gomailpy.models import Address, Attachment, Email
 from gomailpy.providers import Outcome, Provider, open_providers
 from gomailpy.providers.smtp import classify_reply
-from gomailpy.standins import SendGridStandIn, SmtpStandIn
-from gomailpy.standins.sendgrid import validate_payload
+from gomailpy_local.standins import SendGridStandIn, SmtpStandIn
+from gomailpy_local.standins.sendgrid import validate_payload
+from pipeline.dispatch import ProviderLane
 from tests.support import make_settings, unique
 
 NO_AWS = "http://127.0.0.1:9"  # never called: only SES talks to AWS
@@ -68,6 +69,12 @@ async def open_one(stack: AsyncExitStack, endpoint: str, name: str, **section: A
     providers = await open_providers(stack, settings)
     assert list(providers) == [name]
     return providers[name]
+
+
+def lane(provider: Provider, send_timeout_s: float = 30.0) -> ProviderLane:
+    """The provider as the pipeline calls it: bounded by the tighter of `send_timeout_s` and
+    its own `timeout_s`, a hang or a crash answered TRANSIENT."""
+    return ProviderLane(provider, timeout_s=send_timeout_s, in_flight=asyncio.Semaphore(100))
 
 
 # --- SES on LocalStack ------------------------------------------------------------------------
@@ -220,9 +227,9 @@ async def test_sendgrid_hang_times_out_as_transient(sendgrid_standin: SendGridSt
     sendgrid_standin.mode = "hang"
     async with AsyncExitStack() as stack:
         provider = await open_sendgrid(stack, sendgrid_standin.base_url, timeout_s=0.5)
-        result = await provider.send(make_envelope())
+        result = await lane(provider).send_one(make_envelope())
     assert result.outcome is Outcome.TRANSIENT
-    assert result.reason == "timed out after 0.5s"
+    assert result.reason == "timed out after 0.5 s"  # its own timeout_s, the tighter one
 
 
 async def test_sendgrid_non_ascii_local_part_goes_elsewhere(
@@ -350,9 +357,9 @@ async def test_smtp_hang_times_out_as_transient(smtp_standin: SmtpStandIn) -> No
     smtp_standin.mode = "hang"
     async with AsyncExitStack() as stack:
         provider = await open_smtp(stack, smtp_standin, timeout_s=0.5, max_connections=1)
-        result = await provider.send(make_envelope())
+        result = await lane(provider).send_one(make_envelope())
         assert result.outcome is Outcome.TRANSIENT
-        assert result.reason == "timed out after 0.5s"
+        assert result.reason == "timed out after 0.5 s"
 
         smtp_standin.mode = "ok"  # the hung connection was dropped, not returned to the pool
         assert (await provider.send(make_envelope())).outcome is Outcome.ACCEPTED
@@ -447,6 +454,12 @@ async def test_open_providers_builds_each_enabled_provider_once(
         providers = await open_providers(stack, settings)
         assert sorted(providers) == ["sendgrid", "ses", "smtp"]
         assert all(isinstance(p, Provider) and p.name == n for n, p in providers.items())
+        # what the pipeline bounds each one's sends by, declared by the provider itself
+        assert [(p.timeout_s, p.max_concurrency) for p in providers.values()] == [
+            (10.0, 64),  # SES: the AWS client's pool (aws.max_pool_connections)
+            (10.0, 50),  # SendGrid: providers.sendgrid.max_connections
+            (10.0, 4),  # SMTP: providers.smtp.max_connections
+        ]
         for name in ("sendgrid", "smtp"):
             assert (await providers[name].send(make_envelope())).outcome is Outcome.ACCEPTED
     assert len(sendgrid_standin.messages) == len(smtp_standin.messages) == 1

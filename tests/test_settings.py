@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from gomailpy.errors import ConfigError
-from gomailpy.settings import load_settings
+from gomailpy.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -174,3 +174,68 @@ def test_send_timeout_must_fit_inside_the_visibility_timeout(tmp_path: Path) -> 
         f"{path}: pipeline.send_timeout_s: must be at most half of"
         " queues.visibility_timeout_s (8 > 10 / 2)"
     ]
+
+
+def test_environment_lists_read_as_yaml_or_json_and_null_or_nothing_unsets_a_key(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, "claim_check:\n  bucket: big-emails\n")
+    env = {
+        "GOMAILPY_QUEUES__URLS": '["a", "b"]',
+        "GOMAILPY_API__CORS_ORIGINS": "[https://example.com]",
+        "GOMAILPY_CLAIM_CHECK__BUCKET": "null",
+        "GOMAILPY_API__ACCESS_LOG_FILE_PATH": "",
+        "GOMAILPY_QUEUES__DLQ_SUFFIX": "123",  # text stays text, even when it looks like a number
+    }
+    settings = load_settings(path, env=env)
+    assert settings.queues.urls == ["a", "b"]
+    assert settings.api.cors_origins == ["https://example.com"]
+    assert settings.claim_check.bucket is None
+    assert settings.api.access_log_file_path is None
+    assert settings.queues.dlq_suffix == "123"
+
+
+def test_a_secret_is_its_exact_text_even_null() -> None:
+    env = {"GOMAILPY_AWS__ACCESS_KEY_ID": "null", "GOMAILPY_AWS__SECRET_ACCESS_KEY": "[x]"}
+    settings = load_settings(None, env=env)
+    assert settings.aws.access_key_id is not None
+    assert settings.aws.access_key_id.get_secret_value() == "null"
+    assert settings.aws.secret_access_key is not None
+    assert settings.aws.secret_access_key.get_secret_value() == "[x]"
+
+
+@pytest.mark.parametrize(
+    ("variable", "problem"),
+    [
+        (
+            "GOMAILPY_PIPELINES__UNHEALTHY_THRESHOLD",
+            "pipelines: unknown key; known keys here: aws,",
+        ),
+        (
+            "GOMAILPY_PIPELINE__UNHEALTY_THRESHOLD",
+            "pipeline.unhealty_threshold: unknown key; known keys here: min_iteration_duration_s,",
+        ),
+    ],
+)
+def test_an_unknown_key_from_the_environment_names_the_variable(
+    variable: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, env={variable: "3"})
+    [found] = caught.value.problems
+    assert found.startswith(f"environment {variable}: {problem}")
+
+
+def test_a_whole_section_from_the_environment_names_the_variable() -> None:
+    env = {"GOMAILPY_PIPELINE": "{unhealthy_threshold: 0}"}
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, env=env)
+    assert caught.value.problems == [
+        "environment GOMAILPY_PIPELINE: pipeline.unhealthy_threshold: must be >= 1"
+    ]
+
+
+def test_settings_built_from_data_read_no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOMAILPY_PIPELINE__UNHEALTHY_THRESHOLD", "7")
+    assert Settings.model_validate({}).pipeline.unhealthy_threshold == 2
+    assert load_settings(None).pipeline.unhealthy_threshold == 7  # load_settings reads os.environ

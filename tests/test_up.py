@@ -1,7 +1,8 @@
 """`gomail up` as a person runs it: a subprocess, an email over HTTP, the mail captured, Ctrl-C.
 
 Also the operator's view: /metrics of the API and of each pipeline node, scraped after traffic,
-moved by exactly the right amounts (each is its own process, so counters start at zero).
+moved by exactly the right amounts (each is its own process, so counters start at zero); and
+`gomail up` where the local stack (local/) is not installed, as in production.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -19,7 +21,7 @@ import aiohttp
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from gomailpy.localstack import free_port
+from gomailpy_local.localstack import free_port
 from tests.support import email_request
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -148,3 +150,20 @@ def cmdline(proc: Path) -> str:
     with contextlib.suppress(OSError):
         return (proc / "cmdline").read_bytes().decode(errors="replace")
     return ""
+
+
+def test_gomail_up_without_the_local_stack_says_in_one_line_how_to_get_it() -> None:
+    # As if gomailpy_local were not installed: importing it fails as it would in production.
+    hide_local_stack = (
+        "import sys; sys.modules['gomailpy_local'] = None;"
+        " from gomailpy.cli import cli; cli(['up'])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", hide_local_stack], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [
+        "gomail up needs the local stack: pip install -e ./local from a gomailpy checkout"
+        " (make up installs it)"
+    ]

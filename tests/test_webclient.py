@@ -12,8 +12,7 @@ import asyncio
 import importlib.util
 import json
 import shutil
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,8 @@ from gomailpy.errors import InvalidEmailError
 from gomailpy.models import normalize_address, parse_send_request
 from gomailpy.queue import create_queue_client
 from gomailpy.settings import Settings
-from tests.support import create_queues, make_settings
+from gomailpy_local.localstack import free_port
+from tests.support import StartServer, create_queues, make_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 WEBCLIENT = ROOT / "webclient"
@@ -89,34 +89,9 @@ async def page(browser: Browser) -> AsyncIterator[Page]:
     assert not script_errors, f"JavaScript errors on the page: {script_errors}"
 
 
-StartServer = Callable[[web.Application], Awaitable[TestServer]]
-
-
-@pytest.fixture
-async def start_server() -> AsyncIterator[StartServer]:
-    """Start an aiohttp app on 127.0.0.1 (a free port); everything started is closed after."""
-    servers: list[TestServer] = []
-
-    async def start(app: web.Application) -> TestServer:
-        server = TestServer(app, host="127.0.0.1")
-        await server.start_server()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        await server.close()
-
-
-@pytest.fixture
-async def settings(sqs_endpoint: str) -> Settings:
-    settings = make_settings(sqs_endpoint, api={"serve_webclient": True})
-    await create_queues(settings)
-    return settings
-
-
 @pytest.fixture
 async def api(settings: Settings, start_server: StartServer) -> TestServer:
+    """The API on conftest's `settings` (two queues, the form served), on loopback."""
     return await start_server(create_app(settings))
 
 
@@ -155,13 +130,6 @@ async def receive_envelopes(settings: Settings, expected: int) -> list[Envelope]
             if len(found) >= expected:
                 break
         return found
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def api_errors(email: dict[str, str]) -> dict[str, str]:
@@ -298,7 +266,7 @@ async def test_service_unavailable_shows_the_api_message_and_keeps_the_form(
     page: Page, sqs_endpoint: str, start_server: StartServer
 ) -> None:
     # The queue server is unreachable: nothing listens on this port.
-    settings = make_settings(f"http://127.0.0.1:{closed_port()}", api={"serve_webclient": True})
+    settings = make_settings(f"http://127.0.0.1:{free_port()}", api={"serve_webclient": True})
     server = await start_server(create_app(settings))
     await page.goto(base_url(server) + "/")
     await fill(page, VALID)

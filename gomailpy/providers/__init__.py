@@ -4,9 +4,9 @@
         providers = await open_providers(stack, settings)   # {"ses": ..., "smtp": ...}
         result = await providers["ses"].send(envelope)
 
-Each enabled provider is built once per process and closed when the stack closes. Every
-provider bounds a send with its own `timeout_s` and answers TRANSIENT "timed out after Ns"
-when it runs out.
+Each enabled provider is built once per process, entered on the stack (every provider is a
+one-shot async context manager) and closed when the stack closes. A provider's `send` is plain:
+the pipeline (pipeline.dispatch) bounds each call with the provider's `timeout_s` and guards it.
 """
 
 from __future__ import annotations
@@ -35,15 +35,15 @@ async def open_providers(stack: AsyncExitStack, settings: Settings) -> dict[str,
     configured = settings.providers
     providers: dict[str, Provider] = {}
     if configured.ses.enabled:
-        ses = await SesProvider.open(configured.ses, settings.aws)
-        stack.push_async_callback(ses.aclose)
-        providers[ses.name] = ses
+        providers[SesProvider.name] = await stack.enter_async_context(
+            SesProvider(configured.ses, settings.aws)
+        )
     if configured.sendgrid.enabled:
-        sendgrid = SendGridProvider(configured.sendgrid)
-        stack.push_async_callback(sendgrid.aclose)
-        providers[sendgrid.name] = sendgrid
+        providers[SendGridProvider.name] = await stack.enter_async_context(
+            SendGridProvider(configured.sendgrid)
+        )
     if configured.smtp.enabled:
-        smtp = SmtpProvider(configured.smtp)
-        stack.push_async_callback(smtp.aclose)
-        providers[smtp.name] = smtp
+        providers[SmtpProvider.name] = await stack.enter_async_context(
+            SmtpProvider(configured.smtp)
+        )
     return providers

@@ -2,12 +2,13 @@
 
     class Provider(Protocol):
         name: str
+        timeout_s: float                # the longest one send may take
+        max_concurrency: int | None     # sends it serves at once (its connection pool)
         async def send(self, envelope: Envelope) -> SendResult: ...
         async def aclose(self) -> None: ...
 
-A provider never raises for a refused or failed send: it classifies the outcome into a
-`SendResult`, the same way for SES, SendGrid and SMTP, so the pipeline decides what to do from
-`outcome` alone:
+A provider classifies every answer it understands into a `SendResult`, the same way for SES,
+SendGrid and SMTP, so the pipeline decides what to do from `outcome` alone:
 
 - ACCEPTED (SES MessageId, SendGrid 202, SMTP 250): delete it from the queue.
 - TRANSIENT (connection error, timeout, 5xx, SMTP 4xx): retry later; counts against health.
@@ -16,12 +17,16 @@ A provider never raises for a refused or failed send: it classifies the outcome 
   untouched, since every provider would refuse it.
 - ACCOUNT (this provider's account refused it: unverified sender, SendGrid 401/403, relay policy
   550): offer it to another provider; an operator must see it.
+
+A provider does not guard itself against hanging or against its own bugs: `send` may run past
+`timeout_s` or raise something unforeseen. The one caller, the pipeline's `ProviderLane`
+(pipeline.dispatch), bounds every call with `timeout_s` and turns a timeout or an exception into
+a TRANSIENT result, and starts at most `max_concurrency` calls at once. A send may be cancelled
+at any point; a provider leaves nothing half-used behind (SMTP closes that connection).
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
@@ -58,15 +63,18 @@ class Provider(Protocol):
 
     name: str
 
+    @property
+    def timeout_s(self) -> float:
+        """The longest one send may take (`providers.<name>.timeout_s`); the pipeline applies
+        the tighter of this and `pipeline.send_timeout_s`."""
+        ...
+
+    @property
+    def max_concurrency(self) -> int | None:
+        """How many sends it serves at once (its connection pool), so that none waits for a
+        connection inside its time limit; None: no limit of its own."""
+        ...
+
     async def send(self, envelope: Envelope) -> SendResult: ...
 
     async def aclose(self) -> None: ...
-
-
-async def within(provider: str, timeout_s: float, send: Awaitable[SendResult]) -> SendResult:
-    """`send`, or a TRANSIENT result once `timeout_s` has passed: a hung server is an outage."""
-    try:
-        async with asyncio.timeout(timeout_s):
-            return await send
-    except TimeoutError:
-        return SendResult(provider, Outcome.TRANSIENT, reason=f"timed out after {timeout_s:g}s")

@@ -1,8 +1,7 @@
 """SendGrid (v3 Web API): one `POST /v3/mail/send` per email, over one aiohttp session.
 
-    provider = SendGridProvider(settings.providers.sendgrid)   # inside a running event loop
-    result = await provider.send(envelope)
-    await provider.aclose()
+    async with SendGridProvider(settings.providers.sendgrid) as provider:  # in a running loop
+        result = await provider.send(envelope)
 
 The JSON payload is built with the `sendgrid` package's helpers (`payload_for`), so its shape
 follows SendGrid's own library; the HTTP call is ours, on aiohttp, because that library's client
@@ -26,7 +25,6 @@ it (no SMTPUTF8), but an SMTP relay may, so another provider should have it.
 
 from __future__ import annotations
 
-import logging
 import time
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -52,12 +50,11 @@ from sendgrid.helpers.mail import (
 )
 
 from gomailpy.envelope import Envelope
+from gomailpy.lifecycle import AsyncResource
 from gomailpy.mime import ascii_domain, message_id_header, needs_smtputf8
 from gomailpy.models import ALLOWED_HEADERS, Address, Email
-from gomailpy.providers.base import Outcome, SendResult, within
+from gomailpy.providers.base import Outcome, SendResult
 from gomailpy.settings import SendGridSettings
-
-log = logging.getLogger(__name__)
 
 NAME = "sendgrid"
 SEND_PATH = "/v3/mail/send"
@@ -192,33 +189,32 @@ def _error_messages(body: Any) -> str:
     return ""
 
 
-class SendGridProvider:
-    """Sends through SendGrid's v3 API. Build it inside a running loop; `aclose` closes it."""
+class SendGridProvider(AsyncResource):
+    """Sends through SendGrid's v3 API over one aiohttp session; a one-shot async context
+    manager (`gomailpy.lifecycle`). Build it inside a running loop; `aclose` closes the session."""
 
     name = NAME
 
     def __init__(self, settings: SendGridSettings) -> None:
         self._settings = settings
-        # The dispatcher starts at most this many sends at once, so none waits for a
-        # connection inside its timeout.
+        self.timeout_s = settings.timeout_s
+        # The pipeline starts at most this many sends at once, so none waits for a connection
+        # inside its time limit.
         self.max_concurrency = settings.max_connections
         self._url = settings.base_url.rstrip("/") + SEND_PATH
         api_key = settings.api_key.get_secret_value() if settings.api_key else ""
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=settings.max_connections),
             headers={"Authorization": f"Bearer {api_key}", "User-Agent": "gomailpy"},
-            # send() bounds the whole call with timeout_s; this only bounds connecting.
+            # The pipeline bounds the whole call with timeout_s; this only bounds connecting.
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=settings.timeout_s),
             raise_for_status=False,
         )
 
-    async def aclose(self) -> None:
+    async def _stop(self) -> None:
         await self._session.close()
 
     async def send(self, envelope: Envelope) -> SendResult:
-        return await within(NAME, self._settings.timeout_s, self._send(envelope))
-
-    async def _send(self, envelope: Envelope) -> SendResult:
         if needs_smtputf8(envelope.email):
             return SendResult(
                 NAME, Outcome.ACCOUNT, reason="SendGrid cannot send to a non-ASCII local part"
@@ -246,7 +242,4 @@ class SendGridProvider:
                     else None,
                 )
         except (aiohttp.ClientError, OSError) as exc:  # refused, reset, DNS: no answer at all
-            return SendResult(NAME, Outcome.TRANSIENT, reason=f"{type(exc).__name__}: {exc}")
-        except Exception as exc:  # never raise: an unforeseen error is reported, then retried
-            log.exception("sendgrid: unexpected error", extra={"message_id": envelope.id})
             return SendResult(NAME, Outcome.TRANSIENT, reason=f"{type(exc).__name__}: {exc}")

@@ -1,8 +1,7 @@
 """Amazon SES (v1 API): one `SendRawEmail` per email, through one long-lived aiobotocore client.
 
-    provider = await SesProvider.open(settings.providers.ses, settings.aws)
-    result = await provider.send(envelope)
-    await provider.aclose()
+    async with SesProvider(settings.providers.ses, settings.aws) as provider:   # opens its client
+        result = await provider.send(envelope)
 
 The message is built by `gomailpy.mime` (so SES sends exactly what SMTP would), `Source` is the
 sender and `Destinations` every recipient, Bcc included. botocore retries are off
@@ -31,13 +30,12 @@ queue where an operator sees it.
 
 from __future__ import annotations
 
-import logging
 from contextlib import AsyncExitStack
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from gomailpy.aws import open_aws_client
+from gomailpy.aws import AwsResource, open_aws_client
 from gomailpy.envelope import Envelope
 from gomailpy.mime import (
     all_recipients,
@@ -46,10 +44,8 @@ from gomailpy.mime import (
     message_bytes,
     needs_smtputf8,
 )
-from gomailpy.providers.base import Outcome, SendResult, within
+from gomailpy.providers.base import Outcome, SendResult
 from gomailpy.settings import AwsSettings, SesSettings
-
-log = logging.getLogger(__name__)
 
 NAME = "ses"
 
@@ -107,44 +103,36 @@ def classify_client_error(error: ClientError) -> tuple[Outcome, str]:
     return Outcome.TRANSIENT, reason
 
 
-class SesProvider:
-    """Sends through SES `SendRawEmail`; owns its aiobotocore client (closed by `aclose`)."""
+class SesProvider(AwsResource):
+    """Sends through SES `SendRawEmail` over one aiobotocore client; a one-shot async context
+    manager (see `gomailpy.aws.AwsResource`) that opens the client unless one is given."""
 
     name = NAME
 
-    def __init__(self, settings: SesSettings, client: Any, stack: AsyncExitStack) -> None:
-        # Built by `open`, which enters the client on `stack`.
+    def __init__(self, settings: SesSettings, aws: AwsSettings, *, client: Any = None) -> None:
+        super().__init__(client=client)
         self._settings = settings
-        # One HTTP connection per call in flight: the dispatcher starts at most this many.
-        self.max_concurrency = int(client.meta.config.max_pool_connections or 10)
-        self._client = client
-        self._stack = stack
+        self._aws = aws
+        self.timeout_s = settings.timeout_s
+        # One HTTP connection per call in flight: the pipeline starts at most this many.
+        self.max_concurrency = (
+            aws.max_pool_connections
+            if client is None
+            else int(client.meta.config.max_pool_connections or 10)
+        )
 
-    @classmethod
-    async def open(cls, settings: SesSettings, aws: AwsSettings) -> SesProvider:
-        stack = AsyncExitStack()
-        try:
-            client = await open_aws_client(
-                stack,
-                "ses",
-                aws,
-                region=settings.region,
-                endpoint_url=settings.endpoint_url,
-                read_timeout_s=settings.timeout_s,
-                max_attempts=1,  # the pipeline retries, with its own back-off
-            )
-        except BaseException:
-            await stack.aclose()
-            raise
-        return cls(settings, client, stack)
-
-    async def aclose(self) -> None:
-        await self._stack.aclose()
+    async def _open_client(self, stack: AsyncExitStack) -> Any:
+        return await open_aws_client(
+            stack,
+            "ses",
+            self._aws,
+            region=self._settings.region,
+            endpoint_url=self._settings.endpoint_url,
+            read_timeout_s=self._settings.timeout_s,
+            max_attempts=1,  # the pipeline retries, with its own back-off
+        )
 
     async def send(self, envelope: Envelope) -> SendResult:
-        return await within(NAME, self._settings.timeout_s, self._send(envelope))
-
-    async def _send(self, envelope: Envelope) -> SendResult:
         email = envelope.email
         if needs_smtputf8(email):
             # SES takes only ASCII local parts; an SMTP relay with SMTPUTF8 may take this one.
@@ -164,8 +152,5 @@ class SesProvider:
             outcome, reason = classify_client_error(exc)
             return SendResult(NAME, outcome, reason=reason)
         except BotoCoreError as exc:  # no answer: connection refused or reset, read timeout
-            return SendResult(NAME, Outcome.TRANSIENT, reason=f"{type(exc).__name__}: {exc}")
-        except Exception as exc:  # never raise: an unforeseen error is reported, then retried
-            log.exception("ses: unexpected error", extra={"message_id": envelope.id})
             return SendResult(NAME, Outcome.TRANSIENT, reason=f"{type(exc).__name__}: {exc}")
         return SendResult(NAME, Outcome.ACCEPTED, provider_message_id=response.get("MessageId"))

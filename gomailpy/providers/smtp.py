@@ -1,8 +1,8 @@
 """SMTP: one mail transaction per email, over a small pool of reused connections (aiosmtplib).
 
-    provider = SmtpProvider(settings.providers.smtp)   # connects lazily, on the first send
-    result = await provider.send(envelope)
-    await provider.aclose()                             # QUIT on every idle connection
+    async with SmtpProvider(settings.providers.smtp) as provider:  # connects on the first send
+        result = await provider.send(envelope)
+    # leaving it: QUIT on every idle connection
 
 The pool holds at most `max_connections` connections: a send takes an idle connected client or
 opens one (TLS, STARTTLS and login as configured), and gives it back once the transaction ends
@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import re
 
 import aiosmtplib
@@ -51,6 +50,7 @@ from aiosmtplib import (
 )
 
 from gomailpy.envelope import Envelope
+from gomailpy.lifecycle import AsyncResource
 from gomailpy.mime import (
     all_recipients,
     build_message,
@@ -58,10 +58,8 @@ from gomailpy.mime import (
     message_bytes,
     needs_smtputf8,
 )
-from gomailpy.providers.base import Outcome, SendResult, within
+from gomailpy.providers.base import Outcome, SendResult
 from gomailpy.settings import SmtpSettings
-
-log = logging.getLogger(__name__)
 
 NAME = "smtp"
 _MAX_REASON = 300
@@ -123,15 +121,17 @@ def classify_error(exc: Exception) -> tuple[Outcome, str]:
     return Outcome.TRANSIENT, f"{type(exc).__name__}: {exc}"[:_MAX_REASON]
 
 
-class SmtpProvider:
-    """Sends over SMTP with up to `max_connections` pooled connections; `aclose` ends them."""
+class SmtpProvider(AsyncResource):
+    """Sends over SMTP with up to `max_connections` pooled connections; a one-shot async context
+    manager (`gomailpy.lifecycle`) whose `aclose` ends them."""
 
     name = NAME
 
     def __init__(self, settings: SmtpSettings) -> None:
         self._settings = settings
-        # The dispatcher starts at most this many sends at once, so none waits for a
-        # connection inside its timeout.
+        self.timeout_s = settings.timeout_s
+        # The pipeline starts at most this many sends at once, so none waits for a connection
+        # inside its time limit; `_slots` keeps the pool at that size for any other caller.
         self.max_concurrency = settings.max_connections
         self._slots = asyncio.Semaphore(settings.max_connections)
         # LIFO: the most recently used connection is the one least likely to have timed out.
@@ -150,8 +150,8 @@ class SmtpProvider:
             validate_certs=s.validate_certs,
             username=s.username,
             password=s.password.get_secret_value() if s.password else None,
-            # None: send() bounds the whole transaction with timeout_s, so a slow server gives
-            # the same "timed out after Ns" as every other provider.
+            # None: the pipeline bounds the whole transaction with timeout_s, so a slow server
+            # gives the same "timed out" as every other provider.
             timeout=None,
         )
 
@@ -182,9 +182,6 @@ class SmtpProvider:
         return await self._connect(), False
 
     async def send(self, envelope: Envelope) -> SendResult:
-        return await within(NAME, self._settings.timeout_s, self._send(envelope))
-
-    async def _send(self, envelope: Envelope) -> SendResult:
         async with self._slots:
             client: aiosmtplib.SMTP | None = None
             reusable = False
@@ -213,11 +210,9 @@ class SmtpProvider:
                 # wire (checked before anything is sent).
                 outcome = Outcome.TRANSIENT if isinstance(exc, OSError) else Outcome.PERMANENT
                 return SendResult(NAME, outcome, reason=f"{type(exc).__name__}: {exc}")
-            except Exception as exc:  # never raise: an unforeseen error is reported, then retried
-                log.exception("smtp: unexpected error", extra={"message_id": envelope.id})
-                return SendResult(NAME, Outcome.TRANSIENT, reason=f"{type(exc).__name__}: {exc}")
             finally:
-                # Runs on cancellation too (the send timeout): a client mid-transaction is closed.
+                # Runs on cancellation (the send timeout) and on an unforeseen error too: a
+                # client mid-transaction is closed, never pooled.
                 if client is not None:
                     if reusable and client.is_connected and not self._closed:
                         self._idle.put_nowait(client)
@@ -245,7 +240,7 @@ class SmtpProvider:
             NAME, Outcome.ACCEPTED, provider_message_id=_queue_id(reply), reason=reason
         )
 
-    async def aclose(self) -> None:
+    async def _stop(self) -> None:
         self._closed = True
         while not self._idle.empty():
             client = self._idle.get_nowait()

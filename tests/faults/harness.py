@@ -27,10 +27,10 @@ from typing import Any
 import aiohttp
 import yaml
 
-from gomailpy.loadgen import SendTally, post_emails
-from gomailpy.localstack import free_port
+from gomailpy.api_client import SendTally, post_emails
 from gomailpy.providers.sendgrid import MESSAGE_ID_ARG
-from gomailpy.standins import SendGridStandIn, SmtpStandIn
+from gomailpy_local.localstack import free_port
+from gomailpy_local.standins import SendGridStandIn, SmtpStandIn
 from tests.support import email_request, unique
 
 SENDGRID_KEY = "SG.fault-suite"

@@ -4,11 +4,11 @@ LocalStack 2026.3 needs Python >= 3.13 (the project runs on 3.11), so it lives i
 own under `~/.cache/gomailpy/` built from the Python 3.13 that pyenv provides. Installing takes
 about 75 s once; a stamp file makes later runs free.
 
-    python -m gomailpy.localstack install      # what scripts/setup.sh runs
-    python -m gomailpy.localstack run --port 4566
+    python -m gomailpy_local.localstack install      # what scripts/setup.sh runs
+    python -m gomailpy_local.localstack run --port 4566
 
-    with LocalStack.start() as stack:        # a free port, a private data dir
-        stack.endpoint_url                   # http://127.0.0.1:PORT
+    with LocalStack.start() as stack:                # a free port, a private data dir
+        stack.endpoint_url                           # http://127.0.0.1:PORT
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gomailpy.errors import GomailError
+
 VERSION = "2026.3.0"
 SERVICES = "sqs,ses,s3"
 # Pins found by trial on these machines: newer releases of these break localstack-core 2026.3
@@ -40,7 +42,7 @@ START_TIMEOUT_S = 60.0
 Progress = Callable[[str], None]
 
 
-class LocalStackError(RuntimeError):
+class LocalStackError(GomailError):
     """LocalStack could not be installed or started; the message says what to do."""
 
 
@@ -260,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     except LocalStackError as exc:
         print(f"gomailpy: {exc}", file=sys.stderr)
         return 1
-    print("usage: python -m gomailpy.localstack [install | run [--port N]]", file=sys.stderr)
+    print("usage: python -m gomailpy_local.localstack [install | run [--port N]]", file=sys.stderr)
     return 2
 
 

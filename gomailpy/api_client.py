@@ -1,4 +1,8 @@
-"""`gomail send`: post one email, or N for a quick load, to a running API."""
+"""A client of the HTTP API: posts emails to `POST /email/send` and tallies the answers.
+
+Behind `gomail send` (one email, or N for a quick load, against any running API, with its key);
+the fault suite and the benchmarks use it as their load generator.
+"""
 
 from __future__ import annotations
 

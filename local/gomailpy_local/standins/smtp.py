@@ -30,7 +30,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from gomailpy.standins.control import StandIn
+from gomailpy_local.standins.control import StandIn
 
 MODES = ("ok", "fail", "reject", "relay-denied", "hang")
 _HOSTNAME = "standin.localhost"  # fixed: aiosmtpd would otherwise resolve the FQDN per connection

@@ -12,7 +12,7 @@ address once per personalization. Accepted payloads are recorded and answered 20
 `X-Message-Id` header. Modes: "ok"; "fail" (503); "throttle" (429 with Retry-After); "hang"
 (never answer, until `stop()`).
 
-Control API (see `gomailpy.standins.control`): `/_standin/messages`, `/_standin/mode`, and the
+Control API (see `gomailpy_local.standins.control`): `/_standin/messages`, `/_standin/mode`, and the
 same under `/_standin/<name>` for every stand-in passed in `controls`.
 """
 
@@ -27,7 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gomailpy.standins.control import Controllable, StandIn, add_control_routes
+from gomailpy_local.standins.control import Controllable, StandIn, add_control_routes
 
 MODES = ("ok", "fail", "throttle", "hang")
 SEND_PATH = "/v3/mail/send"

@@ -10,9 +10,9 @@ Used by the tests, by `gomail up` (a local relay and a local SendGrid) and by th
 SES needs no stand-in here: LocalStack serves it.
 """
 
-from gomailpy.standins.control import Controllable, add_control_routes
-from gomailpy.standins.sendgrid import ReceivedPayload, SendGridStandIn
-from gomailpy.standins.smtp import ReceivedMail, SmtpStandIn
+from gomailpy_local.standins.control import Controllable, add_control_routes
+from gomailpy_local.standins.sendgrid import ReceivedPayload, SendGridStandIn
+from gomailpy_local.standins.smtp import ReceivedMail, SmtpStandIn
 
 __all__ = [
     "Controllable",

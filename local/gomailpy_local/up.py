@@ -3,7 +3,7 @@
     LocalStack (SQS + SES + S3)   started here unless the config points at AWS or a running server
     queues + dead-letter queues   created (gomail init), with the claim-check bucket on S3
     delivery status (DynamoDB)    off unless status.backend is dynamodb: then moto's server as
-                                  a child process (moto is in the dev extras) when no
+                                  a child process (moto comes with gomailpy-local) when no
                                   endpoint_url is set; a memory store cannot be shared by the
                                   API and pipeline processes, so `memory` means off here
     SMTP and SendGrid stand-ins   served by this process; their control API flips faults
@@ -35,12 +35,12 @@ import aiohttp
 import yaml
 
 from gomailpy.aws import open_aws_client
-from gomailpy.localstack import LocalStack, free_port, health
 from gomailpy.queue import create_queue_client, queue_name
+from gomailpy.report import node_status
 from gomailpy.resources import ensure_resources
 from gomailpy.settings import SECRET_PATHS, Settings, env_var_for
-from gomailpy.standins import SendGridStandIn, SmtpStandIn
-from gomailpy.status import node_status
+from gomailpy_local.localstack import LocalStack, free_port, health
+from gomailpy_local.standins import SendGridStandIn, SmtpStandIn
 
 # Sender domains LocalStack's SES is told it may send for; other senders are refused by SES
 # ("not verified"), which the pipeline treats as that provider's account problem: the email
@@ -273,16 +273,6 @@ async def _status_store(
     if status.endpoint_url or not _is_loopback(endpoint):
         echo(f"delivery status: DynamoDB table {status.table} as configured")
         return settings
-    import importlib.util
-
-    if importlib.util.find_spec("moto") is None:
-        echo(
-            "delivery status: off (GET /email/{id} answers 501). LocalStack cannot serve"
-            " DynamoDB offline and a memory store is not shared by the API and pipeline"
-            " processes; install moto[server] (the dev extras) to have it"
-        )
-        data["status"]["backend"] = "none"
-        return Settings.model_validate(data)
     # moto's server as a child process of its own (like the API and the nodes), so that it
     # never competes with this process's event loop or writes to its terminal.
     port = free_port()

@@ -16,18 +16,18 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from api.app import create_app
 from gomailpy.aws import open_aws_client
+from gomailpy.deliveries import (
+    Claim,
+    DeliveryState,
+    DeliveryStore,
+    DynamoDeliveryStore,
+    MemoryDeliveryStore,
+    open_delivery_store,
+)
 from gomailpy.envelope import Envelope
 from gomailpy.queue import create_queue_client
 from gomailpy.resources import ensure_resources
 from gomailpy.settings import Settings
-from gomailpy.status_store import (
-    Claim,
-    DynamoStatusStore,
-    MemoryStatusStore,
-    State,
-    StatusStore,
-    open_status_store,
-)
 from pipeline.node import IterationReport, PipelineNode
 from tests.boundary import ScriptedProvider
 from tests.support import email_request, enqueue, make_settings, queue_totals, unique
@@ -81,7 +81,7 @@ async def node_for(
     stack: AsyncExitStack,
     settings: Settings,
     providers: list[ScriptedProvider],
-    status: StatusStore | None,
+    status: DeliveryStore | None,
     **kwargs: Any,
 ) -> PipelineNode:
     queues = await stack.enter_async_context(create_queue_client(settings))
@@ -135,7 +135,7 @@ async def test_status_moves_queued_sending_sent(
     assert queued["state"] == "queued" and states(queued) == ["queued"]
     assert queued["messageId"] == message_id and queued["provider"] is None
 
-    status = await open_status_store(stack, settings)
+    status = await open_delivery_store(stack, settings)
     provider = ScriptedProvider("p")
     node = await node_for(stack, settings, [provider], status)
     await until(node, lambda: bool(provider.accepted))
@@ -157,7 +157,7 @@ async def test_status_shows_retrying_then_sent(
     client = await api_client(stack, settings)
     _, answer, _ = await post(client, email_request(2))
     message_id = answer["messageId"]
-    status = await open_status_store(stack, settings)
+    status = await open_delivery_store(stack, settings)
     provider = ScriptedProvider("p", mode="fail")
     node = await node_for(stack, settings, [provider], status)
 
@@ -185,7 +185,7 @@ async def test_status_shows_a_permanent_failure(
     client = await api_client(stack, settings)
     _, answer, _ = await post(client, email_request(3))
     message_id = answer["messageId"]
-    status = await open_status_store(stack, settings)
+    status = await open_delivery_store(stack, settings)
     provider = ScriptedProvider("p", permanent_ids={message_id})
     node = await node_for(stack, settings, [provider], status)
     await until(node, lambda: provider.attempts[message_id] >= 1)
@@ -297,7 +297,7 @@ async def test_idempotent_email_is_sent_once(
     for _ in range(3):
         code, answer, _ = await post(client, email_request(7), key="k-7")
         assert code == 200
-    status = await open_status_store(stack, settings)
+    status = await open_delivery_store(stack, settings)
     provider = ScriptedProvider("p")
     node = await node_for(stack, settings, [provider], status)
     await until(node, lambda: bool(provider.accepted))
@@ -326,7 +326,7 @@ def crash_once() -> Callable[[Envelope], Awaitable[None] | None]:
 
 
 async def crash_then_restart(
-    settings: Settings, status: StatusStore | None
+    settings: Settings, status: DeliveryStore | None
 ) -> tuple[list[str], ScriptedProvider, int]:
     ids = await enqueue(settings, 5)
     provider = ScriptedProvider("p")
@@ -352,7 +352,7 @@ async def test_crash_between_send_and_delete_sends_once(
 ) -> None:
     settings = status_settings(sqs_endpoint, moto_endpoint, backend=backend)
     await prepare(settings)
-    status = await open_status_store(stack, settings)
+    status = await open_delivery_store(stack, settings)
     ids, provider, already_sent = await crash_then_restart(settings, status)
     assert sorted(provider.accepted) == sorted(ids)
     assert Counter(provider.accepted).most_common(1)[0][1] == 1  # one send each, not two
@@ -361,7 +361,7 @@ async def test_crash_between_send_and_delete_sends_once(
     assert status is not None
     for message_id in ids:
         record = await status.get(message_id)
-        assert record is not None and record.state is State.SENT
+        assert record is not None and record.state is DeliveryState.SENT
 
 
 async def test_without_the_status_store_the_same_crash_sends_twice(sqs_endpoint: str) -> None:
@@ -387,7 +387,7 @@ class FakeClock:
 @pytest.fixture(params=["memory", "dynamodb"])
 async def store_and_clock(
     request: pytest.FixtureRequest, moto_endpoint: str, stack: AsyncExitStack
-) -> tuple[StatusStore, FakeClock]:
+) -> tuple[DeliveryStore, FakeClock]:
     clock = FakeClock()
     settings = make_settings(
         "http://127.0.0.1:9",
@@ -400,14 +400,13 @@ async def store_and_clock(
         },
     )
     if request.param == "memory":
-        return MemoryStatusStore(settings.status, clock=clock), clock
-    client = await open_aws_client(stack, "dynamodb", settings.aws, endpoint_url=moto_endpoint)
-    store = DynamoStatusStore(client, settings.status, clock=clock)
+        return MemoryDeliveryStore(settings.status, clock=clock), clock
+    store = await stack.enter_async_context(DynamoDeliveryStore(settings, clock=clock))
     await store.ensure_table()
     return store, clock
 
 
-async def test_claim_rules(store_and_clock: tuple[StatusStore, FakeClock]) -> None:
+async def test_claim_rules(store_and_clock: tuple[DeliveryStore, FakeClock]) -> None:
     store, clock = store_and_clock
     assert (await store.claim("m", attempt=1, lease_s=30)).claim is Claim.CLAIMED
     busy = await store.claim("m", attempt=1, lease_s=30)  # a second node, while the first sends
@@ -420,12 +419,12 @@ async def test_claim_rules(store_and_clock: tuple[StatusStore, FakeClock]) -> No
     assert (await store.claim("m", attempt=4, lease_s=30)).claim is Claim.ALREADY_SENT
     await store.mark_failed("m", "late news")  # never undoes a send
     record = await store.get("m")
-    assert record is not None and record.state is State.SENT and record.provider == "ses"
+    assert record is not None and record.state is DeliveryState.SENT and record.provider == "ses"
     await store.mark_failed("f", "550")
     assert (await store.claim("f", attempt=1, lease_s=30)).claim is Claim.CLAIMED  # redriven
 
 
-async def test_records_and_keys_expire(store_and_clock: tuple[StatusStore, FakeClock]) -> None:
+async def test_records_and_keys_expire(store_and_clock: tuple[DeliveryStore, FakeClock]) -> None:
     store, clock = store_and_clock
     await store.record_queued("m")
     assert await store.reserve_key("k", "h", "m") is None
@@ -436,7 +435,7 @@ async def test_records_and_keys_expire(store_and_clock: tuple[StatusStore, FakeC
     assert await store.get("m") is None  # hidden even before DynamoDB's TTL sweep deletes it
 
 
-async def test_key_reservation(store_and_clock: tuple[StatusStore, FakeClock]) -> None:
+async def test_key_reservation(store_and_clock: tuple[DeliveryStore, FakeClock]) -> None:
     store, _ = store_and_clock
     assert await store.reserve_key("k", "h", "m1") is None
     held = await store.reserve_key("k", "h", "m2")
@@ -450,14 +449,14 @@ async def test_key_reservation(store_and_clock: tuple[StatusStore, FakeClock]) -
 
 
 async def test_queued_after_the_pipeline_claimed_keeps_the_pipeline_state(
-    store_and_clock: tuple[StatusStore, FakeClock],
+    store_and_clock: tuple[DeliveryStore, FakeClock],
 ) -> None:
     # The pipeline can claim a message before the API has recorded `queued` for it.
     store, clock = store_and_clock
     await store.claim("m", attempt=1, lease_s=30)
     await store.record_queued("m", at=clock.now - 1)
     record = await store.get("m")
-    assert record is not None and record.state is State.SENDING
+    assert record is not None and record.state is DeliveryState.SENDING
     assert [e["state"] for e in record.timeline] == ["queued", "sending"]
 
 
@@ -471,7 +470,7 @@ async def test_dynamodb_table_has_ttl_on_expires_at(
     ttl = await client.describe_time_to_live(TableName=settings.status.table)
     assert ttl["TimeToLiveDescription"]["AttributeName"] == "expires_at"
     assert ttl["TimeToLiveDescription"]["TimeToLiveStatus"] == "ENABLED"
-    store = DynamoStatusStore(client, settings.status)
+    store = await stack.enter_async_context(DynamoDeliveryStore(settings, client=client))
     await store.record_queued("m")
     item = await client.get_item(TableName=settings.status.table, Key={"pk": {"S": "msg#m"}})
     record = await store.get("m")

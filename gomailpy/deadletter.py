@@ -1,8 +1,11 @@
-"""The dead-letter queues: look at what failed and why, and put it back for another try.
+"""The dead-letter queues, both sides: what the pipeline puts there and why, and how an operator
+looks at it and puts it back (`gomail dlq list`, `gomail dlq redrive`).
 
 Messages reach `<queue>-dlq` two ways: SQS moves a message there after `max_receive_count`
-deliveries (retries that never succeeded), and the pipeline copies a message there, with the
-reason as message attributes, when a provider refused it for good or it could not be read.
+deliveries (retries that never succeeded), and the pipeline copies a message there with
+`dead_letter`, the reason riding along as message attributes, when a provider refused it for
+good or it could not be read. The pipeline deletes the original only once the copy is there (a
+crash in between gives a duplicate in the dead-letter queue, never a loss).
 
 Listing peeks: messages are received with a short visibility and released again, so a listing
 changes nothing. Redriving sends each message back to its source queue and only then deletes it
@@ -13,24 +16,62 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 
 from gomailpy.envelope import Envelope
 from gomailpy.errors import EnvelopeError
 from gomailpy.queue import QueueClient, ReceivedMessage, queue_name
 
-# Attribute names written by the pipeline (pipeline.node) on the messages it dead-letters.
+# Attribute names on the messages the pipeline dead-letters.
 FAILURE_KIND = "gomailpy-failure"
 FAILURE_REASON = "gomailpy-reason"
 FAILURE_PROVIDER = "gomailpy-provider"
 FAILURE_SOURCE = "gomailpy-source-queue"
+MAX_REASON = 1000  # characters of the reason kept on the message
 PEEK_VISIBILITY_S = 30
+
+
+class FailureKind(StrEnum):
+    """Why a message is in a dead-letter queue (the FAILURE_KIND attribute)."""
+
+    PERMANENT = "permanent"  # a provider refused the email for good
+    UNREADABLE = "unreadable"  # no envelope could be read from the message
+    RETRIES_EXHAUSTED = "retries-exhausted"  # SQS moved it after max_receive_count deliveries
+
+
+# -- write side: the pipeline --------------------------------------------------------------------
+
+
+async def dead_letter(
+    queues: QueueClient,
+    message: ReceivedMessage,
+    kind: FailureKind,
+    reason: str,
+    provider: str = "",
+) -> None:
+    """Copy `message`, with why it failed, to its queue's dead-letter queue. Raises QueueError;
+    the caller deletes the original only after this returned."""
+    dlq = await queues.dead_letter_url(message.queue_url)
+    await queues.send(
+        dlq,
+        message.body,
+        attributes={
+            FAILURE_KIND: kind.value,
+            FAILURE_REASON: reason[:MAX_REASON],
+            FAILURE_PROVIDER: provider,
+            FAILURE_SOURCE: queue_name(message.queue_url),
+        },
+    )
+
+
+# -- read side: the operator ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     dlq: str
     message: ReceivedMessage
-    kind: str  # permanent | unreadable | retries-exhausted
+    kind: str  # a FailureKind value (kept as text: an older node may have written another)
     reason: str
     provider: str
     message_id: str | None  # the email's messageId, if the body is readable
@@ -47,7 +88,7 @@ class DeadLetter:
         return cls(
             dlq=dlq,
             message=message,
-            kind=attributes.get(FAILURE_KIND, "retries-exhausted"),
+            kind=attributes.get(FAILURE_KIND, FailureKind.RETRIES_EXHAUSTED.value),
             reason=attributes.get(FAILURE_REASON, "delivered too many times without success"),
             provider=attributes.get(FAILURE_PROVIDER, ""),
             message_id=envelope.id if envelope else None,
@@ -107,7 +148,7 @@ async def redrive(
             keep = [
                 letter
                 for letter in letters
-                if include_unreadable or letter.kind != "unreadable"
+                if include_unreadable or letter.kind != FailureKind.UNREADABLE
             ]
             if limit is not None:
                 keep = keep[: limit - moved]
