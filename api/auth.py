@@ -28,7 +28,11 @@ from aiohttp import web
 
 from api.responses import error_response
 
-GUARDED_PREFIX = "/email/"
+GUARDED_PREFIX = ("/email/", "/suppressions", "/admin/")  # emails, the list, the controls
+GUARDED_PATHS = frozenset({"/events"})  # the event feed (not /events/sendgrid: signed)
+# Routes that check the key themselves (api.templates.check_key), not rate-limited: documented
+# with the key schemes and 401 all the same.
+SELF_GUARDED_PREFIX = ("/templates",)
 # The accepted key's id on the request (first 12 hex digits of its hash), for handlers and logs.
 API_KEY_ID = web.RequestKey("api_key_id", str)
 KEY_HEADER = "X-Api-Key"
@@ -120,7 +124,10 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
 def is_guarded(request: web.Request) -> bool:
     """Does this request need a key (when keys are configured)? Only requests that reach an
     email handler: a preflight, a 404 or a 405 is answered as without keys."""
-    if request.method == "OPTIONS" or not request.path.startswith(GUARDED_PREFIX):
+    path = request.path
+    if request.method == "OPTIONS" or not (
+        path.startswith(GUARDED_PREFIX) or path in GUARDED_PATHS
+    ):
         return False
     return request.match_info.http_exception is None
 
@@ -146,7 +153,8 @@ def document_security(document: dict[str, Any], *, keys: bool, limited: bool) ->
         }
     errors = {"$ref": "#/components/schemas/Errors"}
     for path, operations in document["paths"].items():
-        if not path.startswith(GUARDED_PREFIX):
+        front_door = path.startswith(GUARDED_PREFIX) or path in GUARDED_PATHS
+        if not (front_door or path.startswith(SELF_GUARDED_PREFIX)):
             continue
         for method, operation in operations.items():
             if method == "options":
@@ -158,7 +166,7 @@ def document_security(document: dict[str, Any], *, keys: bool, limited: bool) ->
                     "description": "No API key, or not a valid one (see WWW-Authenticate)",
                     "content": {"application/json": {"schema": errors}},
                 }
-            if limited:
+            if limited and front_door:
                 responses["429"] = {
                     "description": "Rate limit reached; Retry-After says when to try again",
                     "headers": {"Retry-After": {"schema": {"type": "integer"}}},

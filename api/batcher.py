@@ -5,9 +5,14 @@
     if outcome.ok: ...                           # outcome.message_id
     else: ...                                    # outcome.reason: try the next queue or 503
 
-The first entry for a queue opens a batch and starts a short timer (`linger_s`); the batch goes
-out when the timer fires, when it holds `max_entries` (SQS allows 10) or when one more body would
-make it longer than `max_bytes`. Each caller waits for its own entry only:
+The first entry for a queue opens a batch. While fewer than `max_calls` calls to that queue are
+under way, it starts a short timer (`linger_s`) and the batch goes out when the timer fires;
+otherwise it waits for one of those calls to finish (Nagle's rule, as group commit does): the
+busier the queue, the fuller the batches, and a quiet queue costs one linger. A batch also goes
+out once it holds `max_entries` (SQS allows 10) or when one more body would make it longer than
+`max_bytes`. A fixed linger alone made half load dearer than full load: arrivals 2 ms apart
+left in calls of one or two entries, and the queue server spent its CPU on calls rather than
+emails (bench/README.md). Each caller waits for its own entry only:
 
 - an entry the queue accepted answers `ok` with its SQS message id;
 - an entry the queue refused in the batch (`Failed`) answers with that entry's reason only;
@@ -112,9 +117,12 @@ class SendBatcher(AsyncResource):
         linger_s: float,
         max_entries: int = MAX_BATCH,
         max_bytes: int = MAX_BATCH_BYTES,
+        max_calls: int = 2,
     ) -> None:
         if not 1 <= max_entries <= MAX_BATCH:
             raise ValueError(f"max_entries must be 1..{MAX_BATCH}")
+        self._max_calls = max_calls  # per queue, before a partial batch waits for one to end
+        self._under_way: dict[str, int] = {}  # calls per queue URL
         self._queues = queues
         self._linger_s = linger_s
         self._max_entries = max_entries
@@ -138,7 +146,10 @@ class SendBatcher(AsyncResource):
             batch = None
         if batch is None:
             batch = self._open[url] = _Open()
-            batch.timer = asyncio.get_running_loop().call_later(self._linger_s, self._flush, url)
+            if self._under_way.get(url, 0) < self._max_calls:
+                batch.timer = asyncio.get_running_loop().call_later(
+                    self._linger_s, self._flush, url
+                )
         batch.entries.append(entry)
         batch.size += entry.size
         if len(batch.entries) >= self._max_entries:
@@ -172,9 +183,17 @@ class SendBatcher(AsyncResource):
         entries = [entry for entry in batch.entries if not entry.future.done()]
         if not entries:
             return
+        self._under_way[url] = self._under_way.get(url, 0) + 1
         task = asyncio.get_running_loop().create_task(self._call(url, entries))
         self._calls.add(task)
         task.add_done_callback(self._calls.discard)
+        task.add_done_callback(lambda _: self._call_ended(url))
+
+    def _call_ended(self, url: str) -> None:
+        self._under_way[url] -= 1
+        waiting = self._open.get(url)
+        if waiting is not None and waiting.timer is None:  # it waited for this call: go now
+            self._flush(url)
 
     async def _call(self, url: str, entries: list[_Entry]) -> None:
         try:

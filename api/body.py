@@ -10,6 +10,7 @@ import json
 import re
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from gomailpy.errors import MalformedRequestError
@@ -29,12 +30,16 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     declared = request.content_length
     if declared is not None and declared > limit:
         raise too_large(limit, declared)
-    body = bytearray()
+    # Chunks are kept as they come and joined once: a small body arrives as one chunk and is
+    # returned as it is, without a copy.
+    chunks: list[bytes] = []
+    size = 0
     while chunk := await request.content.readany():
-        body += chunk
-        if len(body) > limit:
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
             raise too_large(limit)
-    return bytes(body)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def decode_json(body: bytes) -> Any:
@@ -42,6 +47,14 @@ def decode_json(body: bytes) -> Any:
         raise MalformedRequestError(
             f"Request body is empty; expected JSON of the form {EXPECTED_SHAPE}"
         )
+    try:
+        # The fast path: orjson reads UTF-8 only and refuses lone surrogates itself, so what it
+        # accepts needs no further check. Anything it refuses (UTF-16/32, NaN, nesting past its
+        # 1024 levels) takes the standard library's path, which accepts or words the refusal
+        # exactly as before.
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
     try:
         value = json.loads(body)  # detects UTF-8/16/32 itself
     except RecursionError:

@@ -2,7 +2,10 @@
 
 - `delivery_resources`: the app's cleanup context that opens the delivery store and the claim
   check configured in settings (each absent when off); nothing is contacted at startup.
-- `get_email_status`: GET /email/{messageId}, the record and its timeline.
+- `new_message_id`: the id of an email the API is about to queue (with the store on: one that
+  carries its issue time and a MAC, gomailpy.deliveries.ids).
+- `get_email_status`: GET /email/{messageId}, the record and its timeline; `queued` for an id
+  the API issued that has no record yet (the API writes nothing per email).
 - `check_idempotency_key` / `request_hash`: the Idempotency-Key rules of POST /email/send
   (which itself lives in api.routes).
 """
@@ -20,12 +23,21 @@ from aiohttp import web
 
 from api.keys import SETTINGS
 from api.responses import error_response
+from api.suppressions import with_outcomes
 from gomailpy.claim_check import ClaimCheck, open_claim_check
-from gomailpy.deliveries import DeliveryStore, open_delivery_store
+from gomailpy.deliveries import (
+    DeliveryState,
+    DeliveryStore,
+    MessageIds,
+    message_ids,
+    open_delivery_store,
+)
+from gomailpy.deliveries.base import iso_time, timeline_entry
 
 # Set by `delivery_resources` only when configured: read them with `app.get(...)`.
 DELIVERY_STORE = web.AppKey("delivery_store", DeliveryStore)
 CLAIM_CHECK = web.AppKey("claim_check", ClaimCheck)
+MESSAGE_IDS = web.AppKey("message_ids", MessageIds)
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
@@ -49,10 +61,17 @@ async def delivery_resources(app: web.Application) -> AsyncIterator[None]:
         store = await open_delivery_store(stack, settings)
         if store is not None:
             app[DELIVERY_STORE] = store
+            app[MESSAGE_IDS] = message_ids(settings.status)
         claim_check = await open_claim_check(stack, settings)
         if claim_check is not None:
             app[CLAIM_CHECK] = claim_check
         yield
+
+
+def new_message_id(app: web.Application) -> str | None:
+    """An id for the email about to be queued; None: the envelope's own (a UUID, status off)."""
+    ids = app.get(MESSAGE_IDS)
+    return ids.new() if ids is not None else None
 
 
 def check_idempotency_key(key: str) -> str | None:
@@ -78,8 +97,49 @@ async def get_email_status(request: web.Request) -> web.Response:
         return error_response(501, STATUS_OFF)
     message_id = request.match_info["messageId"]
     record = await store.get(message_id)  # a DeliveryStoreError is answered 503 (api.responses)
-    if record is None:
+    ids = request.app.get(MESSAGE_IDS)
+    issued = _issued_at(ids, message_id)
+    if record is not None:
+        answer = record.to_json()
+        timeline = answer["timeline"]
+        # The API writes nothing per email: the `queued` entry is derived from the id's issue
+        # time, and comes first whatever a node recorded later.
+        if issued is not None and not any(e.get("state") == "queued" for e in timeline):
+            answer["timeline"] = [timeline_entry(DeliveryState.QUEUED, issued), *timeline]
+            answer["createdAt"] = iso_time(issued)
+        return web.json_response(await with_outcomes(request.app, answer))
+    if issued is None:
         return error_response(
             404, f"No email with messageId {message_id!r} (unknown, or its record expired)"
         )
-    return web.json_response(record.to_json())
+    # Issued here, so answered 200 once queued (a failed request's id is never shown), and not
+    # tried by a node yet: queued.
+    return web.json_response(
+        await with_outcomes(
+            request.app,
+            {
+                "messageId": message_id,
+                "state": DeliveryState.QUEUED.value,
+                "createdAt": iso_time(issued),
+                "updatedAt": iso_time(issued),
+                "provider": None,
+                "providerMessageId": None,
+                "attempt": 0,
+                "reason": None,
+                "timeline": [timeline_entry(DeliveryState.QUEUED, issued)],
+            },
+        )
+    )
+
+
+def _issued_at(ids: MessageIds | None, message_id: str) -> float | None:
+    """The issue time of an id the API issued; the parts of a v3 request (`<X-Message-Id>_<n>`,
+    one email per personalization) share the issue time of their request's id."""
+    if ids is None:
+        return None
+    issued = ids.issued_at(message_id)
+    if issued is None and "_" in message_id:
+        base, _, part = message_id.rpartition("_")
+        if part.isdigit():
+            issued = ids.issued_at(base)
+    return issued

@@ -1,7 +1,9 @@
-"""Middleware, outermost first: CORS, metrics, JSON errors, the front door.
+"""Middleware, outermost first: CORS, metrics, cross-site refusals, JSON errors, the front door.
 
 - CORS answers for the configured origins only, on every answer including errors, so a page
   served elsewhere can read a 422 or 503 body and show it.
+- Cross-site: a browser's state-changing request from a page of an origin not allowed is refused
+  (403), and with an Origin a body must be declared JSON (415): CORS alone stops no send.
 - Metrics count every answer by route pattern (never the raw path: unbounded label values).
 - Errors: every 4xx/5xx leaves as `{"errors": {"base": ...}}`. A gomailpy error a handler
   raises is answered by `api.responses.error_answer` (the one map from errors to statuses; 5xx
@@ -37,6 +39,7 @@ CORS_HEADERS = "Content-Type, Accept, Authorization, X-Api-Key, Idempotency-Key"
 CORS_EXPOSE_HEADERS = "Retry-After, WWW-Authenticate"  # a page may read them on a 429 or 401
 CORS_MAX_AGE_S = "600"
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def cors_middleware(origins: Iterable[str]) -> Middleware:
@@ -74,6 +77,44 @@ def cors_middleware(origins: Iterable[str]) -> Middleware:
         return response
 
     return cors
+
+
+def cross_site_middleware(origins: Iterable[str]) -> Middleware:
+    """Refuse state-changing requests a browser sends for a page of another origin.
+
+    CORS only decides what a page may *read*: a "simple" cross-site POST (a form, or fetch with
+    `no-cors` and `Content-Type: text/plain`) is sent without a preflight and acted on. So a
+    POST/PUT/PATCH/DELETE whose Origin header is neither in `origins` nor the API's own origin
+    (the form it serves: Origin's host equals the Host header) is answered 403; and with an
+    Origin present, a body not declared as JSON is answered 415, so no simple request can send
+    one. Requests without Origin (curl, servers, webhooks) are not browsers': unaffected.
+    """
+    allowed = frozenset(origin.rstrip("/") for origin in origins)
+
+    @web.middleware
+    async def cross_site(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if origin is None or request.method not in STATE_CHANGING:
+            return await handler(request)
+        if not ("*" in allowed or origin in allowed or _same_origin(origin, request.host)):
+            return error_response(403, f"Origin {origin} is not allowed (api.cors_origins)")
+        if request.body_exists and not _declared_json(request.content_type):
+            return error_response(
+                415, "Content-Type must be application/json for a request sent by a browser"
+            )
+        return await handler(request)
+
+    return cross_site
+
+
+def _same_origin(origin: str, host: str) -> bool:
+    # Scheme not compared: behind a TLS-terminating proxy the API sees http, the page https.
+    _, sep, rest = origin.partition("://")
+    return bool(sep) and rest.lower() == host.lower()
+
+
+def _declared_json(content_type: str) -> bool:
+    return content_type == "application/json" or content_type.endswith("+json")
 
 
 def _allow(headers: MutableMapping[str, str], origin: str, allowed: bool) -> None:

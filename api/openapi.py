@@ -9,6 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from api.events import OPENAPI_PATHS as EVENTS_PATHS
+from api.events_feed import OPENAPI_PATHS as FEED_PATHS
+from api.openapi_admin import OPENAPI_PATHS as ADMIN_PATHS
+from api.openapi_protocols import OPENAPI_PATHS as PROTOCOL_PATHS
+from api.openapi_protocols import SEND_AT
+from api.overview import OPENAPI_PATHS as OVERVIEW_PATHS
+from api.suppressions import EVENT_STATES, RECIPIENTS_SCHEMA
+from api.suppressions import OPENAPI_PATHS as SUPPRESSION_PATHS
 from gomailpy.models import FIELD_LABELS, EmailRequest
 
 REF = "#/components/schemas/{model}"
@@ -28,6 +36,7 @@ def _email_schemas() -> dict[str, Any]:
     schema["description"] = (
         "gomail's email object, extended. fromEmail, toEmail and body (or html) are required."
     )
+    schema["properties"]["sendAt"] = SEND_AT  # read before the model (gomailpy.schedule)
     schemas["EmailRequest"] = schema
     schemas["SendRequest"] = {
         "type": "object",
@@ -88,8 +97,9 @@ STATUS_SCHEMA = {
             "items": {
                 "type": "object",
                 "properties": {
-                    "state": {"type": "string", "enum": STATES},
+                    "state": {"type": "string", "enum": STATES + EVENT_STATES},
                     "at": {"type": "string", "format": "date-time"},
+                    "recipient": {"type": "string", "description": "A provider's event"},
                     "attempt": {"type": "integer"},
                     "reason": {"type": "string"},
                     "provider": {"type": "string"},
@@ -101,6 +111,7 @@ STATUS_SCHEMA = {
     },
     "required": ["messageId", "state", "createdAt", "updatedAt", "timeline"],
 }
+STATUS_SCHEMA["properties"]["recipients"] = RECIPIENTS_SCHEMA  # type: ignore[index]
 IDEMPOTENCY_PARAMETER = {
     "name": "Idempotency-Key",
     "in": "header",
@@ -147,8 +158,14 @@ def build_openapi(*, webclient_paths: Sequence[str] = ()) -> dict[str, Any]:
                     ),
                     "400": _errors(
                         'The body is too large, not JSON, or not of the form {"email": {...}},'
-                        " or the Idempotency-Key is malformed (errors.base says which)"
+                        " or the Idempotency-Key is malformed, or a queue refused what the"
+                        " email carries (errors.base says which)"
                     ),
+                    "403": _errors(
+                        "Sent by a browser (Origin header) for a page of an origin not in"
+                        " api.cors_origins, nor the API's own"
+                    ),
+                    "415": _errors("Sent by a browser (Origin header), the body not declared JSON"),
                     "409": _errors(
                         "A request with the same Idempotency-Key is still being processed"
                     ),
@@ -159,7 +176,8 @@ def build_openapi(*, webclient_paths: Sequence[str] = ()) -> dict[str, Any]:
                     "501": _errors("Idempotency-Key sent, but the status store is off"),
                     "503": _errors(
                         "No queue accepted the email: errors.base is"
-                        ' "Service unavailable"; nothing was queued'
+                        ' "Service unavailable"; nothing was queued. Retry-After: seconds to'
+                        " wait (every queue known down: answered at once, no queue called)"
                     ),
                 },
             },
@@ -245,6 +263,12 @@ def build_openapi(*, webclient_paths: Sequence[str] = ()) -> dict[str, Any]:
             }
         },
     }
+    paths.update(EVENTS_PATHS)
+    paths.update(SUPPRESSION_PATHS)  # /suppressions
+    paths.update(FEED_PATHS)  # GET /events
+    paths.update(PROTOCOL_PATHS)  # v3 mail send, templates, scheduled sends
+    paths.update(ADMIN_PATHS)  # /admin/providers
+    paths.update(OVERVIEW_PATHS)  # /admin/overview
     for number, path in enumerate(webclient_paths):
         paths[path] = {
             "get": {

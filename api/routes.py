@@ -6,15 +6,16 @@ DynamoDB call): api.middleware answers them, through `api.responses.error_answer
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
 
+import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.body import read_json
+from api.controls import add_control_routes
 from api.delivery import (
     CLAIM_CHECK,
     DELIVERY_STORE,
@@ -24,16 +25,25 @@ from api.delivery import (
     KEY_REUSED,
     check_idempotency_key,
     get_email_status,
+    new_message_id,
     request_hash,
 )
+from api.events import add_event_routes
+from api.events_feed import add_feed_routes
 from api.keys import GATEWAY, OPENAPI, SETTINGS
+from api.overview import add_overview_routes
 from api.responses import error_response
+from api.schedules import add_schedule_routes, record_schedule
+from api.sendgrid_v3 import add_v3_routes
+from api.suppressions import add_suppression_routes, refuse_if_suppressed
+from api.templates import add_template_routes, check_template
 from gomailpy.claim_check import ReferenceEnvelope
 from gomailpy.deliveries import DeliveryStore
 from gomailpy.envelope import Envelope
 from gomailpy.errors import ClaimCheckError, DeliveryStoreError, NoQueueAvailableError
 from gomailpy.metrics import ENQUEUE_SECONDS
 from gomailpy.models import parse_send_request
+from gomailpy.schedule import take_send_at
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +55,12 @@ SQS_MAX_MESSAGE_BYTES = 262_144
 
 async def send_email(request: web.Request) -> web.Response:
     data = await read_json(request, request.app[SETTINGS].api.max_body_size_bytes)
+    send_at = take_send_at(data, time.time())  # "sendAt": gomailpy.schedule
     email = parse_send_request(data)
+    await refuse_if_suppressed(request.app, email)  # suppression.refuse_at_api
+    await check_template(request.app, email)  # templateId: one that exists
     started = time.perf_counter()
-    envelope = Envelope.wrap(email)
+    envelope = Envelope.wrap(email, send_at=send_at, message_id=new_message_id(request.app))
     store = request.app.get(DELIVERY_STORE)
     key = request.headers.get(IDEMPOTENCY_HEADER)
     if key is not None:
@@ -72,6 +85,7 @@ async def send_email(request: web.Request) -> web.Response:
     ENQUEUE_SECONDS.observe(time.perf_counter() - started)
     if store is not None:
         await _after_queued(store, envelope, key, response)
+    await record_schedule(request.app, envelope)
     return response
 
 
@@ -92,7 +106,7 @@ async def _enqueue(request: web.Request, envelope: Envelope) -> web.Response:
         reference = await claim_check.store(envelope, body)
         body = reference.encode()
     try:
-        queue = await request.app[GATEWAY].enqueue(body)
+        queue = await request.app[GATEWAY].enqueue(body, region=_asked_region(request))
     except NoQueueAvailableError:
         if reference is not None and claim_check is not None:
             try:
@@ -104,7 +118,12 @@ async def _enqueue(request: web.Request, envelope: Envelope) -> web.Response:
         "email queued",
         extra={"message_id": envelope.id, "queue": queue, "claim_check": reference is not None},
     )
-    return web.json_response({"messageId": envelope.id})
+    # orjson: the answer of every accepted email, so the cheapest serialisation there is.
+    return web.Response(
+        body=orjson.dumps({"messageId": envelope.id}),
+        content_type="application/json",
+        charset="utf-8",
+    )
 
 
 async def _reserve(
@@ -137,17 +156,17 @@ async def _release(store: DeliveryStore, key: str) -> None:
 async def _after_queued(
     store: DeliveryStore, envelope: Envelope, key: str | None, response: web.Response
 ) -> None:
-    """Record `queued`, and the answer under the Idempotency-Key. The email is queued whatever
-    happens here: a failure is logged, and the client still gets its messageId."""
+    """Record the answer under the Idempotency-Key, if the request had one. Nothing is written
+    per email: its id, issued here, reads as `queued` until a node writes its record
+    (api.delivery.get_email_status). The email is queued whatever happens here: a failure is
+    logged, and the client still gets its messageId."""
+    if key is None:
+        return
     assert isinstance(response.body, bytes)
-    writes = [store.record_queued(envelope.id, at=envelope.created_at.timestamp())]
-    if key is not None:
-        writes.append(store.complete_key(key, response.body.decode("utf-8")))
-    for result in await asyncio.gather(*writes, return_exceptions=True):
-        if isinstance(result, DeliveryStoreError):
-            logger.warning("status not recorded: %s", result, extra={"message_id": envelope.id})
-        elif isinstance(result, BaseException):
-            raise result
+    try:
+        await store.complete_key(key, response.body.decode("utf-8"))
+    except DeliveryStoreError as exc:
+        logger.warning("answer not recorded: %s", exc, extra={"message_id": envelope.id})
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -169,6 +188,12 @@ async def readyz(request: web.Request) -> web.Response:
     )
 
 
+def _asked_region(request: web.Request) -> str | None:
+    """The region the caller names in `regions.header`, when the operator named one."""
+    header = request.app[SETTINGS].regions.header
+    return request.headers.get(header) if header is not None else None
+
+
 async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -187,3 +212,11 @@ def add_api_routes(app: web.Application) -> None:
     app.router.add_get("/readyz", readyz, name="readyz", allow_head=False)
     app.router.add_get("/metrics", metrics, name="metrics", allow_head=False)
     app.router.add_get("/openapi.json", openapi, name="openapi", allow_head=False)
+    add_event_routes(app)  # POST /events/sendgrid
+    add_feed_routes(app)  # GET /events?messageId=
+    add_template_routes(app)  # /templates/{id}
+    add_schedule_routes(app)  # DELETE /email/{messageId}/schedule
+    add_v3_routes(app)  # POST /v3/mail/send, SendGrid's
+    add_suppression_routes(app)  # /suppressions/{address}
+    add_control_routes(app)  # /admin/providers: the operator's controls (api.controls)
+    add_overview_routes(app)  # /admin/overview: the operator page's data (api.overview)

@@ -26,14 +26,16 @@ def listening_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-async def serve(app: web.Application, api: ApiSettings) -> None:
+async def serve(app: web.Application, api: ApiSettings, *, reuse_port: bool = False) -> None:
+    """Serve `app` until SIGTERM or SIGINT. `reuse_port`: bind with SO_REUSEPORT, so that
+    several processes (`gomail api --workers N`, api.workers) share the port."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     with access_logger(api) as access_log:
         runner = web.AppRunner(app, access_log=access_log, shutdown_timeout=api.shutdown_grace_s)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, api.host, api.port)
+            site = web.TCPSite(runner, api.host, api.port, reuse_port=reuse_port or None)
             try:
                 await site.start()
             except OSError as exc:

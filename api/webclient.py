@@ -1,4 +1,5 @@
-"""Serving the send form (webclient/) at GET / when api.serve_webclient is on.
+"""Serving the send form (webclient/) at GET / when api.serve_webclient is on, and the operator
+page (webclient/operator/, api.overview) at GET /operator.
 
 Each file gets a route of its own, listed once at startup, rather than a static catch-all: an
 unknown path stays a plain JSON 404, a wrong method on an API path a 405, and metrics get one
@@ -30,12 +31,15 @@ def find_webclient() -> Path | None:
 
 
 def webclient_files(directory: Path) -> dict[str, Path]:
-    """URL path -> file: "/" is index.html, every other file is served under its own name."""
+    """URL path -> file: "/" is index.html, every other file is served under its own name, and
+    a folder's index.html under the folder's name too."""
     files = {"/": directory / "index.html"}
     for path in sorted(directory.rglob("*")):
         relative = path.relative_to(directory)
         if path.is_file() and not any(part.startswith(".") for part in relative.parts):
             files["/" + relative.as_posix()] = path
+            if relative.name == "index.html" and len(relative.parts) > 1:
+                files["/" + relative.parent.as_posix()] = path  # /operator: operator/index.html
     return files
 
 

@@ -8,6 +8,7 @@ tests.boundary), with the bench's defaults on top.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import math
 import os
@@ -36,6 +37,21 @@ from gomailpy_local.localstack import LocalStack  # noqa: E402
 from tests.support import email_request, make_envelope, make_settings, merge  # noqa: E402
 
 
+def bench_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A script's parser: described by the first line of its docstring, with `--quick` (the
+    smoke test's tiny run, bench's test) for sizes left unset (`default_sizes`)."""
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny run (smoke test)")
+    return parser
+
+
+def default_sizes(args: argparse.Namespace, **sizes: tuple[Any, Any]) -> None:
+    """Give each size not set on the command line its (quick, full) default."""
+    for name, (quick, full) in sizes.items():
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
+
+
 @contextlib.contextmanager
 def localstack() -> Iterator[LocalStack]:
     """A LocalStack of this script's own (`.endpoint_url`, `.process.pid`)."""
@@ -52,10 +68,20 @@ def cpu_seconds(pid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _cpu(pid: int | None | list[int]) -> float:
+    return sum(cpu_seconds(p) for p in pid) if isinstance(pid, list) else cpu_seconds(pid)
+
+
+def child_pids(pid: int) -> list[int]:
+    """The direct children of a process (Linux)."""
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
 class CpuMeter:
     """CPU used by some processes between `start()` and `stop()`, as % of one core."""
 
-    def __init__(self, pids: dict[str, int | None]) -> None:
+    def __init__(self, pids: dict[str, int | None | list[int]]) -> None:
         self.pids = pids
         self._before: dict[str, float] = {}
         self._t0 = 0.0
@@ -63,13 +89,13 @@ class CpuMeter:
 
     def start(self) -> CpuMeter:
         self._t0 = time.perf_counter()
-        self._before = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self._before = {name: _cpu(pid) for name, pid in self.pids.items()}
         return self
 
     def stop(self) -> dict[str, float]:
         elapsed = time.perf_counter() - self._t0
         self.percent = {
-            name: 100 * (cpu_seconds(pid) - self._before[name]) / elapsed
+            name: 100 * (_cpu(pid) - self._before[name]) / elapsed
             for name, pid in self.pids.items()
         }
         return self.percent
@@ -142,30 +168,59 @@ def rss_kib(pid: int) -> int:
 # -- counting SQS calls -----------------------------------------------------------------------
 
 
+# The services whose requests the bench counts, by botocore's service name, and how a request
+# is shown ("SQS", ...). Keys of `AwsCalls.by_operation` are "Operation" for SQS (as before) and
+# "service:Operation" for the others.
+COUNTED_SERVICES = {"sqs": "SQS", "dynamodb": "DynamoDB", "s3": "S3"}
+
+
 class SqsCalls:
-    """Counts SQS calls by operation through botocore's event hooks (one event per call;
-    retries of a call are not counted again)."""
+    """Counts AWS calls by operation through botocore's event hooks (one event per call;
+    retries of a call are not counted again): SQS operations under their own name, DynamoDB
+    and S3 ones as "dynamodb:Operation" and "s3:Operation". `entries` counts the entries of
+    batch calls (SQS `Entries`, DynamoDB items), so DynamoDB's request units can be told from
+    its calls."""
 
     def __init__(self) -> None:
         self.by_operation: Counter[str] = Counter()
         self.entries: Counter[str] = Counter()  # batch entries (or messages asked), per operation
 
     def __call__(self, event_name: str, params: dict[str, Any] | None = None, **_: Any) -> None:
-        operation = event_name.rsplit(".", 1)[-1]
-        self.by_operation[operation] += 1
+        # before-parameter-build.<service>.<Operation>
+        _event, service, operation = event_name.split(".", 2)
+        key = operation if service == "sqs" else f"{service}:{operation}"
+        self.by_operation[key] += 1
         if params:
             if "Entries" in params:
-                self.entries[operation] += len(params["Entries"])
+                self.entries[key] += len(params["Entries"])
+            elif "RequestItems" in params:  # BatchWriteItem / BatchGetItem
+                self.entries[key] += sum(
+                    len(v if isinstance(v, list) else v.get("Keys", []))
+                    for v in params["RequestItems"].values()
+                )
+            elif "TransactItems" in params:
+                self.entries[key] += len(params["TransactItems"])
+
+    def by_service(self) -> Counter[str]:
+        """Calls per service ("SQS", "DynamoDB", "S3")."""
+        return calls_by_service(self.by_operation)
 
     def as_dict(self) -> dict[str, dict[str, int]]:
         return {"calls": dict(self.by_operation), "entries": dict(self.entries)}
 
     @staticmethod
     def load(path: Path) -> tuple[Counter[str], Counter[str]]:
+        """The counts written to `path`, plus those of `gomail api --workers N`'s workers
+        (`path`.PID)."""
         import json
 
-        data = json.loads(path.read_text()) if path.exists() else {}
-        return Counter(data.get("calls", {})), Counter(data.get("entries", {}))
+        calls: Counter[str] = Counter()
+        entries: Counter[str] = Counter()
+        for found in [path, *path.parent.glob(path.name + ".*")]:
+            data = json.loads(found.read_text()) if found.exists() else {}
+            calls.update(data.get("calls", {}))
+            entries.update(data.get("entries", {}))
+        return calls, entries
 
     @property
     def total(self) -> int:
@@ -182,10 +237,77 @@ class SqsCalls:
 
         def counting_session() -> aiobotocore.session.AioSession:
             session = aiobotocore.session.get_session()
-            session.register("before-parameter-build.sqs", self)
+            for service in COUNTED_SERVICES:
+                session.register(f"before-parameter-build.{service}", self)
             return session
 
         setattr(gomailpy.aws, "get_session", counting_session)  # noqa: B010
+
+
+def calls_by_service(by_operation: Counter[str]) -> Counter[str]:
+    """Calls per service from counts keyed as `SqsCalls.by_operation` is."""
+    out: Counter[str] = Counter()
+    for key, n in by_operation.items():
+        service = key.split(":", 1)[0] if ":" in key else "sqs"
+        out[COUNTED_SERVICES.get(service, service)] += n
+    return out
+
+
+# -- what the requests cost ---------------------------------------------------------------------
+
+# AWS list prices per request, us-east-1, as of 2026-11 (list prices, before any free tier or
+# discount): SQS standard $0.40 per million requests (after the first million each month; a
+# request of up to 64 KiB, which a batch of 10 typical emails is); DynamoDB on-demand $1.25 per
+# million write request units and $0.25 per million read request units (one unit per item of up
+# to 1 KiB written, or up to 4 KiB read strongly consistently); S3 Standard PUT $0.005 and GET
+# $0.0004 per 1,000 requests.
+PRICES_AS_OF = "2026-11"
+PRICE_PER_REQUEST = {
+    "SQS": 0.40 / 1e6,
+    "DynamoDB write": 1.25 / 1e6,
+    "DynamoDB read": 0.25 / 1e6,
+    "S3 PUT": 0.005 / 1e3,
+    "S3 GET": 0.0004 / 1e3,
+}
+# gomail (Go, 2016): a SendMessage, a share of a ReceiveMessage (10) and a DeleteMessage per email
+GOMAIL_SQS_CALLS_PER_EMAIL = 2.1
+
+
+def cost_per_million(per_email: dict[str, float]) -> float:
+    """Dollars per million emails for requests per email keyed as PRICE_PER_REQUEST is."""
+    return sum(PRICE_PER_REQUEST[kind] * n * 1e6 for kind, n in per_email.items())
+
+
+def priced_kinds(by_operation: Counter[str], entries: Counter[str]) -> Counter[str]:
+    """Requests (DynamoDB: request units, one per item) per priced kind, from call counts."""
+    out: Counter[str] = Counter()
+    for key, calls in by_operation.items():
+        service, _, operation = key.rpartition(":")
+        if not service:
+            out["SQS"] += calls
+        elif service == "dynamodb":
+            units = entries.get(key, 0) or calls
+            reading = operation.startswith(("Get", "BatchGet", "Query", "Scan", "Describe"))
+            out["DynamoDB read" if reading else "DynamoDB write"] += units
+        elif service == "s3":
+            reading = operation.startswith(("Get", "Head", "List"))
+            out["S3 GET" if reading else "S3 PUT"] += calls
+    return out
+
+
+def aws_cost_lines(per_email: dict[str, float], what: str) -> str:
+    """Requests per email by service and what a million emails cost in them, at list prices,
+    next to gomail's ~2.1 SQS calls per email."""
+    shown = {kind: per_email.get(kind, 0.0) for kind in PRICE_PER_REQUEST}
+    requests = ", ".join(f"{kind} {n:.3f}" for kind, n in shown.items())
+    gomail = cost_per_million({"SQS": GOMAIL_SQS_CALLS_PER_EMAIL})
+    return (
+        f"AWS requests per email ({what}): {requests}\n"
+        f"cost of those requests per million emails: ${cost_per_million(shown):.3f}"
+        f" (gomail: {GOMAIL_SQS_CALLS_PER_EMAIL} SQS calls per email = ${gomail:.2f});"
+        f" us-east-1 list prices as of {PRICES_AS_OF}: SQS $0.40/M requests, DynamoDB on-demand"
+        " $1.25/M write units and $0.25/M read units, S3 PUT $0.005/1k and GET $0.0004/1k"
+    )
 
 
 # -- numbers ----------------------------------------------------------------------------------
@@ -239,7 +361,8 @@ def typical_request(n: int) -> dict[str, Any]:
     return email_request(n, body=body)
 
 
-def typical_body() -> str:
-    """An encoded envelope of a typical small email, as the API puts it on a queue."""
-    body = typical_request(0)["email"]["body"]
-    return make_envelope(0, body=body).encode()
+def typical_body(n: int = 0) -> str:
+    """An encoded envelope of a typical small email, as the API puts it on a queue: a message id
+    of its own on every call (a node sends an id it holds twice only once)."""
+    body = typical_request(n)["email"]["body"]
+    return make_envelope(n, body=body).encode()

@@ -26,6 +26,8 @@ calls.install()
 def write(*_: Any) -> None:
     out = os.environ.get("GOMAILPY_BENCH_CALLS")
     if out:
+        if __name__ != "__main__":  # a worker of `gomail api --workers N`: a file of its own
+            out = f"{out}.{os.getpid()}"
         Path(out).write_text(json.dumps(calls.as_dict()))
 
 

@@ -45,9 +45,7 @@ async def push(system: System, start: int, count: int) -> None:
 
 
 async def measure(args: argparse.Namespace, endpoint: str, workdir: Path) -> None:
-    async with running_system(
-        endpoint, workdir, nodes=1, logging={"level": "WARNING"}
-    ) as system:
+    async with running_system(endpoint, workdir, nodes=1, logging={"level": "WARNING"}) as system:
         assert system.api is not None
         api_pid, node_pid = system.api.pid, system.nodes[0].pid
         rows = [("started", 0, rss_mib(api_pid), rss_mib(node_pid))]

@@ -19,23 +19,31 @@ import argparse
 import asyncio
 import sys
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from bench.common import (
     CpuMeter,
     SqsCalls,
+    aws_cost_lines,
+    bench_parser,
     bench_settings,
+    calls_by_service,
+    default_sizes,
     header,
     localstack,
+    priced_kinds,
     table,
     typical_body,
 )
 
 CALLS = SqsCalls()
 CALLS.install()  # before any SQS client is opened
+WINDOWS: list[InFlightWindow] = []  # each node run's, to show the size Little's law gave it
 
 from gomailpy.queue import QueueClient, create_queue_client  # noqa: E402
 from gomailpy.settings import Settings  # noqa: E402
+from pipeline.inflight import InFlightWindow  # noqa: E402
 from pipeline.node import PipelineNode  # noqa: E402
 from tests.boundary import ScriptedProvider  # noqa: E402
 
@@ -44,9 +52,12 @@ async def preload(settings: Settings, count: int) -> list[str]:
     """Create the queues and put `count` typical envelopes on them, round-robin."""
     async with create_queue_client(settings) as queues:
         urls = [await queues.ensure_queue(entry) for entry in settings.queues.urls]
-        body = typical_body()
+        # Every message an email of its own, as the API makes them: a node holds one id once.
         chunks = [
-            (urls[n % len(urls)], [(str(i), body) for i in range(min(10, count - start))])
+            (
+                urls[n % len(urls)],
+                [(str(i), typical_body(start + i)) for i in range(min(10, count - start))],
+            )
             for n, start in enumerate(range(0, count, 10))
         ]
         limit = asyncio.Semaphore(16)
@@ -70,11 +81,14 @@ async def measured(run: Callable[[], Awaitable[int]], meter: CpuMeter) -> dict[s
     calls = CALLS.snapshot()
     calls.subtract(before)
     total = sum(calls.values())
+    priced = priced_kinds(calls, Counter())
     return {
+        "priced": {kind: n / max(done, 1) for kind, n in priced.items()},
         "rate": done / elapsed,
         "emails": done,
         "seconds": elapsed,
-        "calls": total / max(done, 1),
+        "calls": calls_by_service(calls)["SQS"] / max(done, 1),
+        "all_calls": total,
         "cpu": meter.text(),
         "ops": ", ".join(f"{op} {n}" for op, n in sorted(calls.items()) if n),
     }
@@ -102,6 +116,7 @@ async def drain_with_node(settings: Settings, count: int, latency_s: float) -> i
         node = PipelineNode(settings, queues, {provider.name: provider})
         await node.resolve_queues()
         running = asyncio.create_task(node.run())
+        WINDOWS.append(node.window)
         # Done when every email was accepted and settled (deleted): the queues are empty.
         while len(provider.accepted) < count or not await _empty(queues, node.urls):
             if running.done():
@@ -140,14 +155,22 @@ async def run(args: argparse.Namespace) -> int:
                 endpoint,
                 queue_count=2,
                 pipeline={
-                    "max_in_flight": args.max_in_flight,
                     "min_iteration_duration_s": args.min_iteration_s,
                     "send_timeout_s": 30,
+                    **({"max_in_flight": args.max_in_flight} if args.max_in_flight else {}),
                 },
             )
             await preload(settings, args.messages)
             results[label] = await measured(
                 lambda: drain_with_node(settings, args.messages, latency_s), meter
+            )
+            window = WINDOWS[-1]
+            results[label]["window"] = (
+                f"window up to {window.peak} (2 x λ x W; at the end λ {window.rate or 0:,.0f}/s,"
+                f" W {1000 * window.service_s:.0f} ms = receive {1000 * (window.read_s or 0):.0f}"
+                f" + send {1000 * (window.send_s or 0):.0f}"
+                f" + settle {1000 * (window.settle_s or 0):.0f}; held"
+                f" {1000 * (window.hold_s or 0):.0f} ms)"
             )
 
         await ceiling("ceiling: receive + delete batch, before")
@@ -168,6 +191,11 @@ async def run(args: argparse.Namespace) -> int:
             rows,
         )
     )
+    for label, r in results.items():
+        if "window" in r:
+            print(f"{label}: in-flight {r['window']}")
+    slow_run = results["node, provider answers after 100 ms"]
+    print(aws_cost_lines(slow_run["priced"], "a node draining, 100 ms providers"))  # type: ignore[arg-type]
     instant = float(results["node, provider accepts at once"]["rate"])  # type: ignore[arg-type]
     slow = float(results["node, provider answers after 100 ms"]["rate"])  # type: ignore[arg-type]
     print(
@@ -179,17 +207,17 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny run (smoke test)")
+    parser = bench_parser(__doc__)
     parser.add_argument("--messages", type=int, default=None, help="emails per run")
     parser.add_argument("--drainers", type=int, default=16, help="concurrent ceiling drainers")
-    parser.add_argument("--max-in-flight", type=int, default=500, help="pipeline.max_in_flight")
+    parser.add_argument(
+        "--max-in-flight", type=int, default=None, help="pipeline.max_in_flight (the window's cap)"
+    )
     parser.add_argument(
         "--min-iteration-s", type=float, default=0.05, help="pipeline.min_iteration_duration_s"
     )
     args = parser.parse_args()
-    if args.messages is None:
-        args.messages = 200 if args.quick else 10_000
+    default_sizes(args, messages=(200, 10_000))
     return asyncio.run(run(args))
 
 

@@ -18,13 +18,19 @@ import asyncio
 import signal
 import sys
 import time
+from collections import Counter
 
 from bench.common import (
     CpuMeter,
     SqsCalls,
+    aws_cost_lines,
+    bench_parser,
     bench_settings,
+    calls_by_service,
+    default_sizes,
     header,
     localstack,
+    priced_kinds,
     spawn,
     stop,
     table,
@@ -87,10 +93,17 @@ async def one_run(
     finally:
         for child in children:
             stop(child)
-    calls = sum(SqsCalls.load(work / f"calls-{n}.json")[0].total() for n in range(nodes))
+    by_operation: Counter[str] = Counter()
+    entries: Counter[str] = Counter()
+    for n in range(nodes):
+        calls, batched = SqsCalls.load(work / f"calls-{n}.json")
+        by_operation.update(calls)
+        entries.update(batched)
+    priced = priced_kinds(by_operation, entries)
     return {
         "rate": (messages - 1) / elapsed,
-        "calls": calls / messages,
+        "calls": calls_by_service(by_operation)["SQS"] / messages,
+        "priced": {kind: n / messages for kind, n in priced.items()},
         "cpu": meter.text(),
     }
 
@@ -113,6 +126,7 @@ async def run(args: argparse.Namespace) -> int:
         table(["processes", "emails/s", "ratio to 1", "SQS calls/email", "CPU (% of a core)"], rows)
     )
     most = max(results)
+    print(aws_cost_lines(results[most]["priced"], f"{most} nodes draining"))  # type: ignore[arg-type]
     print(
         f"summary: {most} processes {float(results[most]['rate']):,.0f} emails/s"  # type: ignore[arg-type]
         f" = ratio {float(results[most]['rate']) / base:.2f} of one process's {base:,.0f}/s;"  # type: ignore[arg-type]
@@ -122,15 +136,11 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny run (smoke test)")
+    parser = bench_parser(__doc__)
     parser.add_argument("--messages", type=int, default=None)
     parser.add_argument("--nodes", default=None, help="comma-separated process counts")
     args = parser.parse_args()
-    if args.messages is None:
-        args.messages = 100 if args.quick else 5_000
-    if args.nodes is None:
-        args.nodes = "1,2" if args.quick else "1,2,4"
+    default_sizes(args, messages=(100, 5_000), nodes=("1,2", "1,2,4"))
     args.nodes = [int(n) for n in args.nodes.split(",")]
     return asyncio.run(run(args))
 

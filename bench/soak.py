@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.soak                      # 100,000 emails at 300/s (~6 min)
     .venv/bin/python -m bench.soak --emails 5000 --rate 200 --quick
+    .venv/bin/python -m bench.soak --quick --status        # with the delivery store on (moto)
 
 The system is the fault suite's (tests/faults/harness.py): LocalStack behind a TCP proxy, the
 real `gomail api` process, real `pipeline` processes, the SMTP and SendGrid stand-ins. Every
@@ -15,13 +16,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import socket
 import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from bench.common import localstack
+from bench.status_store import start_moto
 from gomailpy.api_client import post_emails
 from tests.faults.harness import System, running_system
 from tests.support import email_request
@@ -85,11 +89,14 @@ async def cycle_faults(system: System, every_s: float, for_s: float, log: list[s
         print(f"  fault off: {fault}", flush=True)
 
 
-async def soak(args: argparse.Namespace, endpoint: str, workdir: Path) -> int:
-    async with running_system(endpoint, workdir, nodes=args.nodes) as system:
+async def soak(
+    args: argparse.Namespace, endpoint: str, workdir: Path, status: dict[str, Any] | None
+) -> int:
+    async with running_system(endpoint, workdir, nodes=args.nodes, status=status) as system:
         faults: list[str] = []
         print(
-            f"soak: {args.emails} emails at {args.rate}/s, {args.nodes} pipeline nodes;"
+            f"soak: {args.emails} emails at {args.rate}/s, {args.nodes} pipeline nodes,"
+            f" delivery status {'on (DynamoDB on moto)' if status else 'off'};"
             f" a fault every {args.fault_every} s for {args.fault_for} s",
             flush=True,
         )
@@ -137,10 +144,31 @@ async def redrive_until_delivered(system: System, rounds: int = 10) -> None:
         if system.counts().lost == 0:
             return
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gomailpy.cli", "dlq", "redrive", "--config", str(system.config),
-            env=system.env(), stdout=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "gomailpy.cli",
+            "dlq",
+            "redrive",
+            "--config",
+            str(system.config),
+            env=system.env(),
+            stdout=asyncio.subprocess.PIPE,
         )
         print("  " + (await process.communicate())[0].decode().strip(), flush=True)
+
+
+def wait_listening(url: str, timeout_s: float = 20.0) -> None:
+    """Wait until moto's server takes connections (it needs a moment to start)."""
+    host, port = url.removeprefix("http://").split(":")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection((host, int(port)), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def main() -> int:
@@ -151,11 +179,27 @@ def main() -> int:
     parser.add_argument("--fault-every", type=float, default=30.0)
     parser.add_argument("--fault-for", type=float, default=8.0)
     parser.add_argument("--quick", action="store_true", help="2,000 emails, faults every 5 s")
+    parser.add_argument(
+        "--status", action="store_true", help="delivery status on (DynamoDB on moto's server)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.emails, args.rate, args.fault_every, args.fault_for = 2000, 200.0, 4.0, 2.0
-    with localstack() as stack, tempfile.TemporaryDirectory() as workdir:
-        return asyncio.run(soak(args, stack.endpoint_url, Path(workdir)))
+    moto = start_moto() if args.status else None
+    if moto:
+        wait_listening(moto[1])
+    try:
+        status = (
+            {"backend": "dynamodb", "endpoint_url": moto[1], "table": "soak-status"}
+            if moto
+            else None
+        )
+        with localstack() as stack, tempfile.TemporaryDirectory() as workdir:
+            return asyncio.run(soak(args, stack.endpoint_url, Path(workdir), status))
+    finally:
+        if moto:
+            moto[0].terminate()
+            moto[0].wait(10)
 
 
 if __name__ == "__main__":

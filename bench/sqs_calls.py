@@ -24,9 +24,14 @@ from collections import Counter
 
 from bench.common import (
     SqsCalls,
+    aws_cost_lines,
+    bench_parser,
     bench_settings,
+    calls_by_service,
+    default_sizes,
     header,
     localstack,
+    priced_kinds,
     table,
     typical_request,
 )
@@ -137,6 +142,7 @@ async def run(args: argparse.Namespace) -> int:
                 await node.resolve_queues()
                 provider.accepted.clear()
                 before = CALLS.snapshot()
+                entries_before = Counter(CALLS.entries)
                 started = time.perf_counter()
                 posting = asyncio.create_task(
                     post_all(api_url, args.emails, args.clients, start=10_000_000)
@@ -145,6 +151,8 @@ async def run(args: argparse.Namespace) -> int:
                 both_accepted = await posting
                 await draining
                 both_calls = delta(before)
+                both_entries = Counter(CALLS.entries)
+                both_entries.subtract(entries_before)
                 rows.append(
                     row(
                         "end to end (API + node at once)",
@@ -157,10 +165,13 @@ async def run(args: argparse.Namespace) -> int:
             await runner.cleanup()
 
     print(table(["run", "emails", "SQS calls", "calls/email", "emails/s", "calls"], rows))
-    end_to_end = sum(both_calls.values()) / max(both_accepted, 1)
-    separate = sum(api_calls.values()) / max(accepted, 1) + sum(node_calls.values()) / max(
-        drained, 1
-    )
+    # SQS only (DynamoDB and S3 calls, when status or claim check is on, are priced below).
+    end_to_end = calls_by_service(both_calls)["SQS"] / max(both_accepted, 1)
+    api_sqs = calls_by_service(api_calls)["SQS"] / max(accepted, 1)
+    separate = api_sqs + calls_by_service(node_calls)["SQS"] / max(drained, 1)
+    priced = priced_kinds(both_calls, both_entries)
+    per_email = {kind: n / max(both_accepted, 1) for kind, n in priced.items()}
+    print(aws_cost_lines(per_email, "end to end, API + node"))
     print(
         f"summary: end to end {end_to_end:.2f} SQS calls per email, ratio"
         f" {end_to_end / 0.35:.2f} of the 0.35 target ({end_to_end / 2.1:.2f} of gomail's ~2.1);"
@@ -176,13 +187,11 @@ def row(label: str, emails: int, calls: Counter[str], rate: float) -> list[objec
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny run (smoke test)")
+    parser = bench_parser(__doc__)
     parser.add_argument("--emails", type=int, default=None)
     parser.add_argument("--clients", type=int, default=64)
     args = parser.parse_args()
-    if args.emails is None:
-        args.emails = 200 if args.quick else 5_000
+    default_sizes(args, emails=(200, 5_000))
     return asyncio.run(run(args))
 
 

@@ -7,24 +7,25 @@ component it starts. Nothing below it reads the environment.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
+from gomailpy import eventloop
+from gomailpy.commands.bounces import bounces
+from gomailpy.commands.provider import provider
+from gomailpy.commands.shared import config_option
+from gomailpy.commands.smtp import smtp
+from gomailpy.commands.suppression import suppression
+from gomailpy.commands.templates import templates
+from gomailpy.commands.webhooks import webhooks
 from gomailpy.errors import ConfigError, GomailError
 from gomailpy.logs import configure_logging
 from gomailpy.settings import Settings, load_settings
-
-config_option = click.option(
-    "--config",
-    "-c",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="YAML config file (default: built-in local defaults). Env GOMAILPY_* overrides it.",
-)
+from gomailpy.up_state import UpState
 
 
 def _load(config_path: Path | None) -> Settings:
@@ -37,9 +38,25 @@ def _load(config_path: Path | None) -> Settings:
     return settings
 
 
-def _run(coro: Any) -> Any:
+def _load_local(config_path: Path | None) -> tuple[Settings, UpState | None]:
+    """Settings for an operator command, pointed at a running `gomail up` when no config says
+    where to look or the config names its endpoint (gomailpy.up_state), and that stack."""
+    from gomailpy.up_state import applies_to, read_state, settings_for, state_path
+
+    settings = _load(config_path)
+    state = read_state(state_path(os.environ))
+    explicit = config_path is not None or settings.aws.endpoint_url is not None
+    if state is None or not applies_to(state, settings, config_given=explicit):
+        return settings, None
+    if not explicit:
+        click.echo(f"(the local stack of `gomail up`, pid {state.pid})", err=True)
+    return settings_for(state, settings, config_given=explicit), state
+
+
+def _run(coro: Any, *, fast: bool = False) -> Any:
+    """Run a command's coroutine; `fast`: on uvloop when available (long-lived processes)."""
     try:
-        return asyncio.run(coro)
+        return eventloop.run(coro) if fast else asyncio.run(coro)
     except GomailError as exc:
         click.echo(f"gomail: {exc}", err=True)
         sys.exit(1)
@@ -55,11 +72,12 @@ def cli() -> None:
 @config_option
 def init(config_path: Path | None) -> None:
     """Create the configured queues, each with a dead-letter queue (safe to run twice), the
-    status table (status.backend dynamodb) and the claim-check bucket (claim_check.bucket)."""
+    status table (status.backend dynamodb), the claim-check bucket (claim_check.bucket) and,
+    with events.enabled, the events queue, SNS topic and SES configuration set."""
     from gomailpy.queue import create_queue_client
     from gomailpy.resources import ensure_resources
 
-    settings = _load(config_path)
+    settings, _ = _load_local(config_path)
 
     async def create() -> list[str]:
         async with create_queue_client(settings) as queues:
@@ -67,7 +85,7 @@ def init(config_path: Path | None) -> None:
         return urls + await ensure_resources(settings)
 
     for ready in _run(create()):
-        if ready.startswith(("table ", "bucket ")):
+        if " " in ready:  # a resource described in words, not a queue URL
             click.echo(f"ready: {ready}")
         else:
             click.echo(f"ready: {ready} (dead-letter queue: {ready}{settings.queues.dlq_suffix})")
@@ -93,25 +111,43 @@ def pipeline_command(config_path: Path | None) -> None:
     """Run one pipeline node: read the queues, send through the providers."""
     from pipeline.main import run_node
 
-    settings = _load(config_path)
-    _run(run_node(settings))
+    settings, _ = _load_local(config_path)  # beside `gomail up`: its status store too
+    _run(run_node(settings), fast=True)
 
 
 cli.add_command(pipeline_command)
+cli.add_command(bounces)
+cli.add_command(suppression)
+cli.add_command(templates)
+cli.add_command(webhooks)
+cli.add_command(smtp)
+cli.add_command(provider)
 
 
 @cli.command()
 @config_option
-def api(config_path: Path | None) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="API processes sharing the port (SO_REUSEPORT); one per core to use.",
+)
+def api(config_path: Path | None, workers: int) -> None:
     """Run the HTTP API (POST /email/send)."""
-    from api.app import run_api
+    from api.workers import run_workers
 
-    settings = _load(config_path)
-    run_api(settings)
+    settings, _ = _load_local(config_path)  # beside `gomail up`: its status store too
+    sys.exit(run_workers(settings, workers))
 
 
 @cli.command()
-@click.option("--api", "api_url", default="http://127.0.0.1:8000", show_default=True)
+@click.option(
+    "--api",
+    "api_url",
+    default=None,
+    help="The API's URL (default: the running `gomail up`'s, else http://127.0.0.1:8000).",
+)
 @click.option("--from", "from_email", default="gomail@example.com", show_default=True)
 @click.option("--to", "to_email", default="someone@example.org", show_default=True)
 @click.option("--subject", default="Hello from gomailpy", show_default=True)
@@ -122,7 +158,7 @@ def api(config_path: Path | None) -> None:
     "--api-key", envvar="GOMAILPY_API_KEY", default=None, help="When the API requires keys."
 )
 def send(
-    api_url: str,
+    api_url: str | None,
     from_email: str,
     to_email: str,
     subject: str,
@@ -133,7 +169,11 @@ def send(
 ) -> None:
     """Send one email (or --count N, with a progress bar) to a running API."""
     from gomailpy.api_client import post_emails
+    from gomailpy.up_state import read_state, state_path
 
+    if api_url is None:
+        running = read_state(state_path(os.environ))
+        api_url = running.api_url if running is not None else "http://127.0.0.1:8000"
     bodies = [
         {
             "email": {
@@ -177,22 +217,26 @@ def send(
     "--node",
     "nodes",
     multiple=True,
-    help="A pipeline node's admin URL (repeatable; default: the configured admin port).",
+    help="A pipeline node's admin URL (repeatable; default: the running `gomail up`'s nodes,"
+    " else the configured admin port).",
 )
 def status(config_path: Path | None, nodes: tuple[str, ...]) -> None:
     """Queue depths, in-flight and dead letters per queue; provider health per pipeline node."""
     from gomailpy.queue import create_queue_client
-    from gomailpy.report import format_status, node_status, queue_status
+    from gomailpy.report import control_lines, format_status, node_status, queue_status
 
-    settings = _load(config_path)
-    admin_urls = list(nodes) or [
-        f"http://{settings.pipeline.admin_host}:{settings.pipeline.admin_port}"
-    ]
+    settings, running = _load_local(config_path)
+    admin_urls = list(nodes) or (
+        running.admin_urls
+        if running is not None
+        else [f"http://{settings.pipeline.admin_host}:{settings.pipeline.admin_port}"]
+    )
 
     async def gather() -> str:
         async with create_queue_client(settings) as queues:
             rows = await queue_status(queues, settings.queues.urls)
-        return format_status(rows, await node_status(admin_urls))
+        nodes_found = await node_status(admin_urls)
+        return format_status(rows, nodes_found, await control_lines(settings))
 
     click.echo(_run(gather()))
 
@@ -225,7 +269,7 @@ def dlq_list(config_path: Path | None, limit: int) -> None:
     from gomailpy.deadletter import describe, list_dead_letters
     from gomailpy.queue import create_queue_client
 
-    settings = _load(config_path)
+    settings, _ = _load_local(config_path)
 
     async def gather() -> list[str]:
         async with create_queue_client(settings) as queues:
@@ -246,7 +290,7 @@ def dlq_redrive(config_path: Path | None, include_unreadable: bool, limit: int |
     from gomailpy.deadletter import redrive
     from gomailpy.queue import create_queue_client
 
-    settings = _load(config_path)
+    settings, _ = _load_local(config_path)
 
     async def move() -> tuple[int, int]:
         async with create_queue_client(settings) as queues:
@@ -289,8 +333,14 @@ def up(
     settings = _load(config_path)
     if open_browser is None:
         open_browser = bool(os.environ.get("DISPLAY") or sys.platform == "darwin")
+    from gomailpy.up_state import state_path
+
     options = UpOptions(
-        nodes=nodes, api_port=api_port, open_browser=open_browser, run_for_s=run_for
+        nodes=nodes,
+        api_port=api_port,
+        open_browser=open_browser,
+        run_for_s=run_for,
+        state_file=state_path(os.environ),
     )
     _run(run_up(settings, options, echo=lambda line: click.echo(line)))
 

@@ -33,18 +33,28 @@ class Envelope(BaseModel):
     id: str
     created_at: datetime
     email: Email
+    # Optional, and left out of the JSON when unset (so nodes of the previous release still read
+    # every envelope that does not use them): SendGrid's custom_args and categories, which travel
+    # with the email to the provider and its events; and when a scheduled email is due (epoch
+    # seconds; gomailpy.schedule holds it on the queue until then).
+    custom_args: dict[str, str] | None = None
+    categories: list[str] | None = None
+    send_at: float | None = None
 
     @classmethod
-    def wrap(cls, email: Email, *, message_id: str | None = None) -> Envelope:
+    def wrap(
+        cls, email: Email, *, message_id: str | None = None, send_at: float | None = None
+    ) -> Envelope:
         return cls(
             id=message_id or new_message_id(),
             created_at=datetime.now(UTC),
             email=email,
+            send_at=send_at,
         )
 
     def encode(self) -> str:
         """The queue message body. Compact JSON; non-ASCII kept as UTF-8 (SQS counts bytes)."""
-        return self.model_dump_json()
+        return self.model_dump_json(exclude_none=True)
 
     @classmethod
     def decode(cls, body: str) -> Envelope:

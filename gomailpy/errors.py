@@ -4,8 +4,10 @@
 GomailError
 ├── ConfigError                  # a config file, key or secret is wrong; message names file and key
 ├── EnvelopeError                # an unreadable queue message (poison): dead-letter queue
+├── EventFormatError             # an events-queue body no parser can read: events DLQ
 ├── MalformedRequestError        # a request body that is not JSON, too large, or of the wrong shape
 ├── InvalidEmailError            # an email request has invalid fields; one message per field
+├── UnqueueableEmailError        # a queue refused an email for what it carries (answered 400)
 └── BackendError                 # a service gomailpy relies on failed: try again later
     ├── QueueError               # one SQS call failed; names the queue and the operation
     ├── NoQueueAvailableError    # every configured queue refused an email
@@ -14,7 +16,8 @@ GomailError
 ```
 
 The API answers them in one place (`api.responses.error_answer`): MalformedRequestError 400,
-InvalidEmailError 422, any BackendError 503. Providers report send outcomes as `SendResult`
+InvalidEmailError 422, UnqueueableEmailError 400, any BackendError 503 (NoQueueAvailableError with
+Retry-After). Providers report send outcomes as `SendResult`
 values (see `gomailpy.providers.base`), not by raising.
 """
 
@@ -39,6 +42,11 @@ class EnvelopeError(GomailError):
     """A queue message is not a gomailpy envelope this version can read."""
 
 
+class EventFormatError(GomailError):
+    """A report on the events queue that no parser can read; `str()` is the reason kept with it
+    in the events dead-letter queue."""
+
+
 class MalformedRequestError(GomailError):
     """A request body cannot be read as JSON or is not of the expected shape at all (answered
     400, not 422). `str()` is the message for the client."""
@@ -50,6 +58,16 @@ class InvalidEmailError(GomailError):
     def __init__(self, errors: dict[str, str]) -> None:
         self.errors = errors
         super().__init__("; ".join(f"{field}: {msg}" for field, msg in errors.items()))
+
+
+class UnqueueableEmailError(GomailError):
+    """A queue refused an email for its contents (SQS's InvalidMessageContents, MessageTooLong):
+    every queue would, so the client must change the request. Never an outage (answered 400)."""
+
+    def __init__(self, queue: str, reason: str) -> None:
+        self.queue = queue
+        self.reason = reason
+        super().__init__(f"queue {queue} refused the email for its contents: {reason}")
 
 
 class BackendError(GomailError):
@@ -67,10 +85,12 @@ class QueueError(BackendError):
 
 
 class NoQueueAvailableError(BackendError):
-    """Every configured queue refused the message; `reasons` says why, one line per queue."""
+    """Every configured queue refused the message, or is known to be down; `reasons` says why,
+    one line per queue; `retry_after_s` is the wait to advise the client (whole seconds)."""
 
-    def __init__(self, reasons: Sequence[str]) -> None:
+    def __init__(self, reasons: Sequence[str], *, retry_after_s: int = 1) -> None:
         self.reasons = list(reasons)
+        self.retry_after_s = retry_after_s
         super().__init__("; ".join(self.reasons) or "no queue configured")
 
 

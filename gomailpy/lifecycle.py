@@ -11,7 +11,10 @@ settings)` builds the configured one and does that (`open_aws_client`, `open_cla
 
 from __future__ import annotations
 
-from typing import Self
+import asyncio
+import contextlib
+from collections.abc import Iterable
+from typing import Any, Self
 
 
 class AsyncResource:
@@ -44,3 +47,14 @@ class AsyncResource:
             return
         self._state = "closed"
         await self._stop()
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel the background `tasks` and wait until each has ended: what they hold is released
+    before the caller closes what they use. Their cancellation is expected, not raised."""
+    tasks = list(tasks)
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

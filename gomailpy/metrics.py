@@ -25,6 +25,16 @@ ENQUEUED = Counter("gomailpy_emails_enqueued_total", "Emails accepted onto a que
 ENQUEUE_FAILURES = Counter(
     "gomailpy_enqueue_failures_total", "Attempts to put an email on a queue that failed", ["queue"]
 )
+# Regional queues (gomailpy.region_settings): where mail was routed from and where it went;
+# `home` != `region` is a spill. "" stands for no region.
+REGION_ENQUEUED = Counter(
+    "gomailpy_region_emails_enqueued_total",
+    "Emails accepted onto a queue, by the caller's region and the queue's",
+    ["home", "region"],
+)
+REGION_DEPTH = Gauge(
+    "gomailpy_region_queue_depth", "Messages in a region's queues, as the API last read", ["region"]
+)
 
 # -- queues (API and pipeline both refresh these) ----------------------------------------------
 QUEUE_VISIBLE = Gauge("gomailpy_queue_messages_visible", "Approximate visible messages", ["queue"])
@@ -80,8 +90,103 @@ PIPELINE_SETTLE_FAILURES = Counter(
     "Deletes or visibility changes the queue refused (the message comes back: maybe twice)",
     ["operation"],
 )
+PIPELINE_LEASES_LOST = Counter(
+    "gomailpy_pipeline_leases_lost_total",
+    "Messages whose visibility ran out (or whose renewal SQS refused) before the node was done:"
+    " not sent here, they come back to another node",
+)
 PIPELINE_RETRIES = Counter(
     "gomailpy_pipeline_retries_total",
     "Emails released back to their queue for a later try, by outcome",
     ["outcome"],
+)
+
+# -- what providers report after sending (events, suppression, reputation) ---------------------
+EVENTS_RECORDED = Counter(
+    "gomailpy_events_recorded_total",
+    "Provider events recorded (duplicates not counted), by provider and type",
+    ["provider", "type"],
+)
+EVENT_REPORTS_DEAD_LETTERED = Counter(
+    "gomailpy_event_reports_dead_lettered_total",
+    "Events-queue bodies no parser could read, moved to the events dead-letter queue",
+)
+RECIPIENTS_SUPPRESSED = Counter(
+    "gomailpy_recipients_suppressed_total",
+    "Recipients dropped before sending because they are on the suppression list",
+)
+EMAILS_SUPPRESSED = Counter(
+    "gomailpy_emails_suppressed_total", "Emails never sent: every recipient is suppressed"
+)
+PROVIDER_BOUNCE_RATE = Gauge(
+    "gomailpy_provider_bounce_rate",
+    "Hard bounces per accepted send over the provider's last sends (this node)",
+    ["provider"],
+)
+PROVIDER_COMPLAINT_RATE = Gauge(
+    "gomailpy_provider_complaint_rate",
+    "Complaints per accepted send over the provider's last sends (this node)",
+    ["provider"],
+)
+PROVIDER_REPUTATION_HELD = Gauge(
+    "gomailpy_provider_reputation_held",
+    "1 while the provider is out of rotation because its bounce or complaint rate is too high",
+    ["provider"],
+)
+
+# -- webhooks (gomailpy.webhooks, pipeline.webhooks) ---------------------------------------------
+WEBHOOKS_PUBLISHED = Counter(
+    "gomailpy_webhook_events_published_total", "Events put on the webhook queue", ["endpoint"]
+)
+WEBHOOK_EVENTS_LOST = Counter(
+    "gomailpy_webhook_events_not_published_total",
+    "Send events (sent, failed) not offered: the webhook queue refused them (logged)",
+)
+WEBHOOK_ATTEMPTS = Counter(
+    "gomailpy_webhook_attempts_total",
+    "Webhook requests by outcome: delivered, retry, gone (410: endpoint disabled), refused"
+    " (target not allowed), dead_lettered",
+    ["endpoint", "outcome"],
+)
+WEBHOOK_SECONDS = Histogram(
+    "gomailpy_webhook_attempt_duration_seconds", "Time of one webhook request", ["endpoint"]
+)
+WEBHOOK_OLDEST_AGE = Gauge(
+    "gomailpy_webhook_oldest_undelivered_age_seconds",
+    "Age of the oldest delivery this node has seen fail and not yet delivered",
+    ["endpoint"],
+)
+WEBHOOK_ENDPOINT_DISABLED = Gauge(
+    "gomailpy_webhook_endpoint_disabled", "1 while the endpoint is disabled (it answered 410)",
+    ["endpoint"],
+)
+
+# -- the operator's controls (gomailpy.controls, pipeline.steering) -------------------------------
+PROVIDER_CONTROLLED = Gauge(
+    "gomailpy_provider_controlled",
+    "1 while an operator's control is set on the provider (this node's last read), by control:"
+    " disabled, forced_open, forced_closed, weight, probe_after, pinned",
+    ["provider", "control"],
+)
+QUEUE_OLDEST_AGE = Gauge(
+    "gomailpy_queue_oldest_message_age_seconds",
+    "Age of the oldest email in this node's last batch from the queue (since the API accepted"
+    " it, or a scheduled one fell due); read it with the queue's depth: it keeps its last value",
+    ["queue"],
+)
+
+# -- provider rates (pipeline.rates) ---------------------------------------------------------------
+PROVIDER_RATE_LIMIT = Gauge(
+    "gomailpy_provider_rate_limit",
+    "Emails/s this node may send through the provider: its share of the cluster's rate, as"
+    " throttling has shrunk it; absent: no limit",
+    ["provider"],
+)
+LIVE_NODES = Gauge(
+    "gomailpy_pipeline_live_nodes", "Pipeline nodes alive (heartbeats), as this node counts them"
+)
+PROVIDER_QUOTA_REMAINING = Gauge(
+    "gomailpy_provider_daily_quota_remaining",
+    "Emails the provider's account may still send in its 24-hour window (SES GetSendQuota)",
+    ["provider"],
 )

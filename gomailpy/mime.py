@@ -6,7 +6,8 @@
 
 What goes in the headers: From (with display name), To, Cc, Reply-To, Subject, Date (the
 envelope's creation time), Message-ID (`<envelope id@gomailpy>`, so a message can be traced from
-the API's answer to the recipient's mailbox), and allow-listed custom headers. Bcc recipients
+the API's answer to the recipient's mailbox), X-Gomailpy-Id (the message id, which bounces and
+provider events are joined by), and allow-listed custom headers. Bcc recipients
 never appear in a header: they are only in the envelope (`all_recipients`).
 
 Internationalised mail: display names and subjects are RFC 2047-encoded; domains are written in
@@ -51,8 +52,11 @@ _STRUCTURAL_HEADERS = frozenset(
         "content-type",
         "content-transfer-encoding",
         "content-disposition",
+        "x-gomailpy-id",
     }
 )
+# Every message names its email: provider events and bounces are joined to it by this header.
+ID_HEADER = "X-Gomailpy-Id"
 
 
 def message_id_header(envelope_id: str) -> str:
@@ -110,6 +114,10 @@ def _is_allowed_header(name: str) -> bool:
 
 def build_message(envelope: Envelope) -> EmailMessage:
     """The whole MIME message for `envelope` (see the module docstring for what is in it)."""
+    if envelope.email.raw is not None:  # submitted over SMTP: sent as it came
+        from gomailpy.submitted import verbatim_message
+
+        return verbatim_message(envelope)
     email = envelope.email
     message = EmailMessage(policy=_UTF8_POLICY if needs_smtputf8(email) else _ASCII_POLICY)
     message["From"] = _header_address(email.sender)
@@ -121,6 +129,7 @@ def build_message(envelope: Envelope) -> EmailMessage:
     message["Subject"] = email.subject
     message["Date"] = format_datetime(envelope.created_at)
     message["Message-ID"] = message_id_header(envelope.id)
+    message[ID_HEADER] = envelope.id
     for name, value in email.headers.items():
         if _is_allowed_header(name) and not any(ch in value for ch in "\r\n\x00"):
             message[name] = value
@@ -137,8 +146,14 @@ def build_message(envelope: Envelope) -> EmailMessage:
     for attachment in email.attachments:
         maintype, _, subtype = attachment.content_type.partition("/")
         # add_attachment turns the message into multipart/mixed around the body built above
+        inline = attachment.content_id is not None  # HTML refers to it as cid:<content_id>
         message.add_attachment(
-            attachment.data(), maintype=maintype, subtype=subtype, filename=attachment.filename
+            attachment.data(),
+            maintype=maintype,
+            subtype=subtype,
+            filename=attachment.filename,
+            disposition="inline" if inline else "attachment",
+            cid=f"<{attachment.content_id}>" if inline else None,
         )
     return message
 

@@ -33,6 +33,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from gomailpy.charset import first_unqueueable
+from gomailpy.email_parts import ContentId, TemplateId, TemplateRef, template_ref
 from gomailpy.errors import InvalidEmailError, MalformedRequestError
 
 # Limits. SES takes at most 50 recipients per message; names and subjects far past these are
@@ -68,7 +70,30 @@ FIELD_LABELS = {
     "html": "HTML body",
     "headers": "Headers",
     "attachments": "Attachments",
+    "templateId": "Template id",
+    "templateData": "Template data",
 }
+
+
+REQUIRED_ADDRESSES = ("fromEmail", "toEmail")
+
+
+def _blank(value: Any) -> bool:
+    """Empty, or only whitespace: what a form sends for a field left empty."""
+    return not value or (isinstance(value, str) and not value.strip())
+
+
+def unqueueable_fields(fields: dict[str, Any]) -> dict[str, str]:
+    """A message per request field holding a character SQS refuses (gomailpy.charset)."""
+    errors = {}
+    for field, value in fields.items():
+        char = first_unqueueable(value)
+        if char is not None and field in FIELD_LABELS:
+            errors[field] = (
+                f"{FIELD_LABELS[field]} contains U+{ord(char):04X}, a character a queue cannot"
+                " carry; remove it"
+            )
+    return errors
 
 
 def _fail(message: str) -> PydanticCustomError:
@@ -87,6 +112,9 @@ def _no_line_breaks(value: str) -> str:
 def normalize_address(value: str) -> str:
     """Syntax-check one address and return its normalized form (domain lower-cased, NFC)."""
     _no_line_breaks(value)
+    plain = _plain_address(value)
+    if plain is not None:
+        return plain
     try:
         checked = email_validator.validate_email(
             value, check_deliverability=False, allow_smtputf8=True
@@ -94,6 +122,41 @@ def normalize_address(value: str) -> str:
     except email_validator.EmailNotValidError as exc:
         raise _fail(f"is not a valid email address: {exc}") from None
     return checked.normalized
+
+
+# email_validator's own rules: a local part matching its dot-atom pattern is taken as it is.
+_DOT_ATOM = email_validator.rfc_constants.DOT_ATOM_TEXT
+_MAILBOX_NAMES = frozenset(email_validator.rfc_constants.CASE_INSENSITIVE_MAILBOX_NAMES)
+_MAX_ADDRESS_LENGTH = email_validator.rfc_constants.EMAIL_MAX_LENGTH
+
+
+def _plain_address(value: str) -> str | None:
+    """The normalized form of a plain ASCII address (a dot-atom before the @), checking its
+    domain in full once per domain; None: not plain, take email_validator's whole path. Most
+    recipients are new, most domains are not (bench/README.md: validation was the API's main
+    cost)."""
+    local, at, domain = value.rpartition("@")
+    if (
+        not at
+        or len(value) > _MAX_ADDRESS_LENGTH
+        or not value.isascii()
+        or not _DOT_ATOM.match(local)
+        or local.lower() in _MAILBOX_NAMES
+    ):
+        return None
+    checked = _plain_domain(domain)
+    return None if checked is None else f"{local}@{checked}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _plain_domain(domain: str) -> str | None:
+    try:
+        checked = email_validator.validate_email(
+            f"a@{domain}", check_deliverability=False, allow_smtputf8=True
+        )
+    except email_validator.EmailNotValidError:
+        return None  # the whole path words the refusal
+    return checked.domain if checked.domain == checked.ascii_domain else None
 
 
 def _check_address(value: Any) -> Any:
@@ -142,6 +205,7 @@ class Attachment(BaseModel):
     filename: Annotated[str, Field(min_length=1, max_length=255)]
     content_type: Annotated[str, Field(alias="contentType")] = "application/octet-stream"
     content: str
+    content_id: Annotated[ContentId | None, Field(alias="contentId")] = None  # inline: cid:
 
     @field_validator("filename")
     @classmethod
@@ -193,6 +257,9 @@ class Email(BaseModel):
     html: str | None = None
     headers: dict[str, str] = {}
     attachments: list[Attachment] = []
+    # Set: subject, text and html come from this template, rendered by the pipeline.
+    template: TemplateRef | None = None
+    raw: str | None = None  # base64: a message submitted over SMTP, sent as is (gomailpy.submitted)
 
     @property
     def recipients(self) -> list[Address]:
@@ -218,6 +285,8 @@ class EmailRequest(BaseModel):
     html: str = ""
     headers: dict[str, str] = {}
     attachments: list[Attachment] = []
+    template_id: Annotated[TemplateId | None, Field(alias="templateId")] = None
+    template_data: Annotated[dict[str, Any], Field(alias="templateData")] = {}
 
     @field_validator("subject")
     @classmethod
@@ -262,17 +331,20 @@ class EmailRequest(BaseModel):
         return self
 
     def to_email_model(self) -> Email:
+        # These fields passed Address's own checks above: build without checking them again.
+        mailbox = Address.model_construct
         return Email(
-            sender=Address(email=self.from_email, name=self.from_name),
-            to=[Address(email=self.to_email, name=self.to_name), *self.to],
+            sender=mailbox(email=self.from_email, name=self.from_name),
+            to=[mailbox(email=self.to_email, name=self.to_name), *self.to],
             cc=self.cc,
             bcc=self.bcc,
-            reply_to=Address(email=self.reply_to) if self.reply_to else None,
+            reply_to=mailbox(email=self.reply_to) if self.reply_to else None,
             subject=self.subject,
             text=self.body or None,
             html=self.html or None,
             headers=self.headers,
             attachments=self.attachments,
+            template=template_ref(self.template_id, self.template_data),
         )
 
 
@@ -306,8 +378,13 @@ def parse_send_request(data: Any) -> Email:
     errors: dict[str, str] = {}
     # Checked here rather than in a model validator so that it is reported together with every
     # other field's error (pydantic skips "after" validators once a field has failed).
-    if not fields.get("body") and not fields.get("html"):
+    if _blank(fields.get("body")) and _blank(fields.get("html")) and not fields.get("templateId"):
         errors["body"] = "Body is required"
+    for field in REQUIRED_ADDRESSES:  # "" and "  " are what forms send for an empty input
+        value = fields.get(field)
+        if isinstance(value, str) and not value.strip():
+            errors[field] = f"{FIELD_LABELS[field]} is required"
+    errors.update(unqueueable_fields(fields))
     try:
         request = EmailRequest.model_validate(fields)
     except ValidationError as exc:

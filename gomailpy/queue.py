@@ -14,6 +14,7 @@ Batch calls can also fail per entry: those come back in the result, never silent
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -37,6 +38,10 @@ class ReceivedMessage:
     body: str
     receive_count: int  # 1 on the first delivery
     attributes: dict[str, str] = field(default_factory=dict)  # string message attributes
+    # time.monotonic() when the receive that brought it was *sent*: SQS starts the visibility
+    # timeout somewhere between that and the answer, so a lease counted from here is never
+    # longer than the one SQS gives (however late the answer was read).
+    received_at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +189,7 @@ class QueueClient(AwsResource):
         }
         if visibility_timeout_s is not None:
             kwargs["VisibilityTimeout"] = visibility_timeout_s
+        asked_at = time.monotonic()
         answer = await self._call(queue_url, "receive_message", **kwargs)
         return [
             ReceivedMessage(
@@ -196,6 +202,7 @@ class QueueClient(AwsResource):
                     key: str(value.get("StringValue", ""))
                     for key, value in m.get("MessageAttributes", {}).items()
                 },
+                received_at=asked_at,
             )
             for m in answer.get("Messages", [])
         ]

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
-from gomailpy.errors import QueueError
+from gomailpy.errors import GomailError, QueueError
 from gomailpy.queue import QueueClient, QueueDepth, queue_name
+from gomailpy.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +52,26 @@ async def node_status(admin_urls: list[str], timeout_s: float = 3.0) -> dict[str
     return dict(zip(admin_urls, answers, strict=True))
 
 
-def format_status(rows: list[QueueStatus], nodes: dict[str, Any]) -> str:
+async def control_lines(settings: Settings) -> list[str]:
+    """The operator's controls in force (gomailpy.controls), each with who set it and why, and
+    each node's provider rates; none unless the status table is shared (`status.backend:
+    dynamodb`)."""
+    if settings.status.backend != "dynamodb":
+        return []
+    from gomailpy.controls import open_control_store
+
+    try:
+        async with AsyncExitStack() as stack:
+            store = await open_control_store(stack, settings)
+            lines = (await store.load()).describe() or ["none set"]
+            return lines + [f"rates {line}" for line in await store.node_rates()]
+    except GomailError as exc:
+        return [f"not readable: {exc}"]
+
+
+def format_status(
+    rows: list[QueueStatus], nodes: dict[str, Any], controls: list[str] | None = None
+) -> str:
     lines = [f"{'queue':<32} {'visible':>8} {'in-flight':>10} {'delayed':>8} {'dead':>6}"]
     for row in rows:
         if row.depth is None:
@@ -69,4 +90,5 @@ def format_status(rows: list[QueueStatus], nodes: dict[str, Any]) -> str:
             f"{name} {p['state']}" for name, p in answer.get("providers", {}).items()
         )
         lines.append(f"node {url}: {providers or 'no providers'}")
+    lines += [f"controls: {line}" for line in controls or []]
     return "\n".join(lines)

@@ -24,8 +24,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -34,7 +32,17 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from gomailpy.dkim_signing import key_problems
 from gomailpy.errors import ConfigError
+from gomailpy.event_settings import EventsSettings, SuppressionSettings
+from gomailpy.operator_settings import OperatorSettings
+from gomailpy.provider_settings import (
+    ProvidersSettings,
+)
+from gomailpy.region_settings import RegionSettings
+from gomailpy.reputation import ReputationSettings
+from gomailpy.settings_base import Port, PositiveSeconds
+from gomailpy.settings_base import Section as _Section
 from gomailpy.settings_sources import (
     Environment,
     env_origins,
@@ -44,17 +52,13 @@ from gomailpy.settings_sources import (
     read_yaml,
     secret_paths,
 )
+from gomailpy.steering_settings import SteeringSettings
+from gomailpy.webhooks.settings import WebhooksSettings
 
 ENV_PREFIX = "GOMAILPY_"
 ENV_NESTING = "__"
 
-PositiveSeconds = Annotated[float, Field(gt=0)]
-Port = Annotated[int, Field(ge=0, le=65535)]
 _SHA256_HEX = re.compile("[0-9a-f]{64}")
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
 class AwsSettings(_Section):
@@ -87,8 +91,12 @@ class ApiSettings(_Section):
     cors_origins: list[str] = []
     queue_choice: Literal["least-depth", "round-robin"] = "least-depth"
     depth_refresh_s: PositiveSeconds = 2.0
+    # The longest a request waits for the queues, every failover included (api.gateway); also
+    # bounds each probe of a queue whose circuit is open. Past it the answer is 503.
+    enqueue_deadline_s: Annotated[float, Field(gt=0, le=60)] = 5.0
     # Requests arriving together for the same queue share one SendMessageBatch (api.batcher):
-    # a batch leaves after at most `batch_linger_ms` or once it holds `batch_max_entries`.
+    # a batch leaves after `batch_linger_ms` (while fewer than two calls to that queue are under
+    # way; else when one ends) or once it holds `batch_max_entries`.
     # 0 ms (or 1 entry) turns batching off: one call per request.
     batch_linger_ms: Annotated[float, Field(ge=0, le=1000)] = 2.0
     batch_max_entries: Annotated[int, Field(ge=1, le=10)] = 10
@@ -140,64 +148,13 @@ class PipelineSettings(_Section):
     unhealthy_threshold: Annotated[int, Field(ge=1)] = 2
     max_readers_per_queue: Annotated[int, Field(ge=1, le=1000)] = 20
     send_timeout_s: PositiveSeconds = 10.0
-    max_in_flight: Annotated[int, Field(ge=1)] = 500
+    # The bound on the window pipeline.inflight sizes by Little's law (memory), not its size.
+    max_in_flight: Annotated[int, Field(ge=1)] = 2000
     retry_base_delay_s: Annotated[float, Field(ge=0)] = 2.0
     retry_max_delay_s: Annotated[float, Field(ge=0, le=43200)] = 300.0
     shutdown_grace_s: PositiveSeconds = 20.0
     admin_host: str = "127.0.0.1"
     admin_port: Port = 9100  # /metrics, /healthz, /readyz; 0 picks a free port
-
-
-class _ProviderSection(_Section):
-    enabled: bool = False
-    weight: Annotated[float, Field(gt=0)] = 1.0
-    timeout_s: PositiveSeconds = 10.0
-
-
-class SesSettings(_ProviderSection):
-    region: str | None = None  # None: aws.region
-    endpoint_url: str | None = None  # None: aws.endpoint_url
-    configuration_set: str | None = None
-
-
-class SendGridSettings(_ProviderSection):
-    base_url: str = "https://api.sendgrid.com"
-    api_key: SecretStr | None = None
-    max_connections: Annotated[int, Field(ge=1)] = 50
-
-
-class SmtpSettings(_ProviderSection):
-    host: str = "127.0.0.1"
-    port: Port = 25
-    use_tls: bool = False  # implicit TLS (port 465)
-    start_tls: bool = False  # STARTTLS after connecting
-    validate_certs: bool = True
-    username: str | None = None
-    password: SecretStr | None = None
-    max_connections: Annotated[int, Field(ge=1)] = 4
-
-    @model_validator(mode="after")
-    def _tls_modes_exclusive(self) -> SmtpSettings:
-        if self.use_tls and self.start_tls:
-            raise ValueError("use_tls and start_tls cannot both be true")
-        return self
-
-
-class ProvidersSettings(_Section):
-    ses: SesSettings = SesSettings()
-    sendgrid: SendGridSettings = SendGridSettings()
-    smtp: SmtpSettings = SmtpSettings()
-
-    def enabled(self) -> dict[str, _ProviderSection]:
-        return {
-            name: section
-            for name, section in (
-                ("ses", self.ses),
-                ("sendgrid", self.sendgrid),
-                ("smtp", self.smtp),
-            )
-            if section.enabled
-        }
 
 
 class StatusSettings(_Section):
@@ -215,6 +172,9 @@ class StatusSettings(_Section):
     region: str | None = None  # None: aws.region
     endpoint_url: str | None = None  # None: aws.endpoint_url (LocalStack cannot serve DynamoDB
     # offline: point this at moto's server locally)
+    # The MAC key of message ids (gomailpy.deliveries.ids), the same on every API node; None:
+    # derived from `table` (ids then catch typos, not forgeries).
+    id_key: SecretStr | None = None
 
     @property
     def enabled(self) -> bool:
@@ -233,31 +193,6 @@ class ClaimCheckSettings(_Section):
     @property
     def enabled(self) -> bool:
         return self.bucket is not None
-
-
-class EventsSettings(_Section):
-    """What providers report after accepting an email (gomailpy.events): one events queue (with
-    its dead-letter queue `<queue><queues.dlq_suffix>`) that SES's SNS topic, the SendGrid
-    webhook and the SMTP bounce listener all feed, read by the pipeline nodes."""
-
-    enabled: bool = False
-    queue: str = "gomailpy-events"  # a name (resolved like queues.urls) or a URL
-    ses_topic: str = "gomailpy-ses-events"  # SNS topic of SES's configuration-set events
-    ses_configuration_set: str = "gomailpy"
-    sendgrid_public_key: str | None = None  # the Event Webhook's verification key (base64 DER)
-    sendgrid_replay_window_s: Annotated[int, Field(ge=1)] = 600
-    bounce_domain: str = "bounces.gomailpy.local"  # VERP envelope senders: bounces+<id>@<domain>
-    bounce_host: str = "127.0.0.1"  # the SMTP listener that takes DSNs and complaints
-    bounce_port: Port = 2526
-
-
-class SuppressionSettings(_Section):
-    """One suppression list for every provider (stored with the delivery records)."""
-
-    enabled: bool = True  # needs status.backend memory or dynamodb
-    soft_bounce_limit: Annotated[int, Field(ge=1)] = 18  # soft bounces (Postal's 18) ...
-    soft_bounce_window_s: Annotated[int, Field(ge=60)] = 7 * 24 * 3600  # ... within this window
-    refuse_at_api: bool = False  # 422 when every recipient of an email is suppressed
 
 
 class LoggingSettings(_Section):
@@ -289,6 +224,11 @@ class Settings(BaseSettings):
     claim_check: ClaimCheckSettings = ClaimCheckSettings()
     events: EventsSettings = EventsSettings()
     suppression: SuppressionSettings = SuppressionSettings()
+    reputation: ReputationSettings = ReputationSettings()  # gomailpy.reputation
+    webhooks: WebhooksSettings = WebhooksSettings()  # gomailpy.webhooks.settings
+    steering: SteeringSettings = SteeringSettings()  # controls, rates: gomailpy.steering_settings
+    regions: RegionSettings = RegionSettings()  # regional queues: gomailpy.region_settings
+    operator: OperatorSettings = OperatorSettings()  # the operator page: gomailpy.operator_settings
     logging: LoggingSettings = LoggingSettings()
 
     @classmethod
@@ -369,6 +309,7 @@ def missing_secrets(settings: Settings) -> list[str]:
         missing.append(
             f"{'.'.join(path)}: missing secret: smtp.username is set, so set {env_var_for(path)}"
         )
+    missing.extend(key_problems(smtp.dkim, smtp.dkim_keys) if smtp.enabled else [])
     aws = settings.aws
     if (aws.access_key_id is None) != (aws.secret_access_key is None):
         have, lack = (

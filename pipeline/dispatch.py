@@ -9,9 +9,9 @@ place that adds what a provider cannot promise about itself:
 - at most `provider.max_concurrency` calls at once (its connection pool), with the time limit
   starting only once a call has its slot: a send that waited in the pool's queue and timed out
   mid-transaction may have been delivered, and retrying it sends it twice;
-- a start deadline: a send that could not start within `start_deadline_s` of the batch (half
-  the visibility timeout) is not started at all but released, so that no send is still running
-  when its message becomes visible to another node;
+- a lease check at the moment a send would start (`may_start`, pipeline.lease): a send whose
+  message's lease has less than the whole time limit left is not started at all but released,
+  so that no send is still running when its message becomes visible to another node;
 - a guard that turns any unexpected exception into a TRANSIENT result instead of losing the
   batch.
 """
@@ -20,16 +20,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TypeAlias
 
 from gomailpy import metrics
 from gomailpy.envelope import Envelope
 from gomailpy.providers.base import Outcome, Provider, SendResult
+from pipeline.health import CircuitState
 
 log = logging.getLogger("gomailpy.pipeline")
 _MAX_REASON = 300
+
+# Asked with a send's whole time limit (seconds) just before it starts: may it start? (It may
+# renew the message's lease first: pipeline.lease.Leases.ready.)
+MayStart: TypeAlias = Callable[[float], Awaitable[bool]]
+# Told as each send finishes: (its index in the lane's batch, its result, seconds it took once
+# started). pipeline.inflight settles it from there, without waiting for the rest of the batch.
+OnResult: TypeAlias = Callable[[int, SendResult, float], None]
 
 
 class ProviderLane:
@@ -43,7 +53,6 @@ class ProviderLane:
         *,
         timeout_s: float,
         in_flight: asyncio.Semaphore,
-        start_deadline_s: float | None = None,
     ) -> None:
         self.provider = provider
         self.name = provider.name
@@ -51,23 +60,49 @@ class ProviderLane:
         self._in_flight = in_flight
         concurrency = provider.max_concurrency
         self._slots = asyncio.Semaphore(concurrency) if concurrency else None
-        self._start_deadline_s = start_deadline_s
 
-    async def send_all(self, envelopes: Sequence[Envelope]) -> list[SendResult]:
-        deadline = (
-            time.monotonic() + self._start_deadline_s if self._start_deadline_s else None
+    @property
+    def timeout_s(self) -> float:
+        return self._timeout_s
+
+    async def send_all(
+        self,
+        envelopes: Sequence[Envelope],
+        may_start: Sequence[MayStart] | None = None,
+        on_result: OnResult | None = None,
+    ) -> list[SendResult]:
+        checks: Sequence[MayStart | None] = may_start or [None] * len(envelopes)
+        sends = (
+            self.send_one(e, c, index=i, on_result=on_result)
+            for i, (e, c) in enumerate(zip(envelopes, checks, strict=True))
         )
-        return list(await asyncio.gather(*(self.send_one(e, deadline) for e in envelopes)))
+        return list(await asyncio.gather(*sends))
 
-    async def send_one(self, envelope: Envelope, deadline: float | None = None) -> SendResult:
+    async def send_one(
+        self,
+        envelope: Envelope,
+        may_start: MayStart | None = None,
+        *,
+        index: int = 0,
+        on_result: OnResult | None = None,
+    ) -> SendResult:
+        result, seconds = await self._send_one(envelope, may_start)
+        if on_result is not None:
+            on_result(index, result, seconds)
+        return result
+
+    async def _send_one(
+        self, envelope: Envelope, may_start: MayStart | None
+    ) -> tuple[SendResult, float]:
+        """The result, and the seconds the provider took (0 for a send not started)."""
         async with self._in_flight, self._slots or contextlib.nullcontext():
-            if deadline is not None and time.monotonic() > deadline:
+            if may_start is not None and not await may_start(self._timeout_s):
                 metrics.PROVIDER_SENDS.labels(self.name, "not_started").inc()
                 return SendResult(
                     self.name,
-                    Outcome.THROTTLED,  # our own backlog, not the provider's fault
-                    reason="not started in time (provider busy); released for another try",
-                )
+                    Outcome.THROTTLED,  # our own backlog or pause, not the provider's fault
+                    reason="not started: its lease could run out mid-send; released",
+                ), 0.0
             started = time.perf_counter()
             try:
                 async with asyncio.timeout(self._timeout_s):
@@ -84,9 +119,10 @@ class ProviderLane:
                 )
                 reason = f"{type(exc).__name__}: {exc}"[:_MAX_REASON]
                 result = SendResult(self.name, Outcome.TRANSIENT, reason=reason)
-            metrics.PROVIDER_SEND_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            metrics.PROVIDER_SEND_SECONDS.labels(self.name).observe(seconds)
             metrics.PROVIDER_SENDS.labels(self.name, result.outcome.value).inc()
-            return result
+            return result, seconds
 
 
 async def offer_elsewhere(
@@ -95,11 +131,13 @@ async def offer_elsewhere(
     lanes: Mapping[str, ProviderLane],
     healthy: Callable[[str], bool],
     rotation: int,
+    may_start: Sequence[MayStart] | None = None,
 ) -> list[SendResult]:
     """Offer each email that a provider's *account* refused (unverified sender, revoked key,
     relay policy) at once to another healthy provider: it is not the email's fault, and another
     provider may well take it. Each gets one such second offer per delivery; what is refused
-    again is retried later like any failure. Returns the results, second answers in place."""
+    again is retried later like any failure. Returns the results, second answers in place
+    (each carrying the first answer's events before its own)."""
     second: dict[str, list[int]] = {}
     for index, result in enumerate(results):
         if result.outcome is not Outcome.ACCOUNT:
@@ -111,9 +149,26 @@ async def offer_elsewhere(
     if not second:
         return answered
     answers = await asyncio.gather(
-        *(lanes[name].send_all([envelopes[i] for i in indexes]) for name, indexes in second.items())
+        *(
+            lanes[name].send_all(
+                [envelopes[i] for i in indexes],
+                [may_start[i] for i in indexes] if may_start is not None else None,
+            )
+            for name, indexes in second.items()
+        )
     )
     for indexes, batch in zip(second.values(), answers, strict=True):
         for index, result in zip(indexes, batch, strict=True):
-            answered[index] = result
+            # The first answer's events (recipients its relay refused) stay: the second
+            # provider's answer replaces its outcome, not what was learnt about the recipients.
+            first = results[index].events
+            answered[index] = dataclasses.replace(result, events=first + result.events)
     return answered
+
+
+def announce_health(name: str, state: CircuitState) -> None:
+    """A provider's circuit changed: its gauge, counter and log line."""
+    metrics.PROVIDER_HEALTHY.labels(name).set(1 if state is CircuitState.HEALTHY else 0)
+    metrics.PROVIDER_STATE_CHANGES.labels(name, state.value).inc()
+    level = logging.WARNING if state is CircuitState.UNHEALTHY else logging.INFO
+    log.log(level, "provider %s is now %s", name, state.value, extra={"provider": name})

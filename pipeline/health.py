@@ -61,6 +61,7 @@ class Health:
     state: CircuitState = CircuitState.HEALTHY
     good_streak: int = 0
     failing_streak: int = 0
+    held: str | None = None  # why it is out of rotation whatever its circuit (pipeline.reputation)
 
     def __post_init__(self) -> None:
         if self.healthy_threshold < 1 or self.unhealthy_threshold < 1:
@@ -68,7 +69,7 @@ class Health:
 
     @property
     def healthy(self) -> bool:
-        return self.state is CircuitState.HEALTHY
+        return self.state is CircuitState.HEALTHY and self.held is None
 
     def record(self, verdict: Verdict) -> CircuitState | None:
         """Count one iteration; return the new state if it changed, else None."""

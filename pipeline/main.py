@@ -16,8 +16,14 @@ from gomailpy.deliveries import open_delivery_store
 from gomailpy.providers import open_providers
 from gomailpy.queue import create_queue_client
 from gomailpy.settings import Settings
+from gomailpy.table_items import open_item_table
 from pipeline.admin import start_admin
+from pipeline.feedback import open_feedback
 from pipeline.node import PipelineNode
+from pipeline.pacing import open_rates
+from pipeline.render import prepare_node
+from pipeline.steering import open_steering
+from pipeline.webhooks import open_webhooks
 
 log = logging.getLogger("gomailpy.pipeline")
 
@@ -26,17 +32,23 @@ async def run_node(settings: Settings) -> None:
     async with AsyncExitStack() as stack:
         queues = await stack.enter_async_context(create_queue_client(settings))
         providers = await open_providers(stack, settings)
+        rates = await open_rates(stack, settings, providers)  # steering.rates: pipeline.pacing
         if not providers:
             log.error("no provider is enabled in the configuration: messages will wait")
         status = await open_delivery_store(stack, settings)
         claim_check = await open_claim_check(stack, settings)
-        node = PipelineNode(settings, queues, providers, status=status, claim_check=claim_check)
+        node = PipelineNode(
+            settings, queues, rates.providers, status=status, claim_check=claim_check
+        )
+        await open_feedback(stack, settings, queues, node, status)  # events, suppression
+        await open_webhooks(stack, settings, queues)  # delivers the webhook queue
+        table = await open_item_table(stack, settings)  # templates, schedules
+        prepare_node(node, queues, table, status)  # scheduled sends held, templates rendered
+        await open_steering(stack, settings, node, rates=rates)  # controls, rate shares
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, node.stop)
-        await start_admin(
-            stack, node, settings.pipeline.admin_host, settings.pipeline.admin_port
-        )
+        await start_admin(stack, node, settings.pipeline.admin_host, settings.pipeline.admin_port)
         await node.resolve_queues()
         log.info(
             "pipeline node started: queues %s; providers %s",

@@ -1,21 +1,19 @@
-"""One pipeline node: a loop that reads, prepares, splits, sends, judges and settles; repeated
-until told to stop.
+"""One pipeline node: a loop that reads, prepares, splits, sends, judges and settles until stopped.
 
     async with PipelineNode(settings, queues, providers) as node:   # resolves queue URLs
         await node.run()                                           # until node.stop()
 
 Each iteration reads a pool (pipeline.reader) and hands it to a dispatch task, which
-- prepares it: decodes, claims and loads each message (pipeline.intake);
+- holds a lease on each message until it is settled (pipeline.lease: a heartbeat renews it);
+- prepares it: decodes, skips what was sent before, loads each message (pipeline.intake);
 - splits what is ready across the providers by health (pipeline.splitter);
-- sends through each provider's lane (pipeline.dispatch);
-- judges each provider's part of the batch (pipeline.health);
+- sends through each provider's lane (pipeline.dispatch), judges each one's part (pipeline.health);
 - settles every message: deleted, released with a delay, or dead-lettered (pipeline.settlement).
-The next iteration reads while earlier dispatches are still sending, up to `max_in_flight`
-messages in all, so provider latency does not stall the node.
+Later iterations read while earlier dispatches send, within a window sized by Little's law, and
+each message is settled once its own send finished (pipeline.inflight): latency does not stall.
 
-Nothing is deleted unless a provider accepted it, it was sent before, or it was recorded in the
-dead-letter queue; anything else comes back after its visibility timeout, also when the node is
-killed outright. A dispatch cancelled or failed half-way releases what it had not settled.
+Nothing is deleted unless a provider accepted it, it was sent before, or it is in the dead-letter
+queue; the rest comes back after its visibility timeout, also when the node is killed outright.
 """
 
 from __future__ import annotations
@@ -25,6 +23,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any, Self
 
 from gomailpy import metrics
@@ -34,12 +33,17 @@ from gomailpy.errors import QueueError
 from gomailpy.providers.base import Outcome, Provider, SendResult
 from gomailpy.queue import QueueClient, ReceivedMessage
 from gomailpy.settings import Settings
-from pipeline.dispatch import ProviderLane, offer_elsewhere
-from pipeline.health import CircuitState, Health, judge
+from pipeline.ages import note_ages
+from pipeline.controls import Steer, unsteered
+from pipeline.dispatch import MayStart, ProviderLane, announce_health, offer_elsewhere
+from pipeline.health import Health, judge
+from pipeline.inflight import InFlightWindow, SettleAsTheyFinish
 from pipeline.intake import Intake
+from pipeline.lease import Leases
 from pipeline.reader import QueueReader
 from pipeline.settlement import AfterSend, Item, IterationReport, Settlement
 from pipeline.splitter import ProviderView, split
+from pipeline.suppress import Screen, unscreened
 
 __all__ = ["AfterSend", "IterationReport", "PipelineNode"]
 
@@ -67,8 +71,6 @@ class PipelineNode:
                 provider,
                 timeout_s=pipeline.send_timeout_s,
                 in_flight=self._in_flight,
-                # A send starting later could still run when its message reappears elsewhere.
-                start_deadline_s=settings.queues.visibility_timeout_s / 2,
             )
             for name, provider in providers.items()
         }
@@ -82,18 +84,22 @@ class PipelineNode:
         for name in providers:
             metrics.PROVIDER_HEALTHY.labels(name).set(1)
         self.urls: list[str] = []
+        self.leases = Leases(queues, settings.queues.visibility_timeout_s, pipeline.send_timeout_s)
         self._reader = QueueReader(
             queues,
             max_readers_per_queue=pipeline.max_readers_per_queue,
             idle_wait_s=settings.queues.wait_time_s,
+            on_receive=self.leases.hold,  # kept from the receive on, also while a poll waits
         )
         self._intake = Intake(settings, status=status, claim_check=claim_check)
-        self._settlement = Settlement(
-            settings, queues, status=status, claim_check=claim_check, after_send=after_send
+        self.settlement = Settlement(
+            settings, queues, self.leases, status, claim_check=claim_check, after_send=after_send
         )
+        self.screen: Screen = unscreened  # suppressed recipients out: see pipeline.feedback
+        self.steering: Steer = unsteered  # the operator's controls: pipeline.steering
         self._rotation = 0
-        self._pending = 0  # messages read and not yet settled
         self._capacity_freed = asyncio.Event()
+        self.window = InFlightWindow(pipeline.max_in_flight, on_free=self._capacity_freed.set)
         self._stopping = asyncio.Event()
         self._dispatches: set[asyncio.Task[IterationReport]] = set()
         self.last_iteration_ok = False
@@ -102,19 +108,24 @@ class PipelineNode:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
+        self.leases.start()
         await self.resolve_queues()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         self.stop()
-        await self.drain()
+        try:
+            await self.drain()
+        finally:  # the heartbeat outlives the drain: it keeps the last sends' leases
+            await self.leases.aclose()
 
     async def resolve_queues(self) -> None:
         """Resolve queue URLs, waiting (with backoff) while the queue server is unreachable."""
         delay = 0.5
         while not self._stopping.is_set():
             try:
-                self.urls = await self._queues.resolve_all()
+                pinned = self.settings.regions.pinned(self.settings.queues.urls)  # regions.pipeline
+                self.urls = [await self._queues.resolve(entry) for entry in pinned]
                 return
             except QueueError as exc:
                 log.warning("queues not reachable yet (%s); retrying in %.1f s", exc, delay)
@@ -133,9 +144,10 @@ class PipelineNode:
     async def run(self) -> None:
         pipeline = self.settings.pipeline
         error_backoff = 0.0
+        self.leases.start()  # the heartbeat, unless `async with` started it
         while not self._stopping.is_set():
             started = time.monotonic()
-            room = pipeline.max_in_flight - self._pending
+            room = self.window.room()
             if room <= 0:
                 self._capacity_freed.clear()
                 await self._capacity_freed.wait()
@@ -158,13 +170,14 @@ class PipelineNode:
             floor = 0.0 if self._reader.busy else pipeline.min_iteration_duration_s
             await self._sleep(max(floor - elapsed, error_backoff))
         await self.drain()
+        await self.leases.aclose()
 
     async def drain(self) -> None:
         """Wait for dispatches in flight; past the grace period cancel them, which releases
         their unsettled messages back to the queue at once."""
         answered = await self._reader.aclose()
         if answered:  # long polls that answered after the last iteration: not ours to keep
-            await self._settlement.release_now(answered)
+            await self.settlement.release_now(answered)
         if not self._dispatches:
             return
         _, late = await asyncio.wait(
@@ -194,16 +207,11 @@ class PipelineNode:
                     await self._stopping.wait()
 
     def _start_dispatch(self, messages: list[ReceivedMessage]) -> None:
-        self._pending += len(messages)
+        self.window.hold(messages)
         task = asyncio.create_task(self.dispatch(messages))
         self._dispatches.add(task)
-
-        def done(t: asyncio.Task[IterationReport]) -> None:
-            self._dispatches.discard(t)
-            self._pending -= len(messages)
-            self._capacity_freed.set()
-
-        task.add_done_callback(done)
+        task.add_done_callback(self._dispatches.discard)
+        task.add_done_callback(lambda _: self.window.release(messages))  # those not settled yet
 
     async def run_iteration(self) -> IterationReport:
         """One whole iteration, awaited to the end: read, split, send, settle (for tests and
@@ -216,10 +224,8 @@ class PipelineNode:
     # -- one batch ---------------------------------------------------------------------------
 
     def views(self) -> list[ProviderView]:
-        return [
-            ProviderView(name, self.weights[name], self.health[name].healthy)
-            for name in self.lanes
-        ]
+        views = [ProviderView(n, self.weights[n], self.health[n].healthy) for n in self.lanes]
+        return self.steering(views)
 
     async def dispatch(self, messages: Sequence[ReceivedMessage]) -> IterationReport:
         """Prepare, split, send, judge and settle one batch; release what was left unsettled."""
@@ -227,34 +233,45 @@ class PipelineNode:
         if not messages:
             return report
         settled: set[str] = set()  # receipt handles deleted or released so far
+        self.leases.hold(messages)
         try:
-            items, plan = await self._intake.take(messages, report)
-            await self._settlement.apply(plan, report, settled)  # those not to be sent now
-            outcomes = await self._send(items, report)
-            await self._settlement.settle(outcomes, report, settled)
+            items, plan = await self.screen(await self._intake.take(messages, report), report)
+            await self.settlement.apply(plan, report, settled)  # those not to be sent now
+            outcomes = await self._send(items, report, settled)
+            await self.settlement.settle(outcomes, report, settled)
         finally:
             unsettled = [m for m in messages if m.receipt_handle not in settled]
             if unsettled:  # cancelled (shutdown past its grace) or failed half-way
-                await asyncio.shield(self._settlement.release_now(unsettled))
+                await asyncio.shield(self.settlement.release_now(unsettled))
+            self.leases.drop(messages)
+            self._intake.done(messages)
         self.iterations += 1
         log.log(logging.INFO if report.read else logging.DEBUG, "%s", report.summary())
         metrics.BATCH_SIZE.observe(report.read)
         return report
 
     async def _send(
-        self, items: list[Item], report: IterationReport
+        self, items: list[Item], report: IterationReport, settled: set[str]
     ) -> list[tuple[Item, SendResult]]:
-        """Split the items by health, send each share through its lane, judge every provider
-        on its share, and offer what a provider's account refused to another."""
+        """Split by health, send each share through its lane (settling as sends finish), judge
+        each provider, offer what an account refused to another; return what is left to settle."""
+        early = SettleAsTheyFinish(self.settlement, report, settled, self.window)
+        note_ages(items)  # gomailpy_queue_oldest_message_age_seconds
         self._rotation += 1
         assignment = split(items, self.views(), self._rotation)
         if not assignment:
             log.error("no provider is enabled: releasing %d message(s)", len(items))
             unsent = SendResult("none", Outcome.TRANSIENT, reason="no provider enabled")
             return [(item, unsent) for item in items]
+        # Renew now the leases too short for a whole send (messages that waited in intake, or
+        # came from a long poll that answered late); each send checks its lease as it starts.
+        need_s = max(lane.timeout_s for lane in self.lanes.values())
+        await self.leases.ensure([i.message for i in items], need_s)
         answers = await asyncio.gather(
             *(
-                self.lanes[name].send_all([i.envelope for i in batch])
+                self.lanes[name].send_all(
+                    [i.envelope for i in batch], self._checks(batch), early.watch(batch)
+                )
                 for name, batch in assignment.items()
             )
         )
@@ -265,19 +282,17 @@ class PipelineNode:
             results += batch_results
             change = self.health[name].record(judge(batch_results))
             if change is not None:
-                self._health_changed(name, change)
+                announce_health(name, change)
                 report.changes[name] = change
         results = await offer_elsewhere(
             [i.envelope for i in sent],
             results,
             self.lanes,
-            lambda name: self.health[name].healthy,
+            lambda name: name in {v.name for v in self.views() if v.healthy},
             self._rotation,
+            self._checks(sent),
         )
-        return list(zip(sent, results, strict=True))
+        return await early.rest(list(zip(sent, results, strict=True)))
 
-    def _health_changed(self, name: str, state: CircuitState) -> None:
-        metrics.PROVIDER_HEALTHY.labels(name).set(1 if state is CircuitState.HEALTHY else 0)
-        metrics.PROVIDER_STATE_CHANGES.labels(name, state.value).inc()
-        level = logging.WARNING if state is CircuitState.UNHEALTHY else logging.INFO
-        log.log(level, "provider %s is now %s", name, state.value, extra={"provider": name})
+    def _checks(self, items: Sequence[Item]) -> list[MayStart]:
+        return [partial(self.leases.ready, i.message) for i in items]  # checked at each start

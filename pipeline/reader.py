@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from gomailpy import metrics
@@ -29,6 +29,7 @@ from gomailpy.queue import MAX_BATCH, QueueClient, QueueDepth, ReceivedMessage, 
 log = logging.getLogger("gomailpy.pipeline")
 
 BUSY_WAIT_S = 1
+OnReceive = Callable[[list[ReceivedMessage]], None]
 IDLE_LINGER_S = 0.05
 
 
@@ -74,7 +75,12 @@ async def estimate_depths(
 
 
 async def _receive(
-    queues: QueueClient, url: str, wait_s: int, max_messages: int, failed: list[str]
+    queues: QueueClient,
+    url: str,
+    wait_s: int,
+    max_messages: int,
+    failed: list[str],
+    on_receive: OnReceive | None = None,
 ) -> list[ReceivedMessage]:
     try:
         messages = await queues.receive(url, max_messages=max_messages, wait_time_s=wait_s)
@@ -82,6 +88,8 @@ async def _receive(
         log.warning("%s", exc, extra={"queue": queue_name(url)})
         failed.append(url)
         return []
+    if on_receive is not None and messages:
+        on_receive(messages)
     if messages:
         metrics.MESSAGES_RECEIVED.labels(queue_name(url)).inc(len(messages))
     return messages
@@ -91,9 +99,15 @@ class QueueReader:
     """Reads one iteration's pool at a time; owns the idle long polls that outlive an iteration."""
 
     def __init__(
-        self, queues: QueueClient, *, max_readers_per_queue: int, idle_wait_s: int
+        self,
+        queues: QueueClient,
+        *,
+        max_readers_per_queue: int,
+        idle_wait_s: int,
+        on_receive: OnReceive | None = None,
     ) -> None:
         self._queues = queues
+        self._on_receive = on_receive  # told of every message as its receive answers
         self._max_readers = max_readers_per_queue
         self._idle_wait_s = idle_wait_s
         self._polls: dict[str, asyncio.Task[list[ReceivedMessage]]] = {}  # queue URL -> poll
@@ -121,7 +135,11 @@ class QueueReader:
                 for _ in range(count):
                     take = max(1, min(MAX_BATCH, left))
                     left -= take
-                    calls.append(_receive(self._queues, url, BUSY_WAIT_S, take, self._failed))
+                    calls.append(
+                        _receive(
+                            self._queues, url, BUSY_WAIT_S, take, self._failed, self._on_receive
+                        )
+                    )
                     urls_of_calls.append((url, take))
             batches = await asyncio.gather(*calls)
             full: dict[str, bool] = {}
@@ -151,7 +169,9 @@ class QueueReader:
         for url in urls:
             if url not in self._polls:
                 self._polls[url] = asyncio.create_task(
-                    _receive(self._queues, url, self._idle_wait_s, take, self._failed)
+                    _receive(
+                        self._queues, url, self._idle_wait_s, take, self._failed, self._on_receive
+                    )
                 )
         if not self._polls:
             return []

@@ -14,15 +14,17 @@ that failed may mean a second send: logged and counted). Nothing is deleted unle
 accepted it, it was sent before, or its copy is in the dead-letter queue. A claim-checked
 email's S3 object is deleted once its message was.
 
-`settle` does this for a batch's send outcomes: each is recorded in the delivery store first
-(sent, retrying, failed), then accepted → delete, refused for good → dead-letter, anything else
-→ release with a delay that doubles per delivery (pipeline.retry).
+`settle` does this for a batch's send outcomes: all are recorded in the delivery store first (sent,
+retrying, failed: one batched write), with the events the providers returned (`record_events`),
+then accepted → delete, refused for good → dead-letter, anything else → release with a delay
+that doubles per delivery (pipeline.retry).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,13 +33,16 @@ from typing import Literal, TypeVar
 from gomailpy import metrics
 from gomailpy.claim_check import ClaimCheck, ReferenceEnvelope
 from gomailpy.deadletter import FailureKind, dead_letter
-from gomailpy.deliveries import DeliveryStore
+from gomailpy.deliveries import DeliveryRecord, DeliveryState, DeliveryStore, after_attempt
 from gomailpy.envelope import Envelope
 from gomailpy.errors import DeliveryStoreError, QueueError
+from gomailpy.events import Event
 from gomailpy.providers.base import Outcome, SendResult
 from gomailpy.queue import QueueClient, ReceivedMessage, queue_name
 from gomailpy.settings import Settings
+from gomailpy.webhooks.outbox import Outbox
 from pipeline.health import CircuitState
+from pipeline.lease import Leases
 from pipeline.retry import configured_retry_delay_s
 
 log = logging.getLogger("gomailpy.pipeline")
@@ -73,11 +78,22 @@ class IterationReport:
 
 @dataclass(slots=True)
 class Item:
-    """A message ready to send: its envelope, and the S3 reference it was loaded from, if any."""
+    """A message ready to send: its envelope, the S3 reference it was loaded from (if any), its
+    delivery record as the node found it, and when the node took it (epoch s)."""
 
     message: ReceivedMessage
     envelope: Envelope
     reference: ReferenceEnvelope | None = None
+    record: DeliveryRecord | None = None
+    taken_at: float = 0.0
+
+
+# Called with a batch's send outcomes once they are recorded: who each email went to, for the
+# trust check on SMTP reports (set by pipeline.feedback; a failure is its own to log).
+RecordSent = Callable[[Sequence[tuple[Item, SendResult]]], Awaitable[None]]
+# Records events like the event consumer does: outcome store, then suppression (set by
+# pipeline.feedback: EventConsumer.record). Raises DeliveryStoreError when the store failed.
+RecordEvents = Callable[[Sequence[Event]], Awaitable[object]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,12 +138,18 @@ async def record_status(message_id: str, write: Awaitable[None]) -> None:
     try:
         await write
     except DeliveryStoreError as exc:
-        log.warning(
-            "could not record the status of %s: %s",
-            message_id,
-            exc,
-            extra={"message_id": message_id},
-        )
+        extra = {"message_id": message_id}
+        log.warning("could not record the status of %s: %s", message_id, exc, extra=extra)
+
+
+async def write_records(status: DeliveryStore, records: Sequence[DeliveryRecord]) -> None:
+    """One batched delivery-store write; a failure is logged, never raised (the mail goes on)."""
+    if not records:
+        return
+    try:
+        await status.put_many(records)
+    except DeliveryStoreError as exc:
+        log.warning("could not record the status of %d email(s): %s", len(records), exc)
 
 
 class Settlement:
@@ -135,16 +157,21 @@ class Settlement:
         self,
         settings: Settings,
         queues: QueueClient,
-        *,
+        leases: Leases,
         status: DeliveryStore | None = None,
+        *,
         claim_check: ClaimCheck | None = None,
         after_send: AfterSend | None = None,
     ) -> None:
         self._settings = settings
         self._queues = queues
+        self._leases = leases
         self._status = status
         self._claim_check = claim_check
         self._after_send = after_send
+        self._webhooks = Outbox(settings, queues) if settings.webhooks.enabled else None
+        self.record_sent: RecordSent | None = None  # pipeline.feedback sets it
+        self.record_events: RecordEvents | None = None  # pipeline.feedback sets it
 
     async def settle(
         self,
@@ -154,6 +181,12 @@ class Settlement:
     ) -> None:
         """Record each send outcome, then delete, dead-letter or release its message."""
         await self._record_outcomes(outcomes)
+        await self._record_events([e for _, result in outcomes for e in result.events])
+        if self.record_sent is not None:
+            await self.record_sent(outcomes)
+        if self._webhooks is not None:  # sent / failed to the webhook queue: one batched put
+            sends = [(i.envelope, i.message.receive_count, r) for i, r in outcomes]
+            await self._webhooks.publish_sends(sends)
         if self._after_send is not None:
             for item, result in outcomes:
                 if result.outcome is Outcome.ACCEPTED:
@@ -227,13 +260,21 @@ class Settlement:
             await self._forget(
                 [ref for m, ref in batch if ref is not None and m.receipt_handle in done]
             )
-        for url, releases in _by_queue(plan.releases).items():
+        # A message whose lease broke may be another node's by now: releasing it through our
+        # stale receipt handle could end that node's hold. It comes back by itself instead.
+        abandoned = [m for m, _ in plan.releases if not self._leases.valid(m)]
+        settled.update(m.receipt_handle for m in abandoned)
+        releases_left = [(m, d) for m, d in plan.releases if m.receipt_handle not in settled]
+        for url, releases in _by_queue(releases_left).items():
             settled.update(
                 await self._batched(url, "release", [(m.receipt_handle, d) for m, d in releases])
             )
         for letter in copied:
             if letter.message.receipt_handle in settled:
                 _count_dead_letter(letter, report)
+        # Settled: no longer this node's to keep (the heartbeat stops renewing them).
+        touched = [m for m, _ in deletes] + [m for m, _ in plan.releases]
+        self._leases.drop(m for m in touched if m.receipt_handle in settled)
 
     async def _batched(
         self, url: str, operation: Literal["delete", "release"], entries: list[tuple[str, int]]
@@ -285,32 +326,52 @@ class Settlement:
                     extra={"message_id": ref.id},
                 )
 
+    async def _record_events(self, events: Sequence[Event]) -> None:
+        """What providers learnt about single recipients (an SMTP relay refusing one at RCPT
+        time), whatever the outcome: here, not via the events queue, so the next try of the
+        email already sees the suppression. Ids are stable: a retried send repeats none."""
+        if events and self.record_events is not None:
+            try:
+                await self.record_events(events)
+            except DeliveryStoreError as exc:
+                log.warning("%d event(s) of send results not recorded: %s", len(events), exc)
+
     async def _record_outcomes(self, outcomes: Sequence[tuple[Item, SendResult]]) -> None:
-        """Write every outcome to the delivery store, concurrently, before anything is settled."""
+        """Write every outcome to the delivery store, in one batch, before anything is settled."""
         status = self._status
         if status is None:
             return
         last_delivery = self._settings.queues.max_receive_count
-        writes: list[Awaitable[None]] = []
+        now = time.time()
+        records: list[DeliveryRecord | None] = []
         for item, result in outcomes:
-            message_id = item.envelope.id
             deliveries = item.message.receive_count
             where = f"{result.outcome.value} at {result.provider}: {result.reason}"
             if result.outcome is Outcome.ACCEPTED:
-                write = status.mark_sent(
-                    message_id, result.provider, result.provider_message_id or ""
-                )
+                state, reason = DeliveryState.SENT, None
             elif result.outcome is Outcome.PERMANENT:
-                write = status.mark_failed(message_id, where)
+                state, reason = DeliveryState.FAILED, where
             elif deliveries >= last_delivery:
                 # SQS moves it to the dead-letter queue instead of delivering it again.
-                write = status.mark_failed(
-                    message_id, f"gave up after {deliveries} deliveries; last: {where}"
-                )
+                state = DeliveryState.FAILED
+                reason = f"gave up after {deliveries} deliveries; last: {where}"
             else:
-                write = status.mark_retrying(message_id, deliveries, where)
-            writes.append(record_status(message_id, write))
-        await asyncio.gather(*writes)
+                state, reason = DeliveryState.RETRYING, where
+            records.append(
+                after_attempt(
+                    item.record,
+                    item.envelope.id,
+                    queued_at=item.envelope.created_at.timestamp(),
+                    state=state,
+                    now=now,
+                    attempt=deliveries,
+                    sending_at=item.taken_at or now,
+                    provider=result.provider,
+                    provider_message_id=result.provider_message_id or "",
+                    reason=reason,
+                )
+            )
+        await write_records(status, [r for r in records if r is not None])
 
 
 def _by_queue(

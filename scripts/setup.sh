@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything gomailpy needs on a fresh machine; safe to run again (reuses what is there).
 #   .venv (Python 3.11) with the project, its dev tools and its local stack (local/: `gomail up`,
-#   the stand-ins, the LocalStack launcher), Debian's chromium for the browser tests, and
+#   the stand-ins, the LocalStack launcher), Debian's chromium for the browser tests, Debian's
+#   prometheus for promtool (the alert rules' tests), and
 #   LocalStack in its own Python 3.13 venv under ~/.cache/gomailpy/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +19,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ local/pyproject.tom
 then
   echo "==> installing gomailpy, its dev tools and its local stack into .venv"
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e '.[dev]' -e ./local
+  .venv/bin/python -m pip install --quiet -e '.[dev,smtp]' -e ./local
   touch "$stamp"
 fi
 
@@ -27,6 +28,16 @@ if [ "${GOMAILPY_SKIP_BROWSER:-0}" != 1 ] && [ ! -x /usr/bin/chromium ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+
+if [ ! -x /usr/bin/promtool ]; then
+  # promtool checks and unit-tests the alert rules (config/prometheus/, tests/test_dashboards.py).
+  # Debian ships it in the prometheus package; the server it also installs is never started here.
+  echo "==> installing Debian's prometheus (promtool, for the alert rules' tests)"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus \
+    >/dev/null
 fi
 
 echo "==> LocalStack"

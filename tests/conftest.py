@@ -1,4 +1,4 @@
-"""The test bed: one real LocalStack (SQS, SES, S3) per test session, on a free loopback port,
+"""The test bed: one real LocalStack (SQS, SES, S3, SNS) per test session, on a free loopback port,
 and the fixtures that serve the API (or any aiohttp app) on loopback for one test.
 
 LocalStack is installed on first use (gomailpy_local.localstack); scripts/setup.sh does it ahead
@@ -36,7 +36,7 @@ def localstack() -> Iterator[LocalStack]:
 
 @pytest.fixture(scope="session")
 def sqs_endpoint(localstack: LocalStack) -> str:
-    """URL of the SQS (and SES, S3) server: LocalStack on loopback."""
+    """URL of the SQS (and SES, S3, SNS) server: LocalStack on loopback."""
     return localstack.endpoint_url
 
 
@@ -59,6 +59,13 @@ def moto_endpoint() -> Iterator[str]:
 @pytest.fixture
 async def served() -> AsyncIterator[AsyncExitStack]:
     """Everything `start_server` and `start_client` started, closed after the test."""
+    async with AsyncExitStack() as stack:
+        yield stack
+
+
+@pytest.fixture
+async def stack() -> AsyncIterator[AsyncExitStack]:
+    """An exit stack for what the test opens (clients, nodes, servers), closed after it."""
     async with AsyncExitStack() as stack:
         yield stack
 

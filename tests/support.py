@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from typing import Any, TypeAlias
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from api.app import create_app
 from gomailpy.envelope import Envelope
 from gomailpy.models import parse_send_request
 from gomailpy.queue import create_queue_client
@@ -19,6 +21,14 @@ from gomailpy.settings import Settings, load_settings
 Client: TypeAlias = TestClient[web.Request, web.Application]
 StartClient: TypeAlias = Callable[[web.Application], Awaitable[Client]]
 StartServer: TypeAlias = Callable[[web.Application], Awaitable[TestServer]]
+
+
+async def api_client(stack: AsyncExitStack, settings: Settings) -> Client:
+    """The API of `settings` served on 127.0.0.1 until `stack` closes; a client for it."""
+    client: Client = TestClient(TestServer(create_app(settings), host="127.0.0.1"))
+    await client.start_server()
+    stack.push_async_callback(client.close)
+    return client
 
 
 def unique(prefix: str = "t") -> str:

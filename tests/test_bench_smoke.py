@@ -14,7 +14,15 @@ import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 # The scripts that report a ratio against a ceiling (bench/soak.py, a fault soak, does not).
-SCRIPTS = ["api_throughput.py", "pipeline_drain.py", "scale.py", "sqs_calls.py"]
+SCRIPTS = [
+    "api_throughput.py",
+    "events.py",
+    "pipeline_drain.py",
+    "scale.py",
+    "sqs_calls.py",
+    "status_store.py",
+    "webhooks.py",
+]
 SUMMARY = re.compile(r"^summary: .*\bratio \d+\.\d+", re.MULTILINE)
 
 pytestmark = pytest.mark.slow  # each script starts a LocalStack of its own

@@ -6,33 +6,41 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 
-from api.app import create_app
 from gomailpy.aws import open_aws_client
 from gomailpy.deliveries import (
-    Claim,
+    DeliveryRecord,
     DeliveryState,
     DeliveryStore,
     DynamoDeliveryStore,
     MemoryDeliveryStore,
+    MessageIds,
+    after_attempt,
     open_delivery_store,
 )
+from gomailpy.deliveries.coalesce import WriteCoalescer
 from gomailpy.envelope import Envelope
+from gomailpy.errors import DeliveryStoreError
 from gomailpy.queue import create_queue_client
 from gomailpy.resources import ensure_resources
 from gomailpy.settings import Settings
 from pipeline.node import IterationReport, PipelineNode
 from tests.boundary import ScriptedProvider
-from tests.support import email_request, enqueue, make_settings, queue_totals, unique
-
-Client = TestClient[web.Request, web.Application]
+from tests.support import (
+    Client,
+    api_client,
+    email_request,
+    enqueue,
+    make_envelope,
+    make_settings,
+    queue_totals,
+    unique,
+)
 
 
 def status_settings(
@@ -62,19 +70,6 @@ async def prepare(settings: Settings) -> None:
         for entry in settings.queues.urls:
             await queues.ensure_queue(entry)
     await ensure_resources(settings)
-
-
-@pytest.fixture
-async def stack() -> AsyncIterator[AsyncExitStack]:
-    async with AsyncExitStack() as stack:
-        yield stack
-
-
-async def api_client(stack: AsyncExitStack, settings: Settings) -> Client:
-    client: Client = TestClient(TestServer(create_app(settings), host="127.0.0.1"))
-    await client.start_server()
-    stack.push_async_callback(client.close)
-    return client
 
 
 async def node_for(
@@ -406,22 +401,73 @@ async def store_and_clock(
     return store, clock
 
 
-async def test_claim_rules(store_and_clock: tuple[DeliveryStore, FakeClock]) -> None:
+def attempt(
+    previous: DeliveryRecord | None, state: DeliveryState, now: float, n: int = 1, **extra: Any
+) -> DeliveryRecord | None:
+    return after_attempt(
+        previous,
+        "m",
+        queued_at=now - 10,
+        state=state,
+        now=now,
+        attempt=n,
+        sending_at=now - 1,
+        **extra,
+    )
+
+
+async def test_records_read_and_written_in_batches(
+    store_and_clock: tuple[DeliveryStore, FakeClock],
+) -> None:
     store, clock = store_and_clock
-    assert (await store.claim("m", attempt=1, lease_s=30)).claim is Claim.CLAIMED
-    busy = await store.claim("m", attempt=1, lease_s=30)  # a second node, while the first sends
-    assert busy.claim is Claim.BUSY and 29 <= busy.retry_in_s <= 30
-    clock.now += 31  # the first node died: its lease ran out
-    assert (await store.claim("m", attempt=2, lease_s=30)).claim is Claim.CLAIMED
-    await store.mark_retrying("m", 2, "503")
-    assert (await store.claim("m", attempt=3, lease_s=30)).claim is Claim.CLAIMED  # no lease
-    await store.mark_sent("m", "ses", "ses-1")
-    assert (await store.claim("m", attempt=4, lease_s=30)).claim is Claim.ALREADY_SENT
-    await store.mark_failed("m", "late news")  # never undoes a send
+    assert await store.get_many(["m", "n"]) == {}
+    retrying = attempt(None, DeliveryState.RETRYING, clock.now, reason="503")
+    assert retrying is not None
+    others = [
+        r
+        for i in range(60)  # more than one BatchWriteItem (25) holds
+        if (
+            r := after_attempt(
+                None,
+                f"x{i}",
+                queued_at=clock.now,
+                state=DeliveryState.SENT,
+                now=clock.now,
+                attempt=1,
+            )
+        )
+        is not None
+    ]
+    await store.put_many([retrying, *others])
+    found = await store.get_many(["m", "nobody", *[f"x{i}" for i in range(60)]])
+    assert set(found) == {"m", *[f"x{i}" for i in range(60)]}
+    assert found["m"].state is DeliveryState.RETRYING and found["m"].reason == "503"
+    assert [e["state"] for e in found["m"].timeline] == ["queued", "sending", "retrying"]
+
+    clock.now += 5
+    sent = attempt(
+        found["m"], DeliveryState.SENT, clock.now, 2, provider="ses", provider_message_id="s-1"
+    )
+    assert sent is not None
+    await store.put_many([sent])
     record = await store.get("m")
     assert record is not None and record.state is DeliveryState.SENT and record.provider == "ses"
-    await store.mark_failed("f", "550")
-    assert (await store.claim("f", attempt=1, lease_s=30)).claim is Claim.CLAIMED  # redriven
+    assert [e["state"] for e in record.timeline] == [
+        "queued",
+        "sending",
+        "retrying",
+        "sending",
+        "sent",
+    ]
+    assert record.attempt == 2 and record.reason is None
+    # a late outcome never undoes a send: there is nothing to write
+    assert attempt(record, DeliveryState.FAILED, clock.now, 3, reason="late") is None
+    await store.mark_failed("m", "late news")
+    again = await store.get("m")
+    assert again is not None and again.state is DeliveryState.SENT
+    await store.mark_failed("f", "550")  # suppressed or cancelled before any attempt
+    failed = await store.get("f")
+    assert failed is not None and failed.state is DeliveryState.FAILED and failed.reason == "550"
 
 
 async def test_records_and_keys_expire(store_and_clock: tuple[DeliveryStore, FakeClock]) -> None:
@@ -448,16 +494,46 @@ async def test_key_reservation(store_and_clock: tuple[DeliveryStore, FakeClock])
     assert held is not None and held.body_hash == "h" and held.response == '{"messageId": "m3"}'
 
 
-async def test_queued_after_the_pipeline_claimed_keeps_the_pipeline_state(
+async def test_queued_never_overwrites_a_record(
     store_and_clock: tuple[DeliveryStore, FakeClock],
 ) -> None:
-    # The pipeline can claim a message before the API has recorded `queued` for it.
     store, clock = store_and_clock
-    await store.claim("m", attempt=1, lease_s=30)
-    await store.record_queued("m", at=clock.now - 1)
+    sent = attempt(None, DeliveryState.SENT, clock.now, provider="p", provider_message_id="p-1")
+    assert sent is not None
+    await store.put_many([sent])
+    await store.record_queued("m", at=clock.now - 20)
     record = await store.get("m")
-    assert record is not None and record.state is DeliveryState.SENDING
-    assert [e["state"] for e in record.timeline] == ["queued", "sending"]
+    assert record is not None and record.state is DeliveryState.SENT
+
+
+def test_message_ids_carry_their_time_and_a_mac() -> None:
+    ids = MessageIds(b"k" * 32, ttl_s=3600)
+    now = 1_800_000_000.0
+    message_id = ids.new(now)
+    assert abs((ids.issued_at(message_id, now + 1) or 0) - now) < 0.001
+    assert ids.issued_at(message_id, now + 3601) is None  # expired with its record
+    assert MessageIds(b"other", 3600).issued_at(message_id, now) is None  # not ours
+    tampered = message_id[:-1] + ("0" if message_id[-1] != "0" else "1")
+    assert ids.issued_at(tampered, now) is None
+    assert ids.issued_at("no-such-id", now) is None
+    assert len({ids.new(now) for _ in range(1000)}) == 1000
+
+
+@pytest.mark.parametrize("backend", ["memory", "dynamodb"])
+async def test_api_writes_nothing_per_email_and_answers_queued(
+    sqs_endpoint: str, moto_endpoint: str, stack: AsyncExitStack, backend: str
+) -> None:
+    settings = status_settings(sqs_endpoint, moto_endpoint, backend=backend)
+    await prepare(settings)
+    client = await api_client(stack, settings)
+    code, answer, _ = await post(client, email_request(9))
+    assert code == 200
+    store = await open_delivery_store(stack, settings)
+    assert store is not None and await store.get(answer["messageId"]) is None  # nothing written
+    queued = await status_of(client, answer["messageId"])
+    assert queued["state"] == "queued" and states(queued) == ["queued"]
+    forged = answer["messageId"][:-4] + "0000"
+    assert (await client.get(f"/email/{forged}")).status == 404
 
 
 async def test_dynamodb_table_has_ttl_on_expires_at(
@@ -476,3 +552,48 @@ async def test_dynamodb_table_has_ttl_on_expires_at(
     record = await store.get("m")
     assert record is not None
     assert abs(int(item["Item"]["expires_at"]["N"]) - record.expires_at) < 1
+
+
+@pytest.mark.parametrize("backend", ["dynamodb", "memory"])
+async def test_an_email_queued_twice_is_sent_once(
+    sqs_endpoint: str, moto_endpoint: str, stack: AsyncExitStack, backend: str
+) -> None:
+    # An API whose SendMessageBatch timed out and was retried may queue one email twice; both
+    # copies can arrive in one batch, where the store has no record of either yet.
+    settings = status_settings(sqs_endpoint, moto_endpoint, backend=backend)
+    await prepare(settings)
+    envelope = make_envelope(1)
+    async with create_queue_client(settings) as queues:
+        url = await queues.resolve(settings.queues.urls[0])
+        await queues.send_batch(url, [("0", envelope.encode()), ("1", envelope.encode())])
+    status = await open_delivery_store(stack, settings)
+    provider = ScriptedProvider("p")
+    node = await node_for(stack, settings, [provider], status)
+    for _ in range(30):
+        await node.run_iteration()
+        if sum((await queue_totals(settings)).values()) == 0:
+            break
+    assert provider.accepted == [envelope.id]
+    assert set((await queue_totals(settings)).values()) == {0}
+
+
+def put(key: str) -> dict[str, Any]:
+    return {"PutRequest": {"Item": {"pk": {"S": key}}}}
+
+
+async def test_concurrent_writes_share_batch_calls() -> None:
+    calls: list[list[str]] = []
+
+    async def flush(items: list[Any]) -> None:
+        calls.append([i["PutRequest"]["Item"]["pk"]["S"] for i in items])
+        if any(k.startswith("bad") for k in calls[-1]):
+            raise DeliveryStoreError("batch_write_item", "refused")
+
+    writes = WriteCoalescer(flush, size=25, linger_s=0.01)
+    await asyncio.gather(*(writes.put([put(f"m{i}-{j}") for j in range(3)]) for i in range(10)))
+    assert [len(c) for c in calls] == [25, 5]  # 30 records from 10 callers: 2 calls, not 10
+    calls.clear()
+    await writes.put([put("a"), put("b"), put("a")])  # a key twice: never in one call
+    assert calls == [["a", "b"], ["a"]]
+    with pytest.raises(DeliveryStoreError):
+        await asyncio.gather(writes.put([put("ok")]), writes.put([put("bad")]))

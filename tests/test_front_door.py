@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -480,8 +481,9 @@ async def test_cors_allows_the_key_headers_for_configured_origins_only(
         assert got == status
         assert answer["Access-Control-Allow-Origin"] == allowed
         assert "Retry-After" in answer["Access-Control-Expose-Headers"]
+    # A page elsewhere is refused before the key is even looked at (see the cross-site tests).
     got, _, answer = await post(client, INVALID_EMAIL, Origin="https://evil.example")
-    assert got == 401 and "Access-Control-Allow-Origin" not in answer
+    assert got == 403 and "Access-Control-Allow-Origin" not in answer
 
 
 async def test_no_origin_is_allowed_by_default(make_client: MakeClient) -> None:
@@ -493,6 +495,95 @@ async def test_no_origin_is_allowed_by_default(make_client: MakeClient) -> None:
     assert response.status == 403
     _, _, headers = await post(client, INVALID_EMAIL, Origin="http://127.0.0.1:8000")
     assert "Access-Control-Allow-Origin" not in headers
+
+
+# -- cross-site sending -------------------------------------------------------------------------
+
+
+async def post_raw(
+    client: Client, body: bytes, content_type: str | None, **headers: str
+) -> tuple[int, Any]:
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    response = await client.post("/email/send", data=body, headers=headers)
+    return response.status, await response.json()
+
+
+async def test_a_page_elsewhere_cannot_send_even_without_a_preflight(
+    make_client: MakeClient,
+) -> None:
+    # What a page of another origin can send with fetch(..., {mode: "no-cors"}) or a form: no
+    # preflight, a "simple" content type. CORS hides the answer; only this refusal stops the send.
+    client = await make_client(queues=True, cors_origins=["https://form.example"])
+    body = json.dumps(email_request()).encode()
+    evil = "https://evil.example"
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", "application/json"):
+        status, answer = await post_raw(client, body, content_type, Origin=evil)
+        assert status == 403, content_type
+        assert answer == {"errors": {"base": f"Origin {evil} is not allowed (api.cors_origins)"}}
+    for method in ("PUT", "DELETE", "PATCH"):
+        response = await client.request(method, "/email/send", headers={"Origin": evil})
+        assert response.status == 403, method
+    assert sum((await queue_totals(settings_of(client))).values()) == 0
+    # Reading stays open: GETs are not refused by origin (CORS decides what a page may read).
+    assert (await client.get("/healthz", headers={"Origin": evil})).status == 200
+
+
+@pytest.mark.parametrize(
+    ("origin", "content_type", "expected"),
+    [
+        ("https://form.example", "text/plain", 415),  # allowed page, but a simple request
+        ("https://form.example", "text/plain; charset=utf-8", 415),
+        ("https://form.example", None, 415),
+        ("https://form.example", "application/json", 200),
+        ("https://form.example", "application/json; charset=utf-8", 200),
+        ("https://form.example", "application/merge-patch+json", 200),
+        ("SAME", "application/json", 200),  # the form the API serves itself
+        ("SAME", "text/plain", 415),
+        (None, "text/plain", 200),  # curl and servers send no Origin: unaffected
+        (None, None, 200),
+    ],
+)
+async def test_with_an_origin_the_body_must_be_declared_json(
+    make_client: MakeClient, origin: str | None, content_type: str | None, expected: int
+) -> None:
+    client = await make_client(queues=True, cors_origins=["https://form.example"])
+    headers = {}
+    if origin is not None:
+        headers["Origin"] = (
+            f"http://{client.host}:{client.port}" if origin == "SAME" else origin
+        )
+    status, answer = await post_raw(
+        client, json.dumps(email_request()).encode(), content_type, **headers
+    )
+    assert status == expected, answer
+    if expected == 415:
+        assert answer == {
+            "errors": {
+                "base": "Content-Type must be application/json for a request sent by a browser"
+            }
+        }
+    totals = await queue_totals(settings_of(client))
+    assert sum(totals.values()) == (1 if expected == 200 else 0)
+
+
+async def test_the_served_form_is_same_origin_whatever_the_host_name(
+    make_client: MakeClient,
+) -> None:
+    client = await make_client(queues=True)  # no cors_origins at all
+    for host in ("localhost", "gomail.example:8443"):
+        status, answer = await post_raw(
+            client,
+            json.dumps(email_request()).encode(),
+            "application/json",
+            Origin=f"https://{host}",
+            Host=host,
+        )
+        assert status == 200, (host, answer)
+    status, _ = await post_raw(
+        client, b"{}", "application/json", Origin="https://localhost.evil.example", Host="localhost"
+    )
+    assert status == 403
 
 
 async def test_openapi_describes_the_front_door_when_on(make_client: MakeClient) -> None:

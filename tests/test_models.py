@@ -142,6 +142,58 @@ def test_gomail_cases_bad_from_missing_to_empty_body_together() -> None:
     }
 
 
+@pytest.mark.parametrize("blank", ["", " ", "\t", " \r\n "])
+def test_an_empty_or_blank_required_field_is_required(blank: str) -> None:
+    # The original gomail form sends "" for an empty input: gomail's words, not "@-sign".
+    assert errors_of(request(fromEmail=blank, toEmail=blank, body=blank)) == {
+        "fromEmail": "From email is required",
+        "toEmail": "To email is required",
+        "body": "Body is required",
+    }
+
+
+def test_a_blank_body_is_fine_beside_an_html_body() -> None:
+    email = parse_send_request(request(body="  ", html="<p>Hi</p>"))
+    assert email.html == "<p>Hi</p>"
+    assert errors_of(request(body="", html=" ")) == {"body": "Body is required"}
+
+
+@pytest.mark.parametrize("char", ["\ufffe", "\uffff"])
+@pytest.mark.parametrize(
+    ("field", "label", "value"),
+    [
+        ("body", "Body", "Hello {}world"),
+        ("subject", "Subject", "Hi {}"),
+        ("fromName", "From name", "Ana {}"),
+        ("toName", "To name", "{}Bo"),
+        ("html", "HTML body", "<p>{}</p>"),
+        ("headers", "Headers", {"X-Note": "a{}b"}),
+        ("cc", "Cc", [{"email": "cc@example.com", "name": "C{}"}]),
+    ],
+)
+def test_characters_a_queue_cannot_carry_are_refused_naming_the_field(
+    char: str, field: str, label: str, value: Any
+) -> None:
+    filled = (
+        value.format(char)
+        if isinstance(value, str)
+        else {"X-Note": f"a{char}b"}
+        if field == "headers"
+        else [{"email": "cc@example.com", "name": f"C{char}"}]
+    )
+    assert errors_of(request(**{field: filled})) == {
+        field: f"{label} contains U+{ord(char):04X}, a character a queue cannot carry; remove it"
+    }
+
+
+def test_characters_json_escapes_and_astral_ones_are_carried() -> None:
+    # C0 controls travel escaped in the envelope's JSON; U+FFFD and emoji are in SQS's set.
+    email = parse_send_request(request(body="tab\t form\x0c bell\x07 \ufffd \U0001f600"))
+    assert email.text == "tab\t form\x0c bell\x07 \ufffd \U0001f600"
+    encoded = Envelope.wrap(email).encode()
+    assert "\\f" in encoded and "\\u0007" in encoded and "\x0c" not in encoded
+
+
 def test_unknown_fields_are_refused_by_name() -> None:
     errors = errors_of(request(trackingPixel="yes"))
     assert list(errors) == ["trackingPixel"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 from gomailpy.deadletter import FAILURE_KIND, FAILURE_REASON
 from gomailpy.envelope import Envelope
 from gomailpy.providers.base import Outcome, SendResult
-from gomailpy.queue import create_queue_client
+from gomailpy.queue import ReceivedMessage, create_queue_client
 from gomailpy.settings import Settings
 from pipeline.dispatch import ProviderLane
 from pipeline.health import CircuitState
@@ -255,3 +256,90 @@ async def test_the_lane_turns_a_crash_or_a_hang_into_a_transient_result(
     )
     if isinstance(provider, CrashingProvider):
         assert "provider crash raised instead of answering" in caplog.text
+
+
+# -- the lease: count from the receive, keep it while working, never send on a lapsed one ------
+
+
+async def test_a_slow_batch_keeps_its_lease_and_no_other_node_gets_its_messages(
+    sqs_endpoint: str,
+) -> None:
+    # 12 sends one at a time, 0.4 s each: about 5 s, more than twice the visibility timeout.
+    settings = pipeline_settings(sqs_endpoint)
+    settings = settings.model_copy(
+        update={"queues": settings.queues.model_copy(update={"visibility_timeout_s": 2})}
+    )
+    await create_queues(settings)
+    ids = await enqueue(settings, 12)
+    slow = ScriptedProvider("slow", latency_s=0.4, max_concurrency=1)
+    seen_elsewhere: list[str] = []
+    async with create_queue_client(settings) as queues:
+        urls = await queues.resolve_all()
+        async with PipelineNode(settings, queues, {"slow": slow}) as node:
+            batch: list[ReceivedMessage] = []
+            for _ in range(50):  # everything in one batch, as one dispatch
+                for url in urls:
+                    batch += await queues.receive(url, wait_time_s=0)
+                if len(batch) == 12:
+                    break
+            assert len(batch) == 12
+            sending = asyncio.create_task(node.dispatch(batch))
+            while not sending.done():  # another node, polling the same queues meanwhile
+                for url in urls:
+                    seen_elsewhere += [m.body for m in await queues.receive(url, wait_time_s=0)]
+                await asyncio.sleep(0.1)
+            report = await sending
+            assert node.leases.renewals > 0
+    assert seen_elsewhere == []
+    assert sorted(slow.accepted) == sorted(ids) and report.retried == 0
+    assert set((await queue_totals(settings)).values()) == {0}
+
+
+async def test_a_message_whose_lease_ran_out_is_neither_sent_nor_released(
+    sqs_endpoint: str,
+) -> None:
+    # A node paused (SIGSTOP) or starved past the visibility timeout: when it resumes, the
+    # messages it held may be another node's. It must not send them, nor release them.
+    settings = pipeline_settings(sqs_endpoint)
+    settings = settings.model_copy(
+        update={"queues": settings.queues.model_copy(update={"visibility_timeout_s": 2})}
+    )
+    await create_queues(settings)
+    ids = await enqueue(settings, 4)
+    provider = ScriptedProvider("p")
+    async with create_queue_client(settings) as queues:
+        urls = await queues.resolve_all()
+        batch = [m for url in urls for m in await queues.receive(url, wait_time_s=1)]
+        assert len(batch) == 4
+        lapsed = [dataclasses.replace(m, received_at=m.received_at - 10) for m in batch]
+        async with PipelineNode(settings, queues, {"p": provider}) as node:
+            report = await node.dispatch(lapsed)
+            assert node.leases.broken == 4
+        assert provider.attempts == Counter()  # nothing sent
+        assert report.retried == 4
+        # not released either: each comes back only once its own visibility timeout is over
+        assert await queues.receive(urls[0], wait_time_s=0) == []
+    await asyncio.sleep(2.5)
+    provider2 = ScriptedProvider("p2")
+    await drain(settings, [provider2], expected=4)
+    assert sorted(provider2.accepted) == sorted(ids)
+
+
+async def test_a_long_poll_answered_late_counts_its_lease_from_the_receive(
+    sqs_endpoint: str,
+) -> None:
+    settings = pipeline_settings(sqs_endpoint)
+    await create_queues(settings)
+    await enqueue(settings, 1)
+    provider = ScriptedProvider("p")
+    async with create_queue_client(settings) as queues:
+        urls = await queues.resolve_all()
+        received = [m for url in urls for m in await queues.receive(url, wait_time_s=1)]
+        assert len(received) == 1 and received[0].received_at > 0
+        async with PipelineNode(settings, queues, {"p": provider}) as node:
+            # dispatched 9 s after the receive (visibility 10 s): 1 s left, less than a send
+            # needs (1 s), so the lease is renewed first, then the email sent
+            late = [dataclasses.replace(m, received_at=m.received_at - 8.2) for m in received]
+            report = await node.dispatch(late)
+            assert node.leases.renewals == 1
+    assert len(provider.accepted) == 1 and report.retried == 0

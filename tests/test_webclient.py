@@ -569,6 +569,38 @@ async def test_delivery_status_is_followed_where_the_api_has_it_and_silent_where
         await expect(delivery).to_have_text("Delivery: queued")
 
 
+async def test_delivery_status_shows_each_recipients_outcome(page: Page, api: TestServer) -> None:
+    """What GET /email/{id} answers once providers reported (api.suppressions.with_outcomes)."""
+    answers = [
+        {"state": "sent", "provider": "ses", "timeline": [], "recipients": {}},
+        {
+            "state": "sent",
+            "provider": "ses",
+            "timeline": [],
+            "recipients": {
+                "ok@example.org": {"state": "delivered", "subtype": None},
+                "gone@example.org": {"state": "bounced", "subtype": "hard"},
+            },
+        },
+    ]
+
+    async def status(route: Route, request: Request) -> None:
+        if request.method != "GET":
+            await route.fallback()
+            return
+        body = answers.pop(0) if len(answers) > 1 else answers[0]
+        await route.fulfill(status=200, json={"messageId": "m", **body})
+
+    await page.route("**/email/*-*", status)
+    await page.goto(base_url(api) + "/")
+    await fill(page, VALID)
+    await page.get_by_role("button", name="Send").click()
+    await expect(page.locator("#delivery-status")).to_have_text(
+        "Delivery: sent (ses) → sent (ses) — ok@example.org delivered,"
+        " gone@example.org bounced (hard)"
+    )
+
+
 # -- the README's screenshot --------------------------------------------------------------------
 
 

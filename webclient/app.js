@@ -24,6 +24,9 @@ const SEND_TIMEOUT_TEXT = "15 s";
 const STATUS_POLL_DELAYS_MS = [500, 1000, 1500, 2000, 3000, 5000, 7000];
 const STATUS_TIMEOUT_MS = 5_000;
 const FINAL_STATES = new Set(["sent", "failed"]);
+// Per-recipient outcomes (GET /email/{id} `recipients`, from the providers' events) that will
+// not change again; while one is missing or still "sent"/"deferred", the form keeps following.
+const FINAL_OUTCOMES = new Set(["delivered", "bounced", "complained", "dropped", "rejected", "failed"]);
 const HISTORY_MAX = 20;
 
 /**
@@ -192,7 +195,24 @@ function readDelivery(data) {
     const detail = [attempt && `attempt ${attempt}`, reason].filter(Boolean).join(": ");
     label = detail ? `retrying (${detail})` : "retrying";
   }
-  return { state, label, final: FINAL_STATES.has(state) };
+  const outcomes = readOutcomes(data.recipients);
+  if (outcomes.text) label += ` — ${outcomes.text}`;
+  return { state, label, final: FINAL_STATES.has(state) && outcomes.final };
+}
+
+/** "a@x delivered, b@y bounced (hard)" from `recipients`; final once every one is settled
+ * (an API without outcomes: at once). */
+function readOutcomes(recipients) {
+  if (!recipients || typeof recipients !== "object") return { text: "", final: true };
+  const entries = Object.entries(recipients).filter(([, o]) => o && typeof o === "object");
+  const text = entries
+    .map(([address, o]) => {
+      const state = asText(o.state);
+      return o.subtype ? `${address} ${state} (${asText(o.subtype)})` : `${address} ${state}`;
+    })
+    .join(", ");
+  const final = entries.length > 0 && entries.every(([, o]) => FINAL_OUTCOMES.has(o.state));
+  return { text, final };
 }
 
 function sleep(ms) {

@@ -5,13 +5,20 @@
                   ▼  │
                retrying (attempt, last reason)      failed (reason)
 
-- The API records `queued` once a queue accepted the email (`record_queued`).
-- A pipeline node *claims* a message before sending it (`claim`, a conditional write): the claim
-  is refused when the email was already sent (a redelivery after a crash between send and
-  delete: the node deletes the message without sending again) or while another node holds a
-  live lease on it (a redelivery while the first send is still running).
-- It then records the outcome: `mark_sent`, `mark_retrying`, `mark_failed`.
-- `get` returns the record with its timeline (each state with its time), or None.
+Off the hot path: under 0.1 store calls per email, all batched, none in the API.
+- The API writes nothing per email. It issues message ids that carry their issue time and a MAC
+  (`ids.MessageIds`): `GET /email/{id}` answers `queued` for such an id while no record exists
+  (and 404 for any id it did not issue, or whose record would have expired).
+- A pipeline node reads the records of a received batch at once (`get_many`, BatchGetItem):
+  an email already `sent` (a node died, or its delete failed, after the send) is deleted
+  without sending again. The node's lease on the message (pipeline.lease) is what keeps two
+  nodes from sending it at once: SQS hands a message to one node at a time, and a node starts
+  a send only while its lease outlasts the send.
+- After the attempt it writes each record whole (`put_many`, BatchWriteItem, calls shared by
+  the chunks a node settles at once: `coalesce`; `records` builds it: the previous timeline,
+  `sending`, the outcome) *before* deleting the message, so a crash between send and delete
+  still sends once.
+- `get` returns one record with its timeline, or None.
 
 Idempotency keys live in the same store: `reserve_key` is a conditional put that either reserves
 the key for this request or returns the record already there (same body: replay its answer;
@@ -29,26 +36,27 @@ from __future__ import annotations
 from contextlib import AsyncExitStack
 
 from gomailpy.deliveries.base import (
-    Claim,
-    ClaimResult,
     DeliveryRecord,
     DeliveryState,
     DeliveryStore,
     IdempotencyRecord,
 )
 from gomailpy.deliveries.dynamodb import DynamoDeliveryStore
+from gomailpy.deliveries.ids import MessageIds, message_ids
 from gomailpy.deliveries.memory import MemoryDeliveryStore
+from gomailpy.deliveries.records import after_attempt
 from gomailpy.settings import Settings
 
 __all__ = [
-    "Claim",
-    "ClaimResult",
     "DeliveryRecord",
     "DeliveryState",
     "DeliveryStore",
     "DynamoDeliveryStore",
     "IdempotencyRecord",
     "MemoryDeliveryStore",
+    "MessageIds",
+    "after_attempt",
+    "message_ids",
     "open_delivery_store",
 ]
 

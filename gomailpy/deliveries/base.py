@@ -1,10 +1,10 @@
-"""What the delivery store keeps and promises, whichever backend holds it: delivery states, the
-claim before a send, records and their timeline, idempotency keys, and the `DeliveryStore`
-Protocol (see the package's docstring for the rules)."""
+"""What the delivery store keeps and promises, whichever backend holds it: delivery states,
+records and their timeline, idempotency keys, and the `DeliveryStore` Protocol (see the
+package's docstring for the rules)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -22,18 +22,6 @@ class DeliveryState(StrEnum):
     FAILED = "failed"
 
 
-class Claim(StrEnum):
-    CLAIMED = "claimed"  # send it
-    ALREADY_SENT = "already-sent"  # delete it without sending
-    BUSY = "busy"  # another node is sending it right now: try again later
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimResult:
-    claim: Claim
-    retry_in_s: float = 0.0  # BUSY: when the other node's lease runs out
-
-
 def iso_time(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
 
@@ -49,8 +37,7 @@ class DeliveryRecord:
     attempt: int = 0
     reason: str | None = None
     timeline: list[dict[str, Any]] = field(default_factory=list)
-    lease_until: float = 0.0
-    expires_at: float = 0.0
+    expires_at: float = 0.0  # set by the store as it writes the record
 
     def to_json(self) -> dict[str, Any]:
         """The API's answer to GET /email/{messageId}."""
@@ -76,17 +63,25 @@ class IdempotencyRecord:
 
 
 class DeliveryStore(Protocol):
-    async def record_queued(self, message_id: str, at: float | None = None) -> None: ...
+    async def get(self, message_id: str) -> DeliveryRecord | None:
+        """One record (a consistent read), or None: never written, or expired."""
+        ...
 
-    async def claim(self, message_id: str, *, attempt: int, lease_s: float) -> ClaimResult: ...
+    async def get_many(self, message_ids: Sequence[str]) -> dict[str, DeliveryRecord]:
+        """The records there are for `message_ids` (consistent reads, batched), by id."""
+        ...
 
-    async def mark_sent(self, message_id: str, provider: str, provider_message_id: str) -> None: ...
+    async def put_many(self, records: Sequence[DeliveryRecord]) -> None:
+        """Write whole records (batched), each to expire `status.ttl_s` from now."""
+        ...
 
-    async def mark_retrying(self, message_id: str, attempt: int, reason: str) -> None: ...
+    async def record_queued(self, message_id: str, at: float | None = None) -> None:
+        """A `queued` record where there is none (never on the send path of API-issued ids)."""
+        ...
 
-    async def mark_failed(self, message_id: str, reason: str) -> None: ...
-
-    async def get(self, message_id: str) -> DeliveryRecord | None: ...
+    async def mark_failed(self, message_id: str, reason: str) -> None:
+        """`failed` outside a delivery attempt (suppressed, cancelled); never over `sent`."""
+        ...
 
     async def reserve_key(
         self, key: str, body_hash: str, message_id: str

@@ -2,30 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
-from gomailpy.aws import AwsResource, open_aws_client
-from gomailpy.deliveries.base import (
-    MAX_REASON,
-    Claim,
-    ClaimResult,
-    Clock,
-    DeliveryRecord,
-    DeliveryState,
-    IdempotencyRecord,
-    iso_time,
-    timeline_entry,
-)
+from gomailpy.aws import AwsResource
+from gomailpy.deliveries.base import Clock, DeliveryRecord, DeliveryState, IdempotencyRecord
+from gomailpy.deliveries.coalesce import WriteCoalescer
+from gomailpy.deliveries.records import failed_record, queued_record
 from gomailpy.errors import DeliveryStoreError
 from gomailpy.settings import Settings
-
-STATUS_TIMEOUT_S = 5.0  # read timeout of every delivery store call
-
-_DDB_ERRORS = (ClientError, BotoCoreError, OSError, TimeoutError)
+from gomailpy.status_table import (
+    DYNAMODB_ERRORS,
+    error_code,
+    error_reason,
+    open_status_table_client,
+)
 
 
 def _to_ddb(value: Any) -> dict[str, Any]:
@@ -62,57 +58,72 @@ def _from_ddb(value: dict[str, Any]) -> Any:
     raise TypeError(f"unexpected DynamoDB type {kind}")
 
 
-def _error_code(exc: BaseException) -> str:
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code", ""))
-    return ""
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        return f"{error.get('Code', 'Error')}: {error.get('Message', '')}".rstrip(": ")
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
 MSG = "msg#"
 KEY = "idem#"
+BATCH_GET = 100  # keys per BatchGetItem, DynamoDB's limit
+BATCH_WRITE = 25  # requests per BatchWriteItem, DynamoDB's limit
+WRITE_LINGER_S = 0.003  # how long a write waits for others to share its call
+
+
+def _record(message_id: str, data: dict[str, Any], now: float) -> DeliveryRecord | None:
+    if "state" not in data or float(data.get("expires_at", 0)) < now:
+        return None  # not a status record, or expired and not yet swept by DynamoDB's TTL
+    return DeliveryRecord(
+        message_id=message_id,
+        state=DeliveryState(data["state"]),
+        created_at=str(data.get("created_at", "")),
+        updated_at=str(data.get("updated_at", "")),
+        provider=data.get("provider"),
+        provider_message_id=data.get("provider_message_id"),
+        attempt=int(data.get("attempt", 0)),
+        reason=data.get("reason"),
+        timeline=list(data.get("timeline", [])),
+        expires_at=float(data.get("expires_at", 0)),
+    )
+
+
+def _item(record: DeliveryRecord, expires_at: int) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "pk": MSG + record.message_id,
+        "state": record.state.value,
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+        "provider": record.provider,
+        "provider_message_id": record.provider_message_id,
+        "attempt": record.attempt,
+        "reason": record.reason,
+        "timeline": record.timeline,
+        "expires_at": expires_at,
+    }
+    return {k: _to_ddb(v) for k, v in values.items() if v is not None}
 
 
 class DynamoDeliveryStore(AwsResource):
     """The store on one DynamoDB table (partition key `pk`): `msg#<id>` status records and
-    `idem#<key>` idempotency keys. Every state change is one UpdateItem; the claim and key
-    reservation are conditional writes. A one-shot async context manager (see
-    `gomailpy.aws.AwsResource`)."""
+    `idem#<key>` idempotency keys. Records are read with BatchGetItem and written whole with
+    BatchWriteItem; an idempotency key's reservation is a conditional put. A one-shot async
+    context manager (see `gomailpy.aws.AwsResource`)."""
 
     def __init__(self, settings: Settings, *, client: Any = None, clock: Clock = time.time) -> None:
         super().__init__(client=client)
-        self._aws = settings.aws
+        self._client_settings = settings
         self._settings = settings.status
         self._table = settings.status.table
         self._clock = clock
+        self._writes = WriteCoalescer(self._write_batch, size=BATCH_WRITE, linger_s=WRITE_LINGER_S)
 
     async def _open_client(self, stack: AsyncExitStack) -> Any:
-        status = self._settings
-        # Short timeouts and few attempts: a status write must never hold a send for long
-        # (the pipeline sends anyway when its claim fails).
-        return await open_aws_client(
-            stack,
-            "dynamodb",
-            self._aws,
-            region=status.region,
-            endpoint_url=status.endpoint_url,
-            read_timeout_s=min(self._aws.client_timeout_s, STATUS_TIMEOUT_S),
-            max_attempts=2,
-        )
+        # Few attempts: a status call must never hold a send for long (the pipeline sends
+        # anyway when its read fails).
+        return await open_status_table_client(stack, self._client_settings, max_attempts=2)
 
     async def _call(self, operation: str, **kwargs: Any) -> Any:
         try:
             return await getattr(self._client, operation)(TableName=self._table, **kwargs)
-        except _DDB_ERRORS as exc:
-            if _error_code(exc) == "ConditionalCheckFailedException":
+        except DYNAMODB_ERRORS as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
                 raise
-            raise DeliveryStoreError(operation, _reason(exc)) from exc
+            raise DeliveryStoreError(operation, error_reason(exc)) from exc
 
     async def ensure_table(self) -> None:
         """Create the table (on-demand capacity) with TTL on `expires_at`; safe to run again."""
@@ -125,10 +136,10 @@ class DynamoDeliveryStore(AwsResource):
                 BillingMode="PAY_PER_REQUEST",
             )
         except ClientError as exc:
-            if _error_code(exc) != "ResourceInUseException":
-                raise DeliveryStoreError("create_table", _reason(exc)) from exc
-        except _DDB_ERRORS as exc:
-            raise DeliveryStoreError("create_table", _reason(exc)) from exc
+            if error_code(exc) != "ResourceInUseException":
+                raise DeliveryStoreError("create_table", error_reason(exc)) from exc
+        except DYNAMODB_ERRORS as exc:
+            raise DeliveryStoreError("create_table", error_reason(exc)) from exc
         try:
             waiter = client.get_waiter("table_exists")
             await waiter.wait(TableName=self._table, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
@@ -141,144 +152,62 @@ class DynamoDeliveryStore(AwsResource):
                     TableName=self._table,
                     TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
                 )
-        except _DDB_ERRORS as exc:
-            raise DeliveryStoreError("ensure_table", _reason(exc)) from exc
+        except DYNAMODB_ERRORS as exc:
+            raise DeliveryStoreError("ensure_table", error_reason(exc)) from exc
 
-    def _values(self, now: float, **values: Any) -> dict[str, Any]:
-        base = {
-            ":now": iso_time(now),
-            ":exp": int(now + self._settings.ttl_s),
-            ":empty": [],
-        }
-        base.update({f":{k}": v for k, v in values.items()})
-        return {k: _to_ddb(v) for k, v in base.items()}
+    async def _batch(self, operation: str, requests: Any, unprocessed: str) -> list[Any]:
+        """One batch call on this table, again for what DynamoDB left unprocessed (throttling
+        spreads a batch over calls); raises when some of it is still left after a few tries."""
+        answers: list[Any] = []
+        for attempt in range(4):
+            try:
+                answer = await getattr(self._client, operation)(
+                    RequestItems={self._table: requests}
+                )
+            except DYNAMODB_ERRORS as exc:
+                raise DeliveryStoreError(operation, error_reason(exc)) from exc
+            answers.append(answer)
+            left = answer.get(unprocessed, {}).get(self._table)
+            if not left:
+                return answers
+            requests = left
+            await asyncio.sleep(0.05 * 2**attempt)
+        raise DeliveryStoreError(operation, "DynamoDB left part of the batch unprocessed")
 
-    async def _update(
-        self,
-        message_id: str,
-        expression: str,
-        values: dict[str, Any],
-        condition: str | None = None,
-    ) -> bool:
-        """One UpdateItem on a status record; False when its condition did not hold."""
-        kwargs: dict[str, Any] = {
-            "Key": {"pk": {"S": MSG + message_id}},
-            "UpdateExpression": expression,
-            "ExpressionAttributeNames": {"#s": "state"},
-            "ExpressionAttributeValues": values,
-        }
-        if condition:
-            kwargs["ConditionExpression"] = condition
-        try:
-            await self._call("update_item", **kwargs)
-        except ClientError as exc:
-            if _error_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise  # pragma: no cover - _call wraps every other error
-        return True
-
-    _COMMON = "updated_at = :now, expires_at = :exp, created_at = if_not_exists(created_at, :now)"
-
-    async def record_queued(self, message_id: str, at: float | None = None) -> None:
-        now = self._clock()
-        when = now if at is None else at
-        # The pipeline may have claimed the message already: `queued` then only joins the
-        # timeline (first), the state stays what the pipeline made it.
-        await self._update(
-            message_id,
-            "SET #s = if_not_exists(#s, :queued), updated_at = if_not_exists(updated_at, :now),"
-            " expires_at = :exp, created_at = if_not_exists(created_at, :created),"
-            " timeline = list_append(:ev, if_not_exists(timeline, :empty))",
-            self._values(
-                now,
-                queued=DeliveryState.QUEUED.value,
-                created=iso_time(when),
-                ev=[timeline_entry(DeliveryState.QUEUED, when)],
-            ),
+    async def get_many(self, message_ids: Sequence[str]) -> dict[str, DeliveryRecord]:
+        """BatchGetItem, 100 keys a call, consistent reads."""
+        unique = list(dict.fromkeys(message_ids))
+        chunks = [unique[i : i + BATCH_GET] for i in range(0, len(unique), BATCH_GET)]
+        answers = await asyncio.gather(
+            *(
+                self._batch(
+                    "batch_get_item",
+                    {"Keys": [{"pk": {"S": MSG + m}} for m in chunk], "ConsistentRead": True},
+                    "UnprocessedKeys",
+                )
+                for chunk in chunks
+            )
         )
-
-    async def claim(self, message_id: str, *, attempt: int, lease_s: float) -> ClaimResult:
+        records: dict[str, DeliveryRecord] = {}
         now = self._clock()
-        claimed = await self._update(
-            message_id,
-            f"SET #s = :sending, attempt = :attempt, lease_until = :lease, {self._COMMON},"
-            " timeline = list_append(if_not_exists(timeline, :empty), :ev)",
-            self._values(
-                now,
-                sending=DeliveryState.SENDING.value,
-                sent=DeliveryState.SENT.value,
-                attempt=attempt,
-                lease=now + lease_s,
-                clock=now,
-                ev=[timeline_entry(DeliveryState.SENDING, now, attempt=attempt)],
-            ),
-            condition=(
-                "attribute_not_exists(pk) OR expires_at < :clock OR"
-                " (#s <> :sent AND (#s <> :sending OR lease_until < :clock))"
-            ),
-        )
-        if claimed:
-            return ClaimResult(Claim.CLAIMED)
-        record = await self.get(message_id)
-        if record is not None and record.state is DeliveryState.SENT:
-            return ClaimResult(Claim.ALREADY_SENT)
-        lease_until = record.lease_until if record is not None else now
-        return ClaimResult(Claim.BUSY, max(0.0, lease_until - now))
+        for calls in answers:
+            for answer in calls:
+                for item in answer.get("Responses", {}).get(self._table, []):
+                    data = {k: _from_ddb(v) for k, v in item.items()}
+                    record = _record(str(data["pk"]).removeprefix(MSG), data, now)
+                    if record is not None:
+                        records[record.message_id] = record
+        return records
 
-    async def mark_sent(self, message_id: str, provider: str, provider_message_id: str) -> None:
-        now = self._clock()
-        await self._update(
-            message_id,
-            f"SET #s = :sent, provider = :provider, provider_message_id = :pmid,"
-            f" lease_until = :zero, {self._COMMON},"
-            " timeline = list_append(if_not_exists(timeline, :empty), :ev) REMOVE reason",
-            self._values(
-                now,
-                sent=DeliveryState.SENT.value,
-                provider=provider,
-                pmid=provider_message_id,
-                zero=0,
-                ev=[
-                    timeline_entry(
-                        DeliveryState.SENT,
-                        now,
-                        provider=provider,
-                        providerMessageId=provider_message_id,
-                    )
-                ],
-            ),
-        )
+    async def put_many(self, records: Sequence[DeliveryRecord]) -> None:
+        """BatchWriteItem, 25 records a call, shared with concurrent callers (the last record
+        of an id wins)."""
+        expires_at = int(self._clock() + self._settings.ttl_s)
+        items = {r.message_id: _item(r, expires_at) for r in records}
+        await self._writes.put([{"PutRequest": {"Item": item}} for item in items.values()])
 
-    async def _mark(
-        self, message_id: str, state: DeliveryState, reason: str, attempt: int | None
-    ) -> None:
-        now = self._clock()
-        reason = reason[:MAX_REASON]
-        values: dict[str, Any] = {
-            "state": state.value,
-            "sent": DeliveryState.SENT.value,
-            "reason": reason,
-            "zero": 0,
-            "ev": [timeline_entry(state, now, attempt=attempt, reason=reason)],
-        }
-        attempt_set = ""
-        if attempt is not None:
-            values["attempt"] = attempt
-            attempt_set = ", attempt = :attempt"
-        # A late outcome never undoes a send.
-        await self._update(
-            message_id,
-            f"SET #s = :state, reason = :reason, lease_until = :zero{attempt_set},"
-            f" {self._COMMON}, timeline = list_append(if_not_exists(timeline, :empty), :ev)",
-            self._values(now, **values),
-            condition="attribute_not_exists(pk) OR #s <> :sent",
-        )
-
-    async def mark_retrying(self, message_id: str, attempt: int, reason: str) -> None:
-        await self._mark(message_id, DeliveryState.RETRYING, reason, attempt)
-
-    async def mark_failed(self, message_id: str, reason: str) -> None:
-        await self._mark(message_id, DeliveryState.FAILED, reason, None)
+    async def _write_batch(self, puts: list[Any]) -> None:
+        await self._batch("batch_write_item", puts, "UnprocessedItems")
 
     async def _get_item(self, pk: str) -> dict[str, Any] | None:
         answer = await self._call("get_item", Key={"pk": {"S": pk}}, ConsistentRead=True)
@@ -290,23 +219,45 @@ class DynamoDeliveryStore(AwsResource):
             return None  # expired, not yet deleted by DynamoDB's TTL sweep
         return data
 
+    async def _put_if(self, record: DeliveryRecord, condition: str) -> bool:
+        """One conditional PutItem of a whole record; False when the condition did not hold."""
+        item = _item(record, int(self._clock() + self._settings.ttl_s))
+        try:
+            await self._call(
+                "put_item",
+                Item=item,
+                ConditionExpression=condition,
+                **({"ExpressionAttributeNames": {"#s": "state"}} if "#s" in condition else {}),
+                **(
+                    {"ExpressionAttributeValues": {":sent": {"S": DeliveryState.SENT.value}}}
+                    if ":sent" in condition
+                    else {}
+                ),
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise  # pragma: no cover - _call wraps every other error
+        return True
+
+    async def record_queued(self, message_id: str, at: float | None = None) -> None:
+        """A `queued` record where there is none yet (not on the send path: API ids read as
+        queued without one; for emails whose ids the API did not issue)."""
+        await self._put_if(queued_record(message_id, self._clock(), at), "attribute_not_exists(pk)")
+
+    async def mark_failed(self, message_id: str, reason: str) -> None:
+        """`failed` outside a delivery attempt (suppressed, cancelled); never over `sent`."""
+        record = failed_record(await self.get(message_id), message_id, reason, self._clock())
+        if record is not None:
+            await self._put_if(record, "attribute_not_exists(pk) OR #s <> :sent")
+
     async def get(self, message_id: str) -> DeliveryRecord | None:
-        data = await self._get_item(MSG + message_id)
-        if data is None or "state" not in data:
+        key = {"pk": {"S": MSG + message_id}}
+        answer = await self._call("get_item", Key=key, ConsistentRead=True)
+        item = answer.get("Item")
+        if not item:
             return None
-        return DeliveryRecord(
-            message_id=message_id,
-            state=DeliveryState(data["state"]),
-            created_at=str(data.get("created_at", "")),
-            updated_at=str(data.get("updated_at", "")),
-            provider=data.get("provider"),
-            provider_message_id=data.get("provider_message_id"),
-            attempt=int(data.get("attempt", 0)),
-            reason=data.get("reason"),
-            timeline=list(data.get("timeline", [])),
-            lease_until=float(data.get("lease_until", 0)),
-            expires_at=float(data.get("expires_at", 0)),
-        )
+        return _record(message_id, {k: _from_ddb(v) for k, v in item.items()}, self._clock())
 
     async def reserve_key(
         self, key: str, body_hash: str, message_id: str
@@ -327,7 +278,7 @@ class DynamoDeliveryStore(AwsResource):
             )
             return None
         except ClientError as exc:
-            if _error_code(exc) != "ConditionalCheckFailedException":
+            if error_code(exc) != "ConditionalCheckFailedException":
                 raise  # pragma: no cover
         held = await self._get_item(KEY + key)
         if held is None:  # expired between the two calls: a rare race, try once more
@@ -354,5 +305,5 @@ class DynamoDeliveryStore(AwsResource):
                 ExpressionAttributeNames={"#r": "response"},
             )
         except ClientError as exc:
-            if _error_code(exc) != "ConditionalCheckFailedException":
+            if error_code(exc) != "ConditionalCheckFailedException":
                 raise  # pragma: no cover

@@ -4,18 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 
-from gomailpy.deliveries.base import (
-    MAX_REASON,
-    Claim,
-    ClaimResult,
-    Clock,
-    DeliveryRecord,
-    DeliveryState,
-    IdempotencyRecord,
-    iso_time,
-    timeline_entry,
-)
+from gomailpy.deliveries.base import Clock, DeliveryRecord, DeliveryState, IdempotencyRecord
+from gomailpy.deliveries.records import failed_record, queued_record
 from gomailpy.settings import StatusSettings
 
 
@@ -36,79 +28,34 @@ class MemoryDeliveryStore:
             return None
         return record
 
-    def _upsert(self, message_id: str, now: float) -> DeliveryRecord:
-        record = self._live(message_id)
-        if record is None:
-            record = self._records[message_id] = DeliveryRecord(
-                message_id, DeliveryState.QUEUED, iso_time(now), iso_time(now)
-            )
-        record.updated_at = iso_time(now)
-        record.expires_at = now + self._settings.ttl_s
-        return record
-
-    async def record_queued(self, message_id: str, at: float | None = None) -> None:
-        now = self._clock()
-        fresh = self._live(message_id) is None
-        record = self._upsert(message_id, now)
-        when = now if at is None else at
-        if fresh:
-            record.created_at = iso_time(when)
-        record.timeline.insert(0, timeline_entry(DeliveryState.QUEUED, when))
-
-    async def claim(self, message_id: str, *, attempt: int, lease_s: float) -> ClaimResult:
-        now = self._clock()
-        record = self._live(message_id)
-        if record is not None:
-            if record.state is DeliveryState.SENT:
-                return ClaimResult(Claim.ALREADY_SENT)
-            if record.state is DeliveryState.SENDING and record.lease_until >= now:
-                return ClaimResult(Claim.BUSY, record.lease_until - now)
-        record = self._upsert(message_id, now)
-        record.state = DeliveryState.SENDING
-        record.attempt = attempt
-        record.lease_until = now + lease_s
-        record.timeline.append(timeline_entry(DeliveryState.SENDING, now, attempt=attempt))
-        return ClaimResult(Claim.CLAIMED)
-
-    async def mark_sent(self, message_id: str, provider: str, provider_message_id: str) -> None:
-        now = self._clock()
-        record = self._upsert(message_id, now)
-        record.state = DeliveryState.SENT
-        record.provider, record.provider_message_id = provider, provider_message_id
-        record.reason = None
-        record.lease_until = 0.0
-        record.timeline.append(
-            timeline_entry(
-                DeliveryState.SENT, now, provider=provider, providerMessageId=provider_message_id
-            )
-        )
-
-    async def _mark(
-        self, message_id: str, state: DeliveryState, reason: str, attempt: int | None
-    ) -> None:
-        now = self._clock()
-        existing = self._live(message_id)
-        if existing is not None and existing.state is DeliveryState.SENT:
-            return  # a late outcome never undoes a send
-        record = self._upsert(message_id, now)
-        record.state = state
-        record.reason = reason[:MAX_REASON]
-        record.lease_until = 0.0
-        if attempt is not None:
-            record.attempt = attempt
-        record.timeline.append(timeline_entry(state, now, attempt=attempt, reason=record.reason))
-
-    async def mark_retrying(self, message_id: str, attempt: int, reason: str) -> None:
-        await self._mark(message_id, DeliveryState.RETRYING, reason, attempt)
-
-    async def mark_failed(self, message_id: str, reason: str) -> None:
-        await self._mark(message_id, DeliveryState.FAILED, reason, None)
-
     async def get(self, message_id: str) -> DeliveryRecord | None:
         record = self._live(message_id)
         if record is None:
             return None
         return dataclasses.replace(record, timeline=[dict(e) for e in record.timeline])
+
+    async def get_many(self, message_ids: Sequence[str]) -> dict[str, DeliveryRecord]:
+        found = {message_id: await self.get(message_id) for message_id in set(message_ids)}
+        return {message_id: record for message_id, record in found.items() if record is not None}
+
+    async def put_many(self, records: Sequence[DeliveryRecord]) -> None:
+        expires_at = self._clock() + self._settings.ttl_s
+        for record in records:
+            self._records[record.message_id] = dataclasses.replace(
+                record, timeline=[dict(e) for e in record.timeline], expires_at=expires_at
+            )
+
+    async def record_queued(self, message_id: str, at: float | None = None) -> None:
+        if self._live(message_id) is None:
+            await self.put_many([queued_record(message_id, self._clock(), at)])
+
+    async def mark_failed(self, message_id: str, reason: str) -> None:
+        previous = self._live(message_id)
+        if previous is not None and previous.state is DeliveryState.SENT:
+            return
+        record = failed_record(previous, message_id, reason, self._clock())
+        if record is not None:
+            await self.put_many([record])
 
     async def reserve_key(
         self, key: str, body_hash: str, message_id: str

@@ -78,6 +78,14 @@ def iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
 
 
+def epoch(at: str) -> float:
+    """`iso`'s inverse: an event's time in epoch seconds (0.0 for a time that cannot be read)."""
+    try:
+        return datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
 def stable_id(*parts: object) -> str:
     """An event id derived from what identifies a report, for sources that give none."""
     digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()

@@ -36,7 +36,7 @@ async def open_providers(stack: AsyncExitStack, settings: Settings) -> dict[str,
     providers: dict[str, Provider] = {}
     if configured.ses.enabled:
         providers[SesProvider.name] = await stack.enter_async_context(
-            SesProvider(configured.ses, settings.aws)
+            SesProvider(configured.ses, settings.aws, events=settings.events)
         )
     if configured.sendgrid.enabled:
         providers[SendGridProvider.name] = await stack.enter_async_context(
@@ -44,6 +44,6 @@ async def open_providers(stack: AsyncExitStack, settings: Settings) -> dict[str,
         )
     if configured.smtp.enabled:
         providers[SmtpProvider.name] = await stack.enter_async_context(
-            SmtpProvider(configured.smtp)
+            SmtpProvider(configured.smtp, settings.events)
         )
     return providers

@@ -32,6 +32,7 @@ from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 from gomailpy.envelope import Envelope
+from gomailpy.events import Event
 
 
 class Outcome(StrEnum):
@@ -51,6 +52,9 @@ class SendResult:
     provider_message_id: str | None = None
     reason: str = ""
     retry_after_s: float | None = None
+    # What the provider learnt about single recipients during the send, whatever the outcome
+    # (SMTP: a recipient refused at RCPT time); the pipeline records them like any event.
+    events: tuple[Event, ...] = ()
 
     @property
     def ok(self) -> bool:

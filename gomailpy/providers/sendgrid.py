@@ -33,8 +33,10 @@ import aiohttp
 from sendgrid.helpers.mail import (
     Attachment,
     Bcc,
+    Category,
     Cc,
     Content,
+    ContentId,
     CustomArg,
     Disposition,
     FileContent,
@@ -51,14 +53,14 @@ from sendgrid.helpers.mail import (
 
 from gomailpy.envelope import Envelope
 from gomailpy.lifecycle import AsyncResource
-from gomailpy.mime import ascii_domain, message_id_header, needs_smtputf8
+from gomailpy.mime import ID_HEADER, ascii_domain, message_id_header, needs_smtputf8
 from gomailpy.models import ALLOWED_HEADERS, Address, Email
+from gomailpy.provider_settings import SendGridSettings
 from gomailpy.providers.base import Outcome, SendResult
-from gomailpy.settings import SendGridSettings
 
 NAME = "sendgrid"
 SEND_PATH = "/v3/mail/send"
-MESSAGE_ID_ARG = "gomailpy_message_id"
+MESSAGE_ID_ARG = "gomailpy_id"  # SendGrid copies custom_args into every event it reports
 _MAX_REASON = 300
 # SendGrid refuses a request that sets these itself (or any X-SG-* header).
 _RESERVED_HEADERS = frozenset(
@@ -90,9 +92,13 @@ def _unique(addresses: list[Address], seen: set[str]) -> list[Address]:
     return kept
 
 
+# Set here from the envelope; a custom header of the same name never replaces them.
+_OWN_HEADERS = frozenset({"x-gomailpy-id", "x-gomailpy-message-id"})
+
+
 def _header_allowed(name: str) -> bool:
     lowered = name.lower()
-    if lowered in _RESERVED_HEADERS or lowered.startswith("x-sg-"):
+    if lowered in _RESERVED_HEADERS or lowered in _OWN_HEADERS or lowered.startswith("x-sg-"):
         return False
     return lowered in ALLOWED_HEADERS or lowered.startswith("x-")
 
@@ -129,16 +135,24 @@ def payload_for(envelope: Envelope) -> dict[str, Any]:
                 FileContent(attachment.content),  # already base64, as SendGrid wants it
                 FileName(attachment.filename),
                 FileType(attachment.content_type),
-                Disposition("attachment"),
+                Disposition("inline" if attachment.content_id else "attachment"),
+                ContentId(attachment.content_id) if attachment.content_id else None,
             )
         )
     for name, value in email.headers.items():
         if _header_allowed(name):
             mail.add_header(Header(name, value))
     # custom_args come back in SendGrid's event webhook: the gomailpy id ties events to the API's
-    # answer. The header lets a recipient's copy be traced the same way.
+    # answer (gomailpy.events.sendgrid). The headers let a recipient's copy be traced the same way.
     mail.add_custom_arg(CustomArg(MESSAGE_ID_ARG, envelope.id))
+    # A v3 request's own custom_args and categories (gomailpy.v3) ride along the same way.
+    for key, value in (envelope.custom_args or {}).items():
+        if key != MESSAGE_ID_ARG:
+            mail.add_custom_arg(CustomArg(key, value))
+    for category in envelope.categories or []:
+        mail.add_category(Category(category))
     mail.add_header(Header("X-Gomailpy-Message-Id", message_id_header(envelope.id)))
+    mail.add_header(Header(ID_HEADER, envelope.id))
     payload: dict[str, Any] = mail.get()
     return payload
 

@@ -1,7 +1,7 @@
 """Amazon SES (v1 API): one `SendRawEmail` per email, through one long-lived aiobotocore client.
 
-    async with SesProvider(settings.providers.ses, settings.aws) as provider:   # opens its client
-        result = await provider.send(envelope)
+    async with SesProvider(settings.providers.ses, settings.aws, events=settings.events) as ses:
+        result = await ses.send(envelope)                # opened its client on entering
 
 The message is built by `gomailpy.mime` (so SES sends exactly what SMTP would), `Source` is the
 sender and `Destinations` every recipient, Bcc included. botocore retries are off
@@ -22,6 +22,10 @@ How SES errors map to outcomes (see `classify_client_error`):
 | anything else                                                 | TRANSIENT |
 | a non-ASCII local part (SES v1 has no SMTPUTF8), without a call | ACCOUNT |
 
+Events (`events.enabled`): sends carry the configuration set whose SNS event destination
+`gomail init` creates (`configuration_set_for`) and the message tag `gomailpy-id=<message id>`,
+which SES hands back in every event (`mail.tags`), so an event finds its email.
+
 The daily quota is an account limit that lasts hours, so another provider should take the email
 rather than this one being retried. Unknown errors are TRANSIENT: failing an email for good on an
 error nobody has classified cannot be undone, while a retry ends, at worst, in the dead-letter
@@ -30,6 +34,7 @@ queue where an operator sees it.
 
 from __future__ import annotations
 
+import re
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -37,6 +42,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from gomailpy.aws import AwsResource, open_aws_client
 from gomailpy.envelope import Envelope
+from gomailpy.event_settings import EventsSettings
 from gomailpy.mime import (
     all_recipients,
     build_message,
@@ -44,10 +50,15 @@ from gomailpy.mime import (
     message_bytes,
     needs_smtputf8,
 )
+from gomailpy.provider_settings import SesSettings
 from gomailpy.providers.base import Outcome, SendResult
-from gomailpy.settings import AwsSettings, SesSettings
+from gomailpy.settings import AwsSettings
 
 NAME = "ses"
+MESSAGE_ID_TAG = "gomailpy-id"
+# What SES allows in a tag value. Message ids are UUIDs; one that is not (an envelope written by
+# another tool) goes untagged, and its events join by SES's message id instead.
+_TAG_VALUE = re.compile(r"[A-Za-z0-9_-]{1,255}")
 
 _ACCOUNT_CODES = frozenset(
     {
@@ -103,16 +114,35 @@ def classify_client_error(error: ClientError) -> tuple[Outcome, str]:
     return Outcome.TRANSIENT, reason
 
 
+def configuration_set_for(ses: SesSettings, events: EventsSettings | None) -> str | None:
+    """The configuration set sends carry: `providers.ses.configuration_set` when set (init then
+    adds the events destination to it), else with events on `events.ses_configuration_set`."""
+    if ses.configuration_set:
+        return ses.configuration_set
+    if events is not None and events.enabled:
+        return events.ses_configuration_set
+    return None
+
+
 class SesProvider(AwsResource):
     """Sends through SES `SendRawEmail` over one aiobotocore client; a one-shot async context
     manager (see `gomailpy.aws.AwsResource`) that opens the client unless one is given."""
 
     name = NAME
 
-    def __init__(self, settings: SesSettings, aws: AwsSettings, *, client: Any = None) -> None:
+    def __init__(
+        self,
+        settings: SesSettings,
+        aws: AwsSettings,
+        *,
+        events: EventsSettings | None = None,
+        client: Any = None,
+    ) -> None:
         super().__init__(client=client)
         self._settings = settings
         self._aws = aws
+        self._configuration_set = configuration_set_for(settings, events)
+        self._tag_sends = events is not None and events.enabled
         self.timeout_s = settings.timeout_s
         # One HTTP connection per call in flight: the pipeline starts at most this many.
         self.max_concurrency = (
@@ -145,8 +175,10 @@ class SesProvider(AwsResource):
                 "Destinations": all_recipients(email),
                 "RawMessage": {"Data": message_bytes(build_message(envelope))},
             }
-            if self._settings.configuration_set:
-                request["ConfigurationSetName"] = self._settings.configuration_set
+            if self._configuration_set:
+                request["ConfigurationSetName"] = self._configuration_set
+            if self._tag_sends and _TAG_VALUE.fullmatch(envelope.id):
+                request["Tags"] = [{"Name": MESSAGE_ID_TAG, "Value": envelope.id}]
             response = await self._client.send_raw_email(**request)
         except ClientError as exc:
             outcome, reason = classify_client_error(exc)

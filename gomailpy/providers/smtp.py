@@ -29,6 +29,19 @@ address we use, the relay's policy codes 5.7.x) is ACCOUNT, since another provid
 the same email; a refusal about *the email* (its recipient, size, content) is PERMANENT.
 A message some recipients refused and others accepted is ACCEPTED (retrying would send it twice
 to those who have it); the reason lists the refused ones.
+
+A recipient refused at RCPT time is reported in `SendResult.events` (`refusal_events`): a 5xx
+about the recipient is a synchronous bounce whatever the email's outcome — hard (which
+suppresses the address) unless it is about the message, as 5.2.2 mailbox full is (soft; the
+same rule as for DSNs, `gomailpy.events.dsn.bounce_subtype`). When the email is accepted for
+others, nobody will try the refused ones again, so a 4xx gives `bounced/soft` and a policy
+refusal `rejected`; when it is not accepted at all, those are left out, since the email is
+retried or goes out elsewhere.
+
+With events on (`events.enabled`), the envelope sender is the VERP address
+`bounces+<message id>@<events.bounce_domain>` (gomailpy.verp), so the relay's later DSNs reach
+the bounce listener (gomailpy.bounces) naming the email. With `dkim` domains configured, each
+message is DKIM-signed for its sender's domain (gomailpy.dkim_signing).
 """
 
 from __future__ import annotations
@@ -36,6 +49,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import time
+from collections.abc import Iterable
 
 import aiosmtplib
 from aiosmtplib import (
@@ -49,7 +64,11 @@ from aiosmtplib import (
     SMTPServerDisconnected,
 )
 
+from gomailpy.dkim_signing import DkimSigner
 from gomailpy.envelope import Envelope
+from gomailpy.event_settings import EventsSettings
+from gomailpy.events import Event, EventType, Subtype, iso, stable_id
+from gomailpy.events.dsn import bounce_subtype
 from gomailpy.lifecycle import AsyncResource
 from gomailpy.mime import (
     all_recipients,
@@ -58,8 +77,9 @@ from gomailpy.mime import (
     message_bytes,
     needs_smtputf8,
 )
+from gomailpy.provider_settings import SmtpSettings
 from gomailpy.providers.base import Outcome, SendResult
-from gomailpy.settings import SmtpSettings
+from gomailpy.verp import verp_address
 
 NAME = "smtp"
 _MAX_REASON = 300
@@ -127,8 +147,12 @@ class SmtpProvider(AsyncResource):
 
     name = NAME
 
-    def __init__(self, settings: SmtpSettings) -> None:
+    def __init__(self, settings: SmtpSettings, events: EventsSettings | None = None) -> None:
+        """`events`: with `events.enabled`, VERP envelope senders on `events.bounce_domain`.
+        Reads the DKIM keys (ConfigError when one cannot be used)."""
         self._settings = settings
+        self._bounce_domain = events.bounce_domain if events and events.enabled else None
+        self._dkim = DkimSigner.from_settings(settings.dkim, settings.dkim_keys)
         self.timeout_s = settings.timeout_s
         # The pipeline starts at most this many sends at once, so none waits for a connection
         # inside its time limit; `_slots` keeps the pool at that size for any other caller.
@@ -204,7 +228,11 @@ class SmtpProvider(AsyncResource):
                 # anything else (disconnect, timeout) leaves it in an unknown state.
                 reusable = isinstance(exc, SMTPResponseException | SMTPRecipientsRefused)
                 outcome, reason = classify_error(exc)
-                return SendResult(NAME, outcome, reason=reason)
+                events: tuple[Event, ...] = ()
+                if isinstance(exc, SMTPRecipientsRefused):
+                    refusals = [(r.recipient, r.code, r.message) for r in exc.recipients]
+                    events = refusal_events(envelope.id, refusals, accepted=False)
+                return SendResult(NAME, outcome, reason=reason, events=events)
             except (OSError, ValueError) as exc:
                 # OSError: no connection; ValueError: an address aiosmtplib will not put on the
                 # wire (checked before anything is sent).
@@ -226,9 +254,13 @@ class SmtpProvider(AsyncResource):
             if not client.supports_extension("smtputf8"):
                 raise SMTPNotSupported("SMTPUTF8 (a non-ASCII local part) is not offered")
             options = ["SMTPUTF8", "BODY=8BITMIME"]
-        data = message_bytes(build_message(envelope))
+        sender = envelope_sender(email)
+        data = self._dkim.sign(message_bytes(build_message(envelope)), sender)
         refused, reply = await client.sendmail(
-            envelope_sender(email), all_recipients(email), data, mail_options=options
+            self._return_path(envelope) or sender,
+            all_recipients(email),
+            data,
+            mail_options=options,
         )
         reason = ""
         if refused:
@@ -236,9 +268,20 @@ class SmtpProvider(AsyncResource):
                 f"{rcpt}: {_reply(r.code, r.message)}" for rcpt, r in refused.items()
             )
             reason = f"accepted, but refused for: {detail}"[:_MAX_REASON]
+        refusals = [(rcpt, r.code, r.message) for rcpt, r in refused.items()]
         return SendResult(
-            NAME, Outcome.ACCEPTED, provider_message_id=_queue_id(reply), reason=reason
+            NAME,
+            Outcome.ACCEPTED,
+            provider_message_id=_queue_id(reply),
+            reason=reason,
+            events=refusal_events(envelope.id, refusals, accepted=True),
         )
+
+    def _return_path(self, envelope: Envelope) -> str | None:
+        """The VERP envelope sender when events are on (None: the email's own sender)."""
+        if self._bounce_domain is None:
+            return None
+        return verp_address(envelope.id, self._bounce_domain)
 
     async def _stop(self) -> None:
         self._closed = True
@@ -248,6 +291,42 @@ class SmtpProvider(AsyncResource):
                 async with asyncio.timeout(_QUIT_TIMEOUT_S):
                     await client.quit()  # polite; the server may have gone already
             client.close()
+
+
+def refusal_events(
+    message_id: str, refusals: Iterable[tuple[str, int, str]], *, accepted: bool
+) -> tuple[Event, ...]:
+    """Events for recipients refused at RCPT time, given as (address, code, text), of an email
+    the relay `accepted` for others or not at all (see the module docstring)."""
+    at = iso(time.time())
+    events = []
+    for recipient, code, text in refusals:
+        outcome = classify_reply(code, text)
+        if outcome is Outcome.PERMANENT:
+            kind, subtype = EventType.BOUNCED, bounce_subtype(text, code)
+        elif not accepted:
+            continue  # retried, or sent elsewhere: its outcome is still to come
+        elif outcome is Outcome.ACCOUNT:
+            kind, subtype = EventType.REJECTED, None
+        else:
+            kind, subtype = EventType.BOUNCED, Subtype.SOFT.value
+        reply = _reply(code, text)
+        events.append(
+            Event(
+                # The same refusal on a later try of the same email is the same event.
+                id=stable_id("smtp-rcpt", message_id, recipient.lower(), code),
+                message_id=message_id,
+                recipient=recipient,
+                provider=NAME,
+                type=kind,
+                at=at,
+                subtype=subtype,
+                reason="refused at RCPT time",
+                mta_response=reply,
+                raw={"stage": "RCPT", "code": code, "message": text},
+            )
+        )
+    return tuple(events)
 
 
 def _queue_id(reply: str) -> str | None:

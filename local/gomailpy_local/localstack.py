@@ -32,7 +32,8 @@ from pathlib import Path
 from gomailpy.errors import GomailError
 
 VERSION = "2026.3.0"
-SERVICES = "sqs,ses,s3"
+# sns: SES publishes its configuration-set events to an SNS topic, which feeds the events queue.
+SERVICES = "sqs,ses,s3,sns"
 # Pins found by trial on these machines: newer releases of these break localstack-core 2026.3
 # (cbor2 6 lacks cbor2._decoder, pyOpenSSL 26 lacks X509.add_extensions), and they must be
 # installed in one pip command so pip resolves them together.

@@ -1,6 +1,6 @@
 """`gomail up`: the whole system on this machine, in one process tree, on loopback.
 
-    LocalStack (SQS + SES + S3)   started here unless the config points at AWS or a running server
+    LocalStack (SQS, SES, S3, SNS) started here unless the config points at AWS or a running server
     queues + dead-letter queues   created (gomail init), with the claim-check bucket on S3
     delivery status (DynamoDB)    off unless status.backend is dynamodb: then moto's server as
                                   a child process (moto comes with gomailpy-local) when no
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import os
 import signal
 import socket
@@ -34,13 +33,16 @@ from typing import Any
 import aiohttp
 import yaml
 
-from gomailpy.aws import open_aws_client
+from gomailpy.aws import is_loopback, open_aws_client
 from gomailpy.queue import create_queue_client, queue_name
 from gomailpy.report import node_status
 from gomailpy.resources import ensure_resources
 from gomailpy.settings import SECRET_PATHS, Settings, env_var_for
+from gomailpy.up_state import UpState, remove_state, write_state
 from gomailpy_local.localstack import LocalStack, free_port, health
+from gomailpy_local.receiver import WebhookReceiver, banner_lines, with_local_receiver
 from gomailpy_local.standins import SendGridStandIn, SmtpStandIn
+from gomailpy_local.tls import self_signed_certificate
 
 # Sender domains LocalStack's SES is told it may send for; other senders are refused by SES
 # ("not verified"), which the pipeline treats as that provider's account problem: the email
@@ -58,6 +60,7 @@ class UpOptions:
     open_browser: bool = False
     status_interval_s: float = 1.0
     run_for_s: float | None = None  # stop by itself after this long (tests, demos)
+    state_file: Path | None = None  # where the operator commands find this stack (up_state)
 
 
 @dataclass
@@ -70,18 +73,7 @@ class Running:
     smtp: SmtpStandIn
     sendgrid: SendGridStandIn
     children: list[asyncio.subprocess.Process] = field(default_factory=list)
-
-
-def _is_loopback(url: str | None) -> bool:
-    if not url:
-        return False
-    host = urllib.parse.urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    submission_port: int = 0  # `gomail smtp`: SMTP submission (STARTTLS, AUTH apikey/<key>)
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -99,7 +91,7 @@ def _port_free(host: str, port: int) -> bool:
 async def _start_localstack(stack: AsyncExitStack, settings: Settings, echo: Echo) -> str | None:
     """The SQS endpoint to use, starting LocalStack when the config asks for a local one."""
     endpoint = settings.aws.endpoint_url
-    if endpoint is not None and not _is_loopback(endpoint):
+    if endpoint is not None and not is_loopback(endpoint):
         echo(f"using the configured AWS endpoint {endpoint}")
         return endpoint
     if endpoint is None:
@@ -114,7 +106,7 @@ async def _start_localstack(stack: AsyncExitStack, settings: Settings, echo: Ech
                 f"gomail up: port {port} (aws.endpoint_url {endpoint}) is taken by something"
                 " that is not LocalStack; free it or change aws.endpoint_url"
             )
-    echo("starting LocalStack (SQS, SES, S3)...")
+    echo("starting LocalStack (SQS, SES, S3, SNS)...")
     local = await asyncio.to_thread(LocalStack.launch, port, progress=echo)
     stack.callback(local.stop)
     return local.endpoint_url
@@ -253,6 +245,26 @@ def _local_settings(settings: Settings, endpoint: str | None, smtp: int, sendgri
     data["providers"]["sendgrid"]["api_key"] = SecretStr(STANDIN_API_KEY)
     data["providers"]["ses"]["enabled"] = True
     data["pipeline"]["admin_port"] = 0
+    # The SMTP bounce listener (`gomail bounces`, a child): where the stand-in mails its DSNs.
+    data["events"].update(bounce_host="127.0.0.1", bounce_port=free_port())
+    return Settings.model_validate(data)
+
+
+def _with_events(settings: Settings, sendgrid_public_key: str) -> Settings:
+    """Events on: SES sends carry the configuration set that publishes to the events queue,
+    and the SendGrid stand-in signs its webhook posts with the key the API checks."""
+    data = settings.model_dump(mode="python")
+    data["events"].update(enabled=True, sendgrid_public_key=sendgrid_public_key)
+    data["providers"]["ses"]["configuration_set"] = settings.events.ses_configuration_set
+    return Settings.model_validate(data)
+
+
+def _with_operator_page(settings: Settings, node_ports: list[int]) -> Settings:
+    """The operator page (/operator) reads the nodes' admin servers, and its controls work
+    without an API key: this stack has none, and listens on loopback only."""
+    data = settings.model_dump(mode="python")
+    urls = [f"http://127.0.0.1:{port}" for port in node_ports]
+    data["operator"].update(node_admin_urls=urls, local_controls=True)
     return Settings.model_validate(data)
 
 
@@ -270,7 +282,7 @@ async def _status_store(
         )
         data["status"]["backend"] = "none"
         return Settings.model_validate(data)
-    if status.endpoint_url or not _is_loopback(endpoint):
+    if status.endpoint_url or not is_loopback(endpoint):
         echo(f"delivery status: DynamoDB table {status.table} as configured")
         return settings
     # moto's server as a child process of its own (like the API and the nodes), so that it
@@ -313,7 +325,7 @@ async def run_up(settings: Settings, options: UpOptions, echo: Echo = print) -> 
         if stop.is_set():
             return
         env = dict(os.environ)
-        if _is_loopback(endpoint):
+        if is_loopback(endpoint):
             # The emulator takes any credentials; never send a real key to it.
             env.update(AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local")
             os.environ.update(AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local")
@@ -324,17 +336,24 @@ async def run_up(settings: Settings, options: UpOptions, echo: Echo = print) -> 
         await sendgrid.start()
         stack.push_async_callback(sendgrid.stop)
         settings = _local_settings(settings, endpoint, smtp.port, sendgrid.base_url)
+        settings = _with_events(settings, sendgrid.public_key)
+        receiver = await stack.enter_async_context(WebhookReceiver())  # webhooks land here
+        settings = with_local_receiver(settings, receiver)
         settings = await _status_store(stack, settings, endpoint, workdir, echo)
 
         async with create_queue_client(settings) as queues:
             for entry in settings.queues.urls:
                 await queues.ensure_queue(entry)
         await ensure_resources(settings)  # status table, claim-check bucket
-        if _is_loopback(endpoint):
+        if is_loopback(endpoint):
             await _verify_ses_senders(settings)
 
         api_port = settings.api.port if options.api_port is None else options.api_port
         api_port = api_port or free_port()
+        sendgrid.events_url = f"http://127.0.0.1:{api_port}/events/sendgrid"
+        smtp.report_to = (settings.events.bounce_host, settings.events.bounce_port)
+        node_ports = [free_port() for _ in range(options.nodes)]
+        settings = _with_operator_page(settings, node_ports)
         config, secrets = _child_config(settings, workdir)
         child_env = {**env, **secrets}
         running = Running(
@@ -356,8 +375,15 @@ async def run_up(settings: Settings, options: UpOptions, echo: Echo = print) -> 
                 workdir / "api.log",
             )
         )
-        for number in range(options.nodes):
-            port = free_port()
+        running.children.append(
+            await _spawn(["bounces", "--config", str(config)], child_env, workdir / "bounces.log")
+        )
+        cert, key = self_signed_certificate(workdir)  # STARTTLS of SMTP submission
+        running.submission_port = free_port()
+        submission = ["smtp", "--config", str(config), "--port", str(running.submission_port)]
+        submission += ["--tls-cert", str(cert), "--tls-key", str(key)]
+        running.children.append(await _spawn(submission, child_env, workdir / "smtp.log"))
+        for number, port in enumerate(node_ports):
             running.admin_urls.append(f"http://127.0.0.1:{port}")
             running.children.append(
                 await _spawn(
@@ -372,6 +398,8 @@ async def run_up(settings: Settings, options: UpOptions, echo: Echo = print) -> 
             await _wait_http(url + "/healthz")
 
         echo(_banner(running, workdir, options))
+        if options.state_file is not None:
+            _publish(stack, options.state_file, running)
         if options.open_browser:
             import webbrowser
 
@@ -379,6 +407,22 @@ async def run_up(settings: Settings, options: UpOptions, echo: Echo = print) -> 
         await _report_until(stop, running, options, echo)
         echo("\nstopping: pipeline nodes and API finish what they are doing...")
     echo("stopped; nothing left running.")
+
+
+def _publish(stack: AsyncExitStack, path: Path, running: Running) -> None:
+    """Write the state file `gomail status`, `dlq` and `send` find this stack by; removed first
+    thing on the way out (before the children stop)."""
+    status = running.settings.status
+    state = UpState(
+        pid=os.getpid(),
+        endpoint_url=running.endpoint_url,
+        queues=list(running.settings.queues.urls),
+        api_url=running.api_url,
+        admin_urls=list(running.admin_urls),
+        status_endpoint_url=status.endpoint_url if status.enabled else None,
+    )
+    write_state(path, state)
+    stack.callback(remove_state, path, state.pid)
 
 
 async def _report_until(
@@ -413,9 +457,16 @@ def _banner(running: Running, workdir: Path, options: UpOptions) -> str:
         "",
         "gomailpy is up.",
         f"  web form        {running.api_url}/",
-        f"  API             {running.api_url}/email/send",
+        f"  operator page   {running.api_url}/operator   (queues, providers, controls)",
+        f"  API             {running.api_url}/email/send   (sendAt, templateId: README)",
+        f"  SendGrid v3 API {running.api_url}/v3/mail/send   (SendGridAPIClient(key, host=...))",
+        f"  templates       {running.api_url}/templates/<id>   (gomail templates put|get|list)",
+        f"  SMTP submission 127.0.0.1:{running.submission_port}   (STARTTLS; AUTH user apikey,"
+        " password an API key)",
         f"  delivery status {running.api_url}/email/<messageId>"
         + ("" if running.settings.status.enabled else "   (off: see above)"),
+        f"  suppressions    {running.api_url}/suppressions   (GET, PUT/DELETE .../<address>)",
+        *banner_lines(running.settings),  # the local webhook receiver's page
         f"  OpenAPI         {running.api_url}/openapi.json",
         f"  API metrics     {running.api_url}/metrics",
     ]
@@ -425,6 +476,8 @@ def _banner(running: Running, workdir: Path, options: UpOptions) -> str:
         f"  SQS/SES/S3      {running.endpoint_url or 'AWS'}"
         f"   (mail sent through SES: {running.endpoint_url}/_aws/ses)",
         f"  captured mail   SMTP: {control}/smtp/messages   SendGrid: {control}/messages",
+        f"  SMTP bounces    {running.settings.events.bounce_host}:"
+        f"{running.settings.events.bounce_port}   (gomail bounces: the stand-in's DSNs go here)",
         f"  logs            {workdir}",
         "",
         "Try it:",
@@ -432,6 +485,12 @@ def _banner(running: Running, workdir: Path, options: UpOptions) -> str:
         "Make a provider fail, hang or recover, and watch the traffic move:",
         f'  curl -X POST {control}/smtp/mode -d \'{{"mode": "fail"}}\'      # or hang, ok',
         f'  curl -X POST {control}/mode -d \'{{"mode": "hang"}}\'           # SendGrid',
+        "Make an address bounce or complain (SendGrid and SMTP report it; SES on LocalStack",
+        "only reports sent and delivered): the recipient's local part decides",
+        "  bounce@example.org, bounce+1@...   hard bounce: the address is suppressed",
+        "  complain@example.org               delivered, then a spam complaint: suppressed",
+        "  defer@example.org                  deferred (the server says: try later)",
+        "  reject@example.org                 SMTP only: refused at RCPT time, a hard bounce",
         "Ctrl-C stops everything.",
         "",
     ]

@@ -12,6 +12,13 @@ address once per personalization. Accepted payloads are recorded and answered 20
 `X-Message-Id` header. Modes: "ok"; "fail" (503); "throttle" (429 with Retry-After); "hang"
 (never answer, until `stop()`).
 
+Events, like SendGrid's signed Event Webhook: when `events_url` is set, every accepted send is
+followed by one signed POST there (ECDSA P-256 over timestamp + body, the stand-in's own key;
+`public_key` is what goes in `events.sendgrid_public_key`). Each recipient gets `processed`, then
+by its address (see `gomailpy_local.standins.events`): a local part starting with `bounce` a
+`bounce`, `defer` a `deferred`, `complain` a `delivered` and a `spamreport`, any other a
+`delivered` (bounce@example.org, bounce+1@example.org, complain-2@example.org).
+
 Control API (see `gomailpy_local.standins.control`): `/_standin/messages`, `/_standin/mode`, and the
 same under `/_standin/<name>` for every stand-in passed in `controls`.
 """
@@ -28,6 +35,7 @@ from typing import Any
 from aiohttp import web
 
 from gomailpy_local.standins.control import Controllable, StandIn, add_control_routes
+from gomailpy_local.standins.events import WebhookPoster
 
 MODES = ("ok", "fail", "throttle", "hang")
 SEND_PATH = "/v3/mail/send"
@@ -159,8 +167,11 @@ class SendGridStandIn(StandIn):
         port: int = 0,
         mode: str = "ok",
         controls: Mapping[str, Controllable] | None = None,
+        events_url: str | None = None,
     ) -> None:
         self.api_key = api_key
+        # Signed events for every accepted send go to `events_url` (None: no events).
+        self.webhook = WebhookPoster(events_url)
         self.host = host
         self.port = port  # 0 until started: then the real port
         self.messages: list[ReceivedPayload] = []
@@ -174,6 +185,19 @@ class SendGridStandIn(StandIn):
     @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def public_key(self) -> str:
+        """The key its event posts verify with (base64 DER, as SendGrid shows it)."""
+        return self.webhook.public_key
+
+    @property
+    def events_url(self) -> str | None:
+        return self.webhook.url
+
+    @events_url.setter
+    def events_url(self, url: str | None) -> None:
+        self.webhook.url = url
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_REQUEST_BYTES)
@@ -215,6 +239,7 @@ class SendGridStandIn(StandIn):
             return web.json_response({"errors": errors}, status=400)
         message_id = uuid.uuid4().hex[:22]
         self.messages.append(ReceivedPayload(message_id=message_id, payload=payload))
+        self.webhook.after_send(message_id, payload)
         return web.Response(status=202, headers={"X-Message-Id": message_id})
 
     async def start(self) -> None:
@@ -232,5 +257,6 @@ class SendGridStandIn(StandIn):
         if self._runner is None:
             return
         self._stopping.set()
+        await self.webhook.aclose()
         await self._runner.cleanup()
         self._runner = None

@@ -15,6 +15,14 @@ share one loop. Modes:
 - "relay-denied": refuse every recipient with 550 5.7.1 relaying denied (the account's fault);
 - "hang": accept the connection and the envelope, but never answer DATA.
 
+In mode "ok", recipients choose what happens to them by their local part, as at every stand-in
+(gomailpy_local.standins.events.outcome_for): `reject…` is refused at RCPT time (550 5.1.1);
+for `bounce…`, `complain…` and `defer…` the message is accepted, and then, like a real relay,
+the stand-in mails a report to the message's envelope sender — a DSN `failed` 5.1.1, an ARF
+abuse report, a DSN `delayed` 4.4.1 (gomailpy_local.standins.reports) — at `report_to` (the
+bounce listener's host and port, whatever the envelope sender's domain; None: no reports).
+A report that finds no server is tried again a few times; `reports` lists what was sent.
+
 `stop()` closes every open connection too, so a client sees the server go away; `start()` again
 binds the same port (a restarted relay).
 """
@@ -31,8 +39,12 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from gomailpy_local.standins.control import StandIn
+from gomailpy_local.standins.events import BOUNCE, COMPLAIN, DEFER, outcome_for
+from gomailpy_local.standins.reports import complaint_report, delivery_report, mail_report
 
 MODES = ("ok", "fail", "reject", "relay-denied", "hang")
+REJECT = "reject"  # a local part starting with it is refused at RCPT time
+REPORT_RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0)
 _HOSTNAME = "standin.localhost"  # fixed: aiosmtpd would otherwise resolve the FQDN per connection
 
 
@@ -60,6 +72,16 @@ class ReceivedMail:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class SentReport:
+    """A report the stand-in mailed (or failed to: `error`)."""
+
+    outcome: str  # bounce | complain | defer
+    recipient: str
+    to: str
+    error: str | None = None
+
+
 class _Handler:
     """aiosmtpd's hooks: where the mode takes effect."""
 
@@ -78,6 +100,8 @@ class _Handler:
             return "550 5.1.1 Recipient address rejected: no such mailbox (stand-in)"
         if self._owner.mode == "relay-denied":
             return "550 5.7.1 Relaying denied (stand-in)"
+        if address.rpartition("@")[0].lower().startswith(REJECT):
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown (stand-in)"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -97,6 +121,7 @@ class _Handler:
             message_id=header.get("Message-ID"),
         )
         self._owner.messages.append(mail)
+        self._owner.report_on(mail)
         return f"250 2.0.0 Ok: queued as standin-{len(self._owner.messages)}"
 
 
@@ -128,9 +153,18 @@ class SmtpStandIn(StandIn):
 
     modes: tuple[str, ...] = MODES
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, mode: str = "ok") -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        mode: str = "ok",
+        report_to: tuple[str, int] | None = None,
+    ) -> None:
         self.host = host
         self.port = port  # 0 until started: then the real port, kept across restarts
+        self.report_to = report_to  # (host, port) of the bounce listener; None: no reports
+        self.reports: list[SentReport] = []
+        self._reporting: set[asyncio.Task[None]] = set()
         self.messages: list[ReceivedMail] = []
         self.connections = 0
         self.stopping = asyncio.Event()
@@ -158,7 +192,41 @@ class SmtpStandIn(StandIn):
         self._server = await loop.create_server(protocol, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
 
+    def report_on(self, mail: ReceivedMail) -> None:
+        """Mail the reports `mail`'s recipients ask for (see the module docstring), in the
+        background: the relay has answered 250 already."""
+        if self.report_to is None or mail.mail_from in ("", "<>"):  # no report on a report
+            return
+        for recipient in mail.rcpt_tos:
+            outcome = outcome_for(recipient)
+            if outcome == BOUNCE:
+                data = delivery_report(mail.data, recipient, action="failed", to=mail.mail_from)
+            elif outcome == DEFER:
+                data = delivery_report(mail.data, recipient, action="delayed", to=mail.mail_from)
+            elif outcome == COMPLAIN:
+                data = complaint_report(mail.data, recipient, to=mail.mail_from)
+            else:
+                continue
+            task = asyncio.create_task(self._send_report(outcome, recipient, mail.mail_from, data))
+            self._reporting.add(task)
+            task.add_done_callback(self._reporting.discard)
+
+    async def _send_report(self, outcome: str, recipient: str, to: str, data: bytes) -> None:
+        assert self.report_to is not None
+        host, port = self.report_to
+        try:
+            await mail_report(
+                data, to=to, host=host, port=port, retry_delays_s=REPORT_RETRY_DELAYS_S
+            )
+            error = None
+        except Exception as exc:  # recorded for whoever looks: a relay's reports can fail too
+            error = f"{type(exc).__name__}: {exc}"
+        self.reports.append(SentReport(outcome, recipient, to, error))
+
     async def stop(self) -> None:
+        for task in list(self._reporting):
+            task.cancel()
+        await asyncio.gather(*self._reporting, return_exceptions=True)
         if self._server is None:
             return
         self.stopping.set()

@@ -1,0 +1,125 @@
+"""The OpenAPI description of the operator's controls over the providers (api.controls), added
+to the document by api.openapi. Behind an API key like /email/ (api.auth.document_security
+adds the key schemes, 401 and 429); without keys configured these routes answer 403."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gomailpy.controls import ACTIONS, MAX_PROBE_AFTER_S, MAX_REASON, MAX_WEIGHT
+from gomailpy.steering_settings import PROVIDER_NAMES
+
+_ERRORS_REF = {"$ref": "#/components/schemas/Errors"}
+
+
+def _errors(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ERRORS_REF}}}
+
+
+_CHANGED = {
+    "type": "object",
+    "description": "Who made the last change (`key <id>`), why, and when (epoch seconds)",
+    "properties": {
+        "by": {"type": "string"},
+        "reason": {"type": "string"},
+        "at": {"type": "number"},
+    },
+}
+_PROVIDER_CONTROL = {
+    "type": "object",
+    "properties": {
+        "disabled": {"type": "boolean"},
+        "forced": {"type": ["string", "null"], "enum": ["open", "closed", None]},
+        "weight": {"type": ["number", "null"], "description": "null: the configured weight"},
+        "probe_after_s": {"type": ["number", "null"]},
+        "changed": _CHANGED,
+        "active": {"type": "array", "items": {"type": "string"}, "description": "In words"},
+    },
+}
+CONTROLS_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "providers": {
+            "type": "object",
+            "description": "Only the providers with a control ever set",
+            "additionalProperties": _PROVIDER_CONTROL,
+        },
+        "pinned": {"type": ["string", "null"], "description": "Every email goes to this one"},
+        "pin_changed": _CHANGED,
+    },
+    "required": ["providers", "pinned"],
+}
+CHANGE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "reason": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_REASON,
+            "description": "Required: recorded with the change and who made it",
+        },
+        "value": {
+            "description": (
+                f"weight: a number > 0 and <= {MAX_WEIGHT:g}, or null (the configured one);"
+                " force: open, closed or auto; probe-after: seconds (0 to"
+                f" {MAX_PROBE_AFTER_S:g}), or null; the other actions take none"
+            ),
+            "anyOf": [
+                {"type": "number"},
+                {"type": "string", "enum": ["open", "closed", "auto"]},
+                {"type": "null"},
+            ],
+        },
+    },
+    "required": ["reason"],
+}
+_ANSWER = {
+    "description": "The controls (after the change)",
+    "content": {"application/json": {"schema": CONTROLS_SCHEMA}},
+}
+_NO_KEYS = _errors("API keys are not configured (api.api_key_hashes): the admin API is closed")
+_PATH_PARAMETERS = [
+    {
+        "name": "name",
+        "in": "path",
+        "required": True,
+        "description": "The provider (any, for unpin)",
+        "schema": {"type": "string", "enum": list(PROVIDER_NAMES)},
+    },
+    {
+        "name": "action",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "enum": list(ACTIONS)},
+    },
+]
+OPENAPI_PATHS: dict[str, Any] = {
+    "/admin/providers": {
+        "get": {
+            "operationId": "listProviderControls",
+            "summary": "The controls over the providers (disabled, forced, weights, the pin)",
+            "responses": {"200": _ANSWER, "403": _NO_KEYS, "503": _errors("Status table down")},
+        }
+    },
+    "/admin/providers/{name}/{action}": {
+        "post": {
+            "operationId": "changeProviderControl",
+            "summary": "Disable, enable, weight, force, probe-after, pin or unpin a provider",
+            "parameters": _PATH_PARAMETERS,
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": CHANGE_SCHEMA}},
+            },
+            "responses": {
+                "200": _ANSWER,
+                "400": _errors(
+                    'The body is not JSON of the form {"reason": "...", "value": ...}, the reason'
+                    " is missing or too long, or the value does not fit the action"
+                ),
+                "403": _NO_KEYS,
+                "404": _errors("No such provider or action"),
+                "503": _errors("The status table cannot be written"),
+            },
+        }
+    },
+}

@@ -1,0 +1,233 @@
+"""`gomail webhooks list|add|remove|enable|test|redrive`: the application's endpoints.
+
+Endpoints are configuration (`webhooks.endpoints`), their secrets environment
+(`GOMAILPY_WEBHOOKS__SECRETS`): `add` checks a URL (after DNS too), makes a secret and prints
+both to paste, the secret once; `remove` prints what to take out and forgets the endpoint's
+state. What runs against the deployment: `list` (state, what is held back), `enable` (after a
+410), `test` (one signed request now, its answer) and `redrive` (the dead-letter queue back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+import urllib.parse
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gomailpy.commands.shared import config_option
+from gomailpy.events import EventType, iso
+from gomailpy.settings import Settings
+from gomailpy.webhooks.outbox import Delivery, webhook_id
+from gomailpy.webhooks.settings import SECRETS_VARIABLE, WebhookEndpointSettings
+from gomailpy.webhooks.signing import new_secret
+from gomailpy.webhooks.targets import GuardedResolver, TargetRefusedError, static_problem
+
+TYPES = sorted(t.value for t in EventType if t is not EventType.UNKNOWN)
+
+
+def _settings(config_path: Path | None) -> Settings:
+    from gomailpy.cli import _load_local
+
+    return _load_local(config_path)[0]
+
+
+def _endpoint(settings: Settings, name: str) -> WebhookEndpointSettings:
+    endpoint = settings.webhooks.endpoint(name)
+    if endpoint is None:
+        known = ", ".join(e.name for e in settings.webhooks.endpoints) or "none"
+        raise click.ClickException(f"no endpoint {name!r} in webhooks.endpoints (known: {known})")
+    return endpoint
+
+
+async def _dns_problem(url: str, allow_private: bool) -> str | None:
+    host = urllib.parse.urlsplit(url).hostname or ""
+    resolver = GuardedResolver(allow_private=allow_private)
+    try:
+        await resolver.resolve(host)
+    except TargetRefusedError as exc:
+        return str(exc)
+    except OSError as exc:  # perhaps only from where the nodes run: said, not refused
+        click.echo(f"warning: {host} does not resolve from here ({exc})", err=True)
+    finally:
+        await resolver.close()
+    return None
+
+
+@click.group()
+def webhooks() -> None:
+    """Signed webhooks to your application: endpoints, tests, held-back deliveries."""
+
+
+@webhooks.command("list")
+@config_option
+def list_(config_path: Path | None) -> None:
+    """Every endpoint: URL, events, state (disabled after a 410), deliveries held back."""
+    from contextlib import AsyncExitStack
+
+    from gomailpy.cli import _run
+    from gomailpy.queue import create_queue_client
+    from gomailpy.webhooks.queue import peek_dead_letters
+    from gomailpy.webhooks.state import open_endpoint_states
+
+    settings = _settings(config_path)
+    names = [e.name for e in settings.webhooks.endpoints]
+
+    async def gather() -> tuple[dict[str, str], Counter[str]]:
+        async with AsyncExitStack() as stack:
+            states = await open_endpoint_states(stack, settings)
+            disabled = await states.disabled(names)
+            queues = await stack.enter_async_context(create_queue_client(settings))
+            held = await peek_dead_letters(queues, settings, limit=1000)
+        return (
+            {n: f"disabled since {iso(d.at)}: {d.reason}" for n, d in disabled.items()},
+            Counter(h.delivery.endpoint for h in held),
+        )
+
+    if not settings.webhooks.enabled:
+        click.echo("webhooks are off (webhooks.enabled: false)")
+    states, held = _run(gather()) if settings.webhooks.enabled else ({}, Counter())
+    secrets = set(settings.webhooks.secret_map())
+    for e in settings.webhooks.endpoints:
+        kinds = ",".join(e.events) or "all"
+        click.echo(
+            f"{e.name}  {e.url}  events={kinds}{'  batch' if e.batch else ''}"
+            f"  {states.get(e.name, 'enabled')}  held back {held[e.name]}"
+            f"{'' if e.name in secrets else '  (no secret set)'}"
+        )
+    click.echo(f"{len(names)} endpoint(s)")
+
+
+@webhooks.command("add")
+@config_option
+@click.argument("name")
+@click.argument("url")
+@click.option("--event", "events", multiple=True, type=click.Choice(TYPES), help="Repeatable.")
+@click.option("--batch", is_flag=True, help="Send JSON arrays of events (bursts batched).")
+def add(
+    config_path: Path | None, name: str, url: str, events: tuple[str, ...], batch: bool
+) -> None:
+    """Check NAME's URL, make its secret, print what to add to the config and the environment."""
+    from gomailpy.cli import _load
+
+    settings = _load(config_path)
+    if settings.webhooks.endpoint(name) is not None:
+        raise click.ClickException(f"an endpoint {name!r} is configured already")
+    try:
+        WebhookEndpointSettings(name=name, url=url, events=list(events), batch=batch)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    allow = settings.webhooks.allow_private_targets
+    problem = static_problem(url, allow_private=allow) or asyncio.run(_dns_problem(url, allow))
+    if problem:
+        raise click.ClickException(problem)
+    secret = new_secret()
+    entry: dict[str, Any] = {
+        "name": name,
+        "url": url,
+        **({"events": list(events)} if events else {}),
+    }
+    if batch:
+        entry["batch"] = True
+    click.echo("Add to webhooks.endpoints in the config:")
+    click.echo(f"  - {json.dumps(entry)}")
+    click.echo(f"and add this endpoint's secret to {SECRETS_VARIABLE} (shown once):")
+    click.echo(f"  {SECRETS_VARIABLE}='{json.dumps({name: secret})}'")
+    click.echo("Give the same secret to the application: it verifies each request with it.")
+
+
+@webhooks.command("remove")
+@config_option
+@click.argument("name")
+def remove(config_path: Path | None, name: str) -> None:
+    """Forget NAME's state; print what to take out of the config and the environment."""
+    from contextlib import AsyncExitStack
+
+    from gomailpy.cli import _run
+    from gomailpy.webhooks.state import open_endpoint_states
+
+    settings = _settings(config_path)
+    _endpoint(settings, name)
+
+    async def forget() -> None:
+        async with AsyncExitStack() as stack:
+            await (await open_endpoint_states(stack, settings)).enable(name)
+
+    _run(forget())
+    click.echo(f"Take the entry {name!r} out of webhooks.endpoints and its secret out of")
+    click.echo(f"{SECRETS_VARIABLE}; deliveries already queued for it go to the dead-letter queue.")
+
+
+@webhooks.command("enable")
+@config_option
+@click.argument("name")
+def enable(config_path: Path | None, name: str) -> None:
+    """Enable NAME again after it answered 410 (then `gomail webhooks redrive`)."""
+    from contextlib import AsyncExitStack
+
+    from gomailpy.cli import _run
+    from gomailpy.webhooks.state import open_endpoint_states
+
+    settings = _settings(config_path)
+    _endpoint(settings, name)
+
+    async def run() -> bool:
+        async with AsyncExitStack() as stack:
+            return await (await open_endpoint_states(stack, settings)).enable(name)
+
+    was = _run(run())
+    click.echo(f"{name}: enabled" + ("" if was else " (it was not disabled)"))
+
+
+@webhooks.command("test")
+@config_option
+@click.argument("name")
+def test(config_path: Path | None, name: str) -> None:
+    """Send NAME one signed `webhook.test` request now; print its answer (exit 1 unless 2xx)."""
+    from gomailpy.webhooks.attempt import SigningKeys, attempt, open_webhook_session
+
+    settings = _settings(config_path)
+    endpoint = _endpoint(settings, name)
+    if name not in settings.webhooks.secret_map():
+        raise click.ClickException(f"no secret for {name!r}: set {SECRETS_VARIABLE}")
+    now = time.time()
+    body = {"type": "webhook.test", "timestamp": iso(now), "data": {"endpoint": name}}
+    delivery = Delivery(name, webhook_id(name, [f"test-{now}"]), json.dumps(body), now)
+
+    async def run() -> tuple[str, bool]:
+        async with open_webhook_session(settings.webhooks) as session:
+            answer = await attempt(
+                session, settings.webhooks, endpoint, delivery, SigningKeys(settings.webhooks)
+            )
+        took = f"{answer.seconds * 1000:.0f} ms"
+        if answer.verdict == "delivered":
+            return f"{name}: HTTP {answer.status} in {took}: delivered", True
+        return f"{name}: {answer.verdict}: {answer.problem} ({took})", False
+
+    line, ok = asyncio.run(run())
+    click.echo(line)
+    sys.exit(0 if ok else 1)
+
+
+@webhooks.command("redrive")
+@config_option
+@click.option("--endpoint", default=None, help="Only this endpoint's deliveries.")
+@click.option("--limit", type=int, default=None, help="Move at most this many.")
+def redrive_(config_path: Path | None, endpoint: str | None, limit: int | None) -> None:
+    """Put deliveries from the webhook dead-letter queue back on the webhook queue."""
+    from gomailpy.cli import _run
+    from gomailpy.queue import create_queue_client
+    from gomailpy.webhooks.queue import redrive
+
+    settings = _settings(config_path)
+
+    async def run() -> int:
+        async with create_queue_client(settings) as queues:
+            return await redrive(queues, settings, endpoint=endpoint, limit=limit)
+
+    click.echo(f"{_run(run())} delivery(ies) back on {settings.webhooks.queue}")

@@ -1,0 +1,119 @@
+"""SendGrid Event Webhook events (the JSON array SendGrid posts) as gomailpy events.
+
+    events = parse_sendgrid(body["events"])     # one Event per SendGrid event
+
+| SendGrid event                     | Event                        |
+|------------------------------------|------------------------------|
+| processed                          | sent (SendGrid accepted it)  |
+| delivered                          | delivered                    |
+| deferred                           | deferred                     |
+| bounce, type bounce (or none)      | bounced / hard               |
+| bounce, type blocked               | bounced / soft               |
+| dropped                            | dropped                      |
+| spamreport                         | complained                   |
+| open, click                        | opened, clicked              |
+| unsubscribe, group_unsubscribe     | unsubscribed                 |
+| anything else                      | unknown (raw kept)           |
+
+`processed` is what SES calls Send: the provider took the email and will try to deliver it, so
+it maps to `sent`, the state gomailpy records on acceptance anyway.
+
+Correlation: SendGrid copies a send's `custom_args` to the top level of each of its events, so
+`gomailpy_id` is gomailpy's message id (`gomailpy_message_id`, the name sends used before, is
+read too). The provider message id is `sg_message_id` up to its first ".", which is the
+`X-Message-Id` SendGrid answered the send with. The event id is `sg_event_id`, so an event
+SendGrid posts again (it retries for 24 hours) is recorded once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from gomailpy.errors import EventFormatError
+from gomailpy.events import Event, EventType, Subtype, iso, stable_id
+
+PROVIDER = "sendgrid"
+MESSAGE_ID_ARG = "gomailpy_id"
+_LEGACY_MESSAGE_ID_ARG = "gomailpy_message_id"
+_LATEST_EPOCH_S = 253_402_300_800  # 10000-01-01: past it, no date can be written
+
+_TYPES: dict[str, EventType] = {
+    "processed": EventType.SENT,
+    "delivered": EventType.DELIVERED,
+    "deferred": EventType.DEFERRED,
+    "bounce": EventType.BOUNCED,
+    "dropped": EventType.DROPPED,
+    "spamreport": EventType.COMPLAINED,
+    "open": EventType.OPENED,
+    "click": EventType.CLICKED,
+    "unsubscribe": EventType.UNSUBSCRIBED,
+    "group_unsubscribe": EventType.UNSUBSCRIBED,
+}
+
+
+def parse_sendgrid(events: list[Any]) -> list[Event]:
+    """The events of one webhook post; EventFormatError if it is not a list of event objects
+    with a numeric `timestamp`."""
+    if not isinstance(events, list):
+        raise EventFormatError("the SendGrid events are not a JSON array")
+    return [_event(entry, index) for index, entry in enumerate(events)]
+
+
+def provider_message_id(sg_message_id: Any) -> str | None:
+    """The `X-Message-Id` of the send an `sg_message_id` belongs to (its part before the first
+    ".")."""
+    if not isinstance(sg_message_id, str) or not sg_message_id:
+        return None
+    return sg_message_id.split(".", 1)[0]
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or value == "" else str(value)
+
+
+def _event(entry: Any, index: int) -> Event:
+    if not isinstance(entry, dict):
+        raise EventFormatError(f"event {index} is not a JSON object")
+    timestamp = entry.get("timestamp")
+    if (
+        isinstance(timestamp, bool)
+        or not isinstance(timestamp, int | float)
+        or not math.isfinite(timestamp)
+        or not 0 <= timestamp < _LATEST_EPOCH_S
+    ):
+        raise EventFormatError(f"event {index} has no timestamp in epoch seconds")
+    name = str(entry.get("event", ""))
+    kind = _TYPES.get(name, EventType.UNKNOWN)
+    subtype: str | None = None
+    reason = _text(entry.get("reason"))
+    mta_response = _text(entry.get("response"))
+    if kind is EventType.BOUNCED:
+        # "blocked": the receiving server refused for now (reputation, content, rate): soft.
+        subtype = (Subtype.SOFT if entry.get("type") == "blocked" else Subtype.HARD).value
+        mta_response = mta_response or reason
+        reason = _text(entry.get("bounce_classification")) or _text(entry.get("type")) or reason
+    elif kind is EventType.DEFERRED:
+        mta_response = mta_response or reason
+    elif kind is EventType.CLICKED:
+        reason = _text(entry.get("url"))
+    elif kind is EventType.UNKNOWN:
+        reason = f"SendGrid {name or 'event'}"
+    event_id = _text(entry.get("sg_event_id")) or stable_id(
+        PROVIDER, json.dumps(entry, sort_keys=True, default=str)
+    )
+    message_id = _text(entry.get(MESSAGE_ID_ARG)) or _text(entry.get(_LEGACY_MESSAGE_ID_ARG))
+    return Event(
+        id=event_id,
+        message_id=message_id,
+        recipient=_text(entry.get("email")),
+        provider=PROVIDER,
+        type=kind,
+        at=iso(float(timestamp)),
+        subtype=subtype,
+        reason=reason,
+        mta_response=mta_response,
+        provider_message_id=provider_message_id(entry.get("sg_message_id")),
+        raw=entry,
+    )

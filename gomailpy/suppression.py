@@ -1,0 +1,215 @@
+"""One suppression list for every provider: addresses gomailpy no longer sends to.
+
+The rules (`rule_for`), whichever provider reported the event:
+- a hard bounce, a complaint or an unsubscribe suppresses the address at once;
+- soft bounces suppress it only once `suppression.soft_bounce_limit` of them (distinct events)
+  arrived within `suppression.soft_bounce_window_s` (Postal's rule: 18 within a week);
+- an operator adds (`manual`) and removes addresses (`gomail suppression`, `/suppressions`).
+A suppression keeps its kind, reason and provider and when it was first and last seen. Removing
+an address forgets its soft bounces too.
+
+The pipeline reads the list just before sending, a whole batch's recipients at once
+(`lookup`: one store call per 100 addresses), and drops suppressed recipients (pipeline.suppress).
+
+Addresses are compared in lower case: providers treat them so, and a bounce reported as
+`Bob@Example.org` must suppress `bob@example.org`.
+
+Two implementations: `MemorySuppressionStore` here (one process) and `DynamoSuppressionStore`
+(`gomailpy.suppression_dynamodb`, shared by every node: `sup#<address>` items on the delivery
+store's table).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+from gomailpy.event_settings import SuppressionSettings
+from gomailpy.events import Event, EventType, Subtype, epoch, iso
+
+LOOKUP_BATCH = 100  # addresses per store call (DynamoDB's BatchGetItem limit)
+MAX_REASON = 300
+Clock = Callable[[], float]
+
+
+class SuppressionKind(StrEnum):
+    HARD_BOUNCE = "hard-bounce"
+    COMPLAINT = "complaint"
+    UNSUBSCRIBE = "unsubscribe"
+    SOFT_BOUNCES = "soft-bounces"  # too many soft bounces within the window
+    MANUAL = "manual"  # added by an operator
+
+
+SOFT = "soft"  # `rule_for`'s answer for a soft bounce: counts toward the limit
+
+
+def address_key(address: str) -> str:
+    return address.strip().lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    address: str
+    kind: str  # a SuppressionKind value
+    reason: str
+    provider: str
+    first_seen: str  # ISO 8601, UTC
+    last_seen: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "address": self.address,
+            "kind": self.kind,
+            "reason": self.reason,
+            "provider": self.provider,
+            "firstSeen": self.first_seen,
+            "lastSeen": self.last_seen,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Suppression:
+        return cls(
+            address=address_key(str(data["address"])),
+            kind=str(data.get("kind") or SuppressionKind.MANUAL.value),
+            reason=str(data.get("reason") or "")[:MAX_REASON],
+            provider=str(data.get("provider") or ""),
+            first_seen=str(data.get("firstSeen") or data.get("lastSeen") or ""),
+            last_seen=str(data.get("lastSeen") or data.get("firstSeen") or ""),
+        )
+
+    def describe(self) -> str:
+        """Why mail to this address is not sent, in one line (dead letters, 422s, logs)."""
+        at = f" at {self.provider}" if self.provider else ""
+        because = f": {self.reason}" if self.reason else ""
+        return f"{self.address} is suppressed ({self.kind}{at}{because})"
+
+
+def manual(address: str, reason: str, now: float) -> Suppression:
+    """An operator's entry."""
+    return Suppression(
+        address_key(address),
+        SuppressionKind.MANUAL.value,
+        reason[:MAX_REASON],
+        "",
+        iso(now),
+        iso(now),
+    )
+
+
+def rule_for(event: Event) -> SuppressionKind | str | None:
+    """What `event` does to its recipient's entry: a kind that suppresses now, SOFT (counts
+    toward the soft-bounce limit), or None (nothing)."""
+    if not event.recipient:
+        return None
+    if event.type is EventType.BOUNCED:
+        return SuppressionKind.HARD_BOUNCE if event.subtype == Subtype.HARD.value else SOFT
+    if event.type is EventType.COMPLAINED:
+        return SuppressionKind.COMPLAINT
+    if event.type is EventType.UNSUBSCRIBED:
+        return SuppressionKind.UNSUBSCRIBE
+    return None
+
+
+def reason_of(event: Event) -> str:
+    parts = [p for p in (event.subtype, event.reason, event.mta_response) if p]
+    return "; ".join(parts)[:MAX_REASON] or event.type.value
+
+
+def from_event(event: Event, kind: str, held: Suppression | None) -> Suppression:
+    """The entry after `event` suppressed its recipient (first seen kept from `held`)."""
+    assert event.recipient is not None
+    first = held.first_seen if held is not None and held.first_seen < event.at else event.at
+    last = held.last_seen if held is not None and held.last_seen > event.at else event.at
+    return Suppression(
+        address_key(event.recipient), str(kind), reason_of(event), event.provider, first, last
+    )
+
+
+class SuppressionStore(Protocol):
+    calls: int  # store round trips made by `lookup` (the pipeline's cost per email)
+
+    async def lookup(self, addresses: Sequence[str]) -> dict[str, Suppression]:
+        """The suppressed ones among `addresses`, by lower-cased address; one store call per
+        LOOKUP_BATCH addresses."""
+        ...
+
+    async def apply(self, events: Sequence[Event]) -> list[Suppression]:
+        """Apply the rules to `events` (idempotent: the same event again changes nothing that
+        matters); return the entries they made or refreshed."""
+        ...
+
+    async def get(self, address: str) -> Suppression | None: ...
+
+    async def put(self, entry: Suppression) -> None: ...
+
+    async def remove(self, address: str) -> bool:
+        """Forget an address (and its soft bounces); False if it was not suppressed."""
+        ...
+
+    async def page(
+        self, cursor: str | None = None, limit: int = 100
+    ) -> tuple[list[Suppression], str | None]:
+        """Up to `limit` entries after `cursor` (an address), and the cursor of the next page."""
+        ...
+
+
+class MemorySuppressionStore:
+    """The suppression list of one process (tests, a single-process deployment)."""
+
+    def __init__(self, settings: SuppressionSettings, *, clock: Clock = time.time) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._entries: dict[str, Suppression] = {}
+        self._soft: dict[str, dict[str, float]] = {}  # address -> soft bounce event id -> time
+        self.calls = 0
+
+    async def lookup(self, addresses: Sequence[str]) -> dict[str, Suppression]:
+        keys = sorted({address_key(a) for a in addresses})
+        self.calls += -(-len(keys) // LOOKUP_BATCH)
+        return {k: self._entries[k] for k in keys if k in self._entries}
+
+    async def apply(self, events: Sequence[Event]) -> list[Suppression]:
+        changed: list[Suppression] = []
+        window = self._settings.soft_bounce_window_s
+        for event in events:
+            rule = rule_for(event)
+            if rule is None or event.recipient is None:
+                continue
+            address = address_key(event.recipient)
+            held = self._entries.get(address)
+            if rule == SOFT:
+                soft = self._soft.setdefault(address, {})
+                soft[event.id] = epoch(event.at)
+                horizon = self._clock() - window
+                for old in [i for i, at in soft.items() if at < horizon]:
+                    del soft[old]
+                if held is not None and held.kind != SuppressionKind.SOFT_BOUNCES.value:
+                    continue  # already suppressed for a stronger reason
+                if len(soft) < self._settings.soft_bounce_limit:
+                    continue
+                rule = SuppressionKind.SOFT_BOUNCES
+            entry = from_event(event, str(rule), held)
+            self._entries[address] = entry
+            changed.append(entry)
+        return changed
+
+    async def get(self, address: str) -> Suppression | None:
+        return self._entries.get(address_key(address))
+
+    async def put(self, entry: Suppression) -> None:
+        self._entries[address_key(entry.address)] = entry
+
+    async def remove(self, address: str) -> bool:
+        key = address_key(address)
+        self._soft.pop(key, None)
+        return self._entries.pop(key, None) is not None
+
+    async def page(
+        self, cursor: str | None = None, limit: int = 100
+    ) -> tuple[list[Suppression], str | None]:
+        keys = sorted(k for k in self._entries if cursor is None or k > cursor)
+        taken = keys[:limit]
+        return [self._entries[k] for k in taken], taken[-1] if len(keys) > limit else None

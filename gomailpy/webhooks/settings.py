@@ -1,0 +1,165 @@
+"""The `webhooks:` section: where to tell the application what became of its emails.
+
+    webhooks:
+      enabled: true
+      queue: gomailpy-webhooks          # dead-letter queue: <queue><queues.dlq_suffix>
+      endpoints:
+        - {name: app, url: "https://app.example.com/hooks/email", events: [bounced, complained]}
+        - {name: crm, url: "https://crm.example.com/in", batch: true}   # events: [] = all
+
+Secrets come from the environment only, one per endpoint, as YAML/JSON (`gomail webhooks add`
+makes one): `GOMAILPY_WEBHOOKS__SECRETS='{"app": "whsec_...", "crm": "whsec_..."}'`. To rotate,
+move the old one to `GOMAILPY_WEBHOOKS__PREVIOUS_SECRETS='{"app": {"secret": "whsec_old",
+"until": "2026-12-01T00:00:00Z"}}'`: both signatures are sent until then.
+
+Targets are checked here (literal addresses and local names: loopback, private, link-local,
+cloud metadata) and again at every delivery, after DNS (`gomailpy.webhooks.targets`).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from gomailpy.events import EventType
+from gomailpy.webhooks.signing import secret_key
+from gomailpy.webhooks.targets import static_problem
+
+SECRETS_VARIABLE = "GOMAILPY_WEBHOOKS__SECRETS"
+PREVIOUS_VARIABLE = "GOMAILPY_WEBHOOKS__PREVIOUS_SECRETS"
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+class WebhookEndpointSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+    name: str  # letters, digits, - and _: the key of its secret, metrics and state
+    url: str
+    events: list[str] = []  # event types it wants (gomailpy.events.EventType); [] = all
+    batch: bool = False  # a JSON array of up to batch_max_events per request
+    batch_max_events: Annotated[int, Field(ge=1, le=500)] = 100
+    concurrency: Annotated[int, Field(ge=1, le=100)] = 4  # requests at once, per node
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_key(cls, value: str) -> str:
+        if not _NAME.fullmatch(value):
+            raise ValueError("letters, digits, '-' and '_' only (1 to 64)")
+        return value
+
+    @field_validator("events")
+    @classmethod
+    def _known_types(cls, value: list[str]) -> list[str]:
+        known = {t.value for t in EventType} - {EventType.UNKNOWN.value}
+        wrong = [t for t in value if t not in known]
+        if wrong:
+            raise ValueError(f"unknown event type(s) {wrong}; known: {', '.join(sorted(known))}")
+        return value
+
+    def wants(self, kind: EventType) -> bool:
+        """Reports of a kind this version does not know (`unknown`) are kept, never offered."""
+        if kind is EventType.UNKNOWN:
+            return False
+        return not self.events or kind.value in self.events
+
+
+class WebhooksSettings(BaseModel):
+    """Signed webhooks to the application (gomailpy.webhooks)."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+    enabled: bool = False
+    queue: str = "gomailpy-webhooks"  # a name (resolved like queues.urls) or a URL
+    # Loopback, private, link-local and metadata targets are refused unless this is true
+    # (`gomail up` sets it for its local receiver).
+    allow_private_targets: bool = False
+    endpoints: list[WebhookEndpointSettings] = []
+    secrets: SecretStr | None = None  # {endpoint name: "whsec_..."} as YAML/JSON
+    previous_secrets: SecretStr | None = None  # {name: {"secret": "whsec_...", "until": ISO}}
+    max_age_s: Annotated[int, Field(ge=60, le=14 * 24 * 3600)] = 24 * 3600  # then: the DLQ
+    attempt_timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
+    retry_base_delay_s: Annotated[float, Field(gt=0, le=3600)] = 5.0  # doubles per attempt
+    max_response_bytes: Annotated[int, Field(ge=0, le=1_048_576)] = 65536  # of an answer read
+    consumers: Annotated[int, Field(ge=1, le=50)] = 2  # receives at once, per node
+
+    @model_validator(mode="after")
+    def _endpoints_usable(self) -> WebhooksSettings:
+        problems = []
+        names: set[str] = set()
+        for number, endpoint in enumerate(self.endpoints):
+            where = f"endpoints.{number} ({endpoint.name})"
+            if endpoint.name in names:
+                problems.append(f"{where}: the name is used twice")
+            names.add(endpoint.name)
+            problem = static_problem(endpoint.url, allow_private=self.allow_private_targets)
+            if problem:
+                problems.append(f"{where}.url: {problem}")
+        try:
+            secrets = self.secret_map()
+            previous = self.previous_map()
+        except ValueError as exc:
+            problems.append(str(exc))
+            secrets, previous = {}, {}
+        for name in sorted(set(secrets) - names):
+            problems.append(f"secrets: {name!r} is not the name of an endpoint")
+        for name in sorted(set(previous) - names):
+            problems.append(f"previous_secrets: {name!r} is not the name of an endpoint")
+        if self.enabled:
+            problems += [
+                f"{f'endpoints.{n} ({e.name})'}: missing secret: set {SECRETS_VARIABLE} with one"
+                f" for {e.name!r} (`gomail webhooks add` makes one)"
+                for n, e in enumerate(self.endpoints)
+                if e.name not in secrets
+            ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def secret_map(self) -> dict[str, bytes]:
+        """Each endpoint's signing key (decoded). ValueError names what is wrong, never a value."""
+        return {name: _key("secrets", name, value) for name, value in _mapping(self.secrets)}
+
+    def previous_map(self) -> dict[str, tuple[bytes, float]]:
+        """Each rotated endpoint's previous key and until when (epoch s) it still signs."""
+        found = {}
+        for name, value in _mapping(self.previous_secrets, "previous_secrets"):
+            if not isinstance(value, dict) or "secret" not in value or "until" not in value:
+                raise ValueError(
+                    f'previous_secrets: {name}: must be {{"secret": "whsec_...",'
+                    f' "until": "<ISO time>"}} ({PREVIOUS_VARIABLE})'
+                )
+            until = value["until"]
+            try:
+                when = until if isinstance(until, datetime) else datetime.fromisoformat(str(until))
+            except ValueError:
+                raise ValueError(f"previous_secrets: {name}: until: not an ISO time") from None
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            found[name] = (_key("previous_secrets", name, value["secret"]), when.timestamp())
+        return found
+
+    def endpoint(self, name: str) -> WebhookEndpointSettings | None:
+        return next((e for e in self.endpoints if e.name == name), None)
+
+
+def _mapping(secret: SecretStr | None, key: str = "secrets") -> list[tuple[str, Any]]:
+    if secret is None or not secret.get_secret_value().strip():
+        return []
+    try:
+        data = yaml.safe_load(secret.get_secret_value())
+    except yaml.YAMLError:
+        data = None
+    if not isinstance(data, dict):
+        raise ValueError(f"{key}: must be a mapping {{endpoint name: secret}} as YAML or JSON")
+    return [(str(name), value) for name, value in data.items()]
+
+
+def _key(key: str, name: str, value: Any) -> bytes:
+    try:
+        return secret_key(str(value))
+    except ValueError as exc:
+        raise ValueError(f"{key}: {name}: {exc}") from None

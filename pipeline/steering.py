@@ -1,0 +1,87 @@
+"""A node's reader of the operator's controls: every `steering.controls_poll_s` it reads them
+from the control store (gomailpy.controls) and hands them to the node's split
+(pipeline.controls.Steering), so a change made anywhere applies here within a few seconds.
+
+    steering = await open_steering(stack, settings, node)     # closed with `stack`
+
+A read that fails keeps the last controls (logged): an unreachable table never stops the mail.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import AsyncExitStack
+
+from gomailpy import metrics
+from gomailpy.controls import Controls, ControlStore, open_control_store
+from gomailpy.errors import GomailError
+from gomailpy.settings import Settings
+from gomailpy.steering_settings import PROVIDER_NAMES
+from pipeline.controls import Steering
+from pipeline.node import PipelineNode
+from pipeline.pacing import Rates
+from pipeline.periodic import PeriodicRefresh
+
+log = logging.getLogger("gomailpy.pipeline")
+
+
+class ControlPoller(PeriodicRefresh):
+    """Reads the controls into `steering` until closed; a one-shot async context manager."""
+
+    # a bug in refresh must not end the polling: the controls would freeze
+    failure = "reading the controls failed"
+
+    def __init__(self, store: ControlStore, steering: Steering, poll_s: float) -> None:
+        super().__init__(poll_s)
+        self.store = store
+        self.steering = steering
+
+    async def refresh(self) -> None:
+        try:
+            controls = await self.store.load()
+        except (GomailError, OSError, ValueError) as exc:
+            log.warning("controls not read (%s): keeping the last ones", exc)
+            return
+        if controls != self.steering.controls:
+            for line in controls.describe() or ["none set"]:
+                log.info("controls: %s", line)
+            _export(controls)
+        self.steering.controls = controls
+
+
+def _export(controls: Controls) -> None:
+    for name in PROVIDER_NAMES:
+        control = controls.of(name)
+        active = {
+            "disabled": control.disabled,
+            "forced_open": control.forced == "open",
+            "forced_closed": control.forced == "closed",
+            "weight": control.weight is not None,
+            "probe_after": control.probe_after_s is not None,
+            "pinned": controls.pin.provider == name,
+        }
+        for what, on in active.items():
+            metrics.PROVIDER_CONTROLLED.labels(name, what).set(1 if on else 0)
+
+
+async def open_steering(
+    stack: AsyncExitStack,
+    settings: Settings,
+    node: PipelineNode,
+    store: ControlStore | None = None,
+    rates: Rates | None = None,
+) -> ControlPoller:
+    """Give `node` the operator's controls, read from `store` (default: the status table's),
+    and, with `rates`, the split by rate shares and the gate that holds batches beyond them."""
+    if store is None:
+        store = await open_control_store(stack, settings)
+    steering = Steering(time.monotonic)
+    node.steering = steering
+    if rates is not None and rates.paced:
+        paced = rates.paced
+        steering.rated = lambda: {name: p.rate.share() for name, p in paced.items()}
+        steering.spent = rates.spent
+        node.screen = rates.gate(node.screen, lambda: [v.name for v in node.views()])
+    poller = ControlPoller(store, steering, settings.steering.controls_poll_s)
+    return await stack.enter_async_context(poller)

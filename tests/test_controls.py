@@ -1,0 +1,172 @@
+"""The operator's controls: the pure steering of the split (pipeline.controls) as tables, and the
+store (gomailpy.controls) on an in-memory item table."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from gomailpy.controls import (
+    ControlError,
+    Controls,
+    ControlStore,
+    Pin,
+    ProviderControl,
+    updated,
+)
+from gomailpy.report import QueueStatus, format_status
+from gomailpy.table_items import MemoryItemTable
+from pipeline.controls import Steering, steer
+from pipeline.splitter import ProviderView, split
+
+SES, SENDGRID, SMTP = (ProviderView(n, 1.0, True) for n in ("ses", "sendgrid", "smtp"))
+
+
+def down(view: ProviderView) -> ProviderView:
+    return ProviderView(view.name, view.weight, False)
+
+
+def names(views: list[ProviderView]) -> list[str]:
+    return [v.name for v in views]
+
+
+@pytest.mark.parametrize(
+    ("views", "controls", "opened_at", "now", "expected"),
+    [
+        # nothing set: the views as health sees them
+        ([SES, SENDGRID, down(SMTP)], Controls(), {}, 0.0, ["ses", "sendgrid", "smtp"]),
+        # disabled: gone, also its probe
+        ([SES, SENDGRID], Controls({"ses": ProviderControl(disabled=True)}), {}, 0, ["sendgrid"]),
+        # pinned: only that one, whatever its health
+        ([SES, down(SENDGRID), SMTP], Controls(pin=Pin("sendgrid")), {}, 0, ["sendgrid"]),
+        # a pin to a provider this node lacks is ignored
+        ([SES, SMTP], Controls(pin=Pin("sendgrid")), {}, 0, ["ses", "smtp"]),
+        # forced open: no traffic and no probe while another is healthy
+        ([SES, SMTP], Controls({"ses": ProviderControl(forced="open")}), {}, 0, ["smtp"]),
+        # ... but when every provider is down, all share again
+        (
+            [SES, down(SMTP)],
+            Controls({"ses": ProviderControl(forced="open")}),
+            {},
+            0,
+            ["ses", "smtp"],
+        ),
+        # probe-after: an opened circuit rests, then gets its probe again
+        (
+            [SES, down(SMTP)],
+            Controls({"smtp": ProviderControl(probe_after_s=30)}),
+            {"smtp": 100},
+            120,
+            ["ses"],
+        ),
+        (
+            [SES, down(SMTP)],
+            Controls({"smtp": ProviderControl(probe_after_s=30)}),
+            {"smtp": 100},
+            131,
+            ["ses", "smtp"],
+        ),
+    ],
+)
+def test_steer(
+    views: list[ProviderView],
+    controls: Controls,
+    opened_at: dict[str, float],
+    now: float,
+    expected: list[str],
+) -> None:
+    assert names(steer(views, controls, opened_at, now)) == expected
+
+
+def test_forced_closed_and_weight_shape_the_split() -> None:
+    controls = Controls(
+        {"smtp": ProviderControl(forced="closed"), "ses": ProviderControl(weight=3.0)}
+    )
+    steered = steer([SES, SENDGRID, down(SMTP)], controls, {}, 0)
+    assert all(v.healthy for v in steered)
+    assignment = split(list(range(50)), steered)
+    assert {name: len(batch) for name, batch in assignment.items()} == {
+        "ses": 30,
+        "sendgrid": 10,
+        "smtp": 10,
+    }
+
+
+def test_steering_counts_rest_from_when_it_saw_the_circuit_open() -> None:
+    now = [1000.0]
+    steering = Steering(lambda: now[0])
+    steering.controls = Controls({"smtp": ProviderControl(probe_after_s=10)})
+    assert names(steering([SES, down(SMTP)])) == ["ses"]  # opened now: rests
+    now[0] += 11
+    assert names(steering([SES, down(SMTP)])) == ["ses", "smtp"]  # its probe
+    assert names(steering([SES, SMTP])) == ["ses", "smtp"]  # closed: forgotten
+    assert names(steering([SES, down(SMTP)])) == ["ses"]  # opened again: rests again
+
+
+@pytest.mark.parametrize(
+    ("action", "value", "problem"),
+    [
+        ("weight", 0, "weight must be > 0"),
+        ("weight", -1, "weight must be > 0"),
+        ("weight", "heavy", "must be a number"),
+        ("weight", True, "must be a number"),
+        ("weight", float("nan"), "weight must be"),
+        ("probe-after", -5, "seconds must be >= 0"),
+        ("force", "half", "force takes"),
+        ("explode", None, "unknown action"),
+    ],
+)
+def test_bad_values_are_refused(action: str, value: Any, problem: str) -> None:
+    with pytest.raises(ControlError, match=problem):
+        updated(ProviderControl(), action, value)
+
+
+async def test_every_change_is_stored_with_who_and_why_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = ControlStore(MemoryItemTable(), clock=lambda: 1_800_000_000.0)
+    with caplog.at_level(logging.WARNING, "gomailpy.controls"):
+        await store.change("ses", "disable", who="alice", why="SES outage, case 42")
+        await store.change("smtp", "weight", "2.5", who="bob", why="relay has room")
+        controls = await store.change("sendgrid", "pin", who="carol", why="drill")
+    assert controls.of("ses").disabled and controls.of("ses").changed.by == "alice"
+    assert controls.of("smtp").weight == 2.5
+    assert controls.pin.provider == "sendgrid" and controls.pin.changed.reason == "drill"
+    assert "controls: ses disable by alice: SES outage, case 42" in caplog.text
+    lines = controls.describe()
+    assert any(line.startswith("ses: disabled (by alice at 2027-01-15T08:00:00Z") for line in lines)
+    controls = await store.change("ses", "enable", who="alice", why="back")
+    controls = await store.change(None, "unpin", who="carol", why="drill over")
+    assert not controls.of("ses").disabled and controls.pin.provider is None
+    assert controls.describe() == [
+        "smtp: weight 2.5 (by bob at 2027-01-15T08:00:00Z: relay has room)"
+    ]
+    shown = format_status([QueueStatus("q", None, None, "down")], {}, controls.describe())
+    assert "controls: smtp: weight 2.5 (by bob" in shown
+
+
+@pytest.mark.parametrize(
+    ("provider", "action", "reason", "problem"),
+    [
+        ("ses", "disable", "", "a reason is required"),
+        ("ses", "disable", "   ", "a reason is required"),
+        ("ses", "disable", None, "a reason is required"),
+        ("ses", "disable", "x" * 301, "too long"),
+        ("postmark", "disable", "why not", "unknown provider"),
+        (None, "pin", "why not", "unknown provider"),
+    ],
+)
+async def test_a_change_without_reason_or_for_an_unknown_provider_is_refused(
+    provider: str | None, action: str, reason: str | None, problem: str
+) -> None:
+    store = ControlStore(MemoryItemTable())
+    with pytest.raises(ControlError, match=problem):
+        await store.change(provider, action, who="x", why=reason)
+    assert await store.load() == Controls()
+
+
+def test_a_provider_with_its_daily_quota_nearly_spent_rests() -> None:
+    assert names(steer([SES, SMTP], Controls(), {}, 0, None, {"ses"})) == ["smtp"]
+    assert names(steer([SES, down(SMTP)], Controls(), {}, 0, None, {"ses"})) == ["ses", "smtp"]

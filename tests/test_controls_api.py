@@ -1,0 +1,81 @@
+"""The operator's controls over HTTP (api.controls), against the real app on the test bed's SQS
+server, with the controls in the app's own memory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api.app import create_app
+from api.auth import hash_key
+from gomailpy.settings import Settings
+from tests.support import Client, StartClient
+
+KEY = "controls-key-" + "k" * 30
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+async def client_for(start_client: StartClient, settings: Settings, *, keys: bool) -> Client:
+    data: dict[str, Any] = settings.model_dump(mode="python")
+    data["status"]["backend"] = "memory"
+    data["api"]["api_key_hashes"] = [hash_key(KEY)] if keys else []
+    return await start_client(create_app(Settings.model_validate(data)))
+
+
+async def test_changes_are_made_and_recorded_with_the_key_that_made_them(
+    settings: Settings, start_client: StartClient
+) -> None:
+    client = await client_for(start_client, settings, keys=True)
+    changed = await client.post(
+        "/admin/providers/ses/disable", json={"reason": "SES outage"}, headers=AUTH
+    )
+    assert changed.status == 200
+    body = await changed.json()
+    ses = body["providers"]["ses"]
+    assert ses["disabled"] and ses["active"] == ["disabled"]
+    assert ses["changed"]["by"] == f"key {hash_key(KEY)[:12]}"
+    assert ses["changed"]["reason"] == "SES outage"
+    weight = await client.post(
+        "/admin/providers/smtp/weight", json={"reason": "more", "value": 4}, headers=AUTH
+    )
+    assert (await weight.json())["providers"]["smtp"]["weight"] == 4
+    pinned = await client.post(
+        "/admin/providers/sendgrid/pin", json={"reason": "drill"}, headers=AUTH
+    )
+    assert (await pinned.json())["pinned"] == "sendgrid"
+    listed = await (await client.get("/admin/providers", headers=AUTH)).json()
+    assert listed["pinned"] == "sendgrid" and listed["providers"]["ses"]["disabled"]
+
+
+async def test_bad_input_gets_a_clear_4xx(settings: Settings, start_client: StartClient) -> None:
+    client = await client_for(start_client, settings, keys=True)
+    cases = [
+        ("/admin/providers/ses/disable", {}, 400),  # no reason
+        ("/admin/providers/ses/disable", {"reason": ""}, 400),
+        ("/admin/providers/ses/disable", {"reason": 5}, 400),
+        ("/admin/providers/ses/weight", {"reason": "r", "value": 0}, 400),
+        ("/admin/providers/ses/weight", {"reason": "r", "value": "x"}, 400),
+        ("/admin/providers/ses/weight", {"reason": "r", "value": [1]}, 400),
+        ("/admin/providers/ses/force", {"reason": "r", "value": "ajar"}, 400),
+        ("/admin/providers/postmark/disable", {"reason": "r"}, 404),
+        ("/admin/providers/ses/explode", {"reason": "r"}, 404),
+    ]
+    for path, body, status in cases:
+        answer = await client.post(path, json=body, headers=AUTH)
+        assert answer.status == status, (path, body, await answer.text())
+        assert "errors" in await answer.json()
+    not_json = await client.post("/admin/providers/ses/disable", data=b"{", headers=AUTH)
+    assert not_json.status == 400
+    listed = await (await client.get("/admin/providers", headers=AUTH)).json()
+    assert listed["providers"] == {}  # nothing was changed
+
+
+async def test_the_admin_api_needs_a_key(settings: Settings, start_client: StartClient) -> None:
+    guarded = await client_for(start_client, settings, keys=True)
+    assert (await guarded.get("/admin/providers")).status == 401
+    bad = {"Authorization": "Bearer wrong"}
+    assert (await guarded.post("/admin/providers/ses/disable", headers=bad)).status == 401
+    open_api = await client_for(start_client, settings, keys=False)
+    refused = await open_api.post("/admin/providers/ses/disable", json={"reason": "r"})
+    assert refused.status == 403
+    assert "api.api_key_hashes" in (await refused.json())["errors"]["base"]
+    assert (await open_api.get("/admin/providers")).status == 403

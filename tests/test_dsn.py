@@ -1,0 +1,269 @@
+"""Reading relay reports (gomailpy.events.dsn) and VERP addresses (gomailpy.verp), without I/O.
+
+The samples in tests/data/bounces/ are shaped like what real servers send: a Postfix bounce
+(two recipients, one hard, one mailbox-full) and delay warning, an Exchange Online NDR, an ARF
+abuse report from a feedback loop, an out-of-office reply and a report missing its status part.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gomailpy.errors import EventFormatError
+from gomailpy.events import EventType
+from gomailpy.events.dsn import MAX_KEPT_BYTES, parse_bounce
+from gomailpy.events.parse import parse_report
+from gomailpy.verp import is_bounce_address, message_id_from, verp_address
+from gomailpy_local.standins.reports import complaint_report, delivery_report
+
+SAMPLES = Path(__file__).parent / "data" / "bounces"
+POSTFIX_ID = "5f0c1a2e-7b7d-4a57-9a0e-3c2d1b0a9f88"
+DOMAIN = "bounces.example.com"
+
+
+def sample(name: str) -> bytes:
+    # Stored with LF line ends; on the wire every line ends in CRLF.
+    return (SAMPLES / name).read_bytes().replace(b"\n", b"\r\n")
+
+
+def report(data: bytes, rcpt: str = f"bounces+{POSTFIX_ID}@{DOMAIN}") -> dict[str, Any]:
+    return {
+        "source": "smtp",
+        "receivedAt": 1764300000.0,
+        "mailFrom": "",
+        "rcptTo": [rcpt],
+        "message": base64.b64encode(data).decode(),
+    }
+
+
+def outcomes(events: list[Any]) -> list[tuple[str | None, str, str | None, str | None]]:
+    return [(e.recipient, e.type.value, e.subtype, e.message_id) for e in events]
+
+
+# --- VERP ----------------------------------------------------------------------------------------
+
+
+def test_verp_round_trip() -> None:
+    address = verp_address(POSTFIX_ID, DOMAIN)
+    assert address == f"bounces+{POSTFIX_ID}@{DOMAIN}"
+    assert message_id_from(address, DOMAIN) == POSTFIX_ID
+    assert message_id_from(f"<{address}>") == POSTFIX_ID  # any domain: as parse_bounce reads it
+    assert message_id_from(address, "other.example") is None
+    assert is_bounce_address(address, "BOUNCES.example.com")
+    assert is_bounce_address(f"bounces@{DOMAIN}", DOMAIN)  # feedback loops' fixed address
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "postmaster@bounces.example.com",
+        "bounces+@bounces.example.com",
+        "bounces+x y@bounces.example.com",
+        "bounces+abc@elsewhere.example",
+    ],
+)
+def test_other_addresses_are_not_bounce_addresses(address: str) -> None:
+    assert not is_bounce_address(address, DOMAIN)
+
+
+@pytest.mark.parametrize("message_id", ["has space", "a@b", "x" * 57, "", "-leading-dash"])
+def test_an_id_that_fits_no_local_part_gets_no_verp_address(message_id: str) -> None:
+    assert verp_address(message_id, DOMAIN) is None
+
+
+def test_the_longest_id_still_fits_a_local_part() -> None:
+    address = verp_address("x" * 56, DOMAIN)
+    assert address is not None and len(address.partition("@")[0]) == 64
+
+
+# --- DSNs and complaints -------------------------------------------------------------------------
+
+
+def test_postfix_bounce_hard_and_mailbox_full() -> None:
+    events = parse_bounce(report(sample("postfix-hard.eml")))
+    assert outcomes(events) == [
+        ("nobody@example.org", "bounced", "hard", POSTFIX_ID),
+        ("full@example.org", "bounced", "soft", POSTFIX_ID),  # 5.2.2: the address is fine
+    ]
+    hard = events[0]
+    assert hard.provider == "smtp"
+    assert hard.mta_response == (
+        "550 5.1.1 <nobody@example.org>: Recipient address rejected: User unknown in virtual"
+        " mailbox table"
+    )
+    assert hard.reason == "DSN failed 5.1.1"
+    assert hard.raw["fields"]["status"] == "5.1.1"
+    assert hard.raw["fields"]["message.reporting-mta"] == "dns; mail.relay.example.net"
+    assert hard.at == "2025-11-28T03:20:00Z"  # when the listener received it (receivedAt)
+    assert hard.raw["reportedAt"] == "2026-11-26T10:15:03Z"  # the report's own Date
+
+
+def test_postfix_delay_warning_is_deferred() -> None:
+    [event] = parse_bounce(report(sample("postfix-delayed.eml")))
+    assert outcomes([event]) == [("slow@example.net", "deferred", None, POSTFIX_ID)]
+    assert event.mta_response and "Connection timed out" in event.mta_response
+
+
+def test_exchange_ndr_with_a_five_part_status() -> None:
+    data = sample("exchange-hard.eml")
+    [event] = parse_bounce(report(data, f"bounces+0d4e8c7a9b3f4e21a6c5d8e7f9a0b1c2@{DOMAIN}"))
+    assert outcomes([event]) == [
+        ("Nobody@contoso.com", "bounced", "hard", "0d4e8c7a9b3f4e21a6c5d8e7f9a0b1c2")
+    ]
+    assert event.reason == "DSN failed 5.1.10"
+    assert event.mta_response and event.mta_response.startswith("550 5.1.10 RESOLVER.ADR")
+
+
+def test_without_verp_the_returned_message_names_the_email() -> None:
+    # Sent to the plain address: X-Gomailpy-Id (or our Message-ID) of the returned message.
+    [event] = parse_bounce(report(sample("exchange-hard.eml"), f"bounces@{DOMAIN}"))
+    assert event.message_id == "0d4e8c7a9b3f4e21a6c5d8e7f9a0b1c2"
+    [deferred] = parse_bounce(report(sample("postfix-delayed.eml"), f"bounces@{DOMAIN}"))
+    assert deferred.message_id == POSTFIX_ID  # from text/rfc822-headers' Message-ID
+
+
+def test_arf_complaint_from_a_feedback_loop() -> None:
+    [event] = parse_bounce(report(sample("arf-complaint.eml"), f"bounces@{DOMAIN}"))
+    assert outcomes([event]) == [
+        ("reader@mailbox.example.net", "complained", None, "7c3e1f00-aa11-4b22-8c33-d44e55f66a77")
+    ]
+    assert event.reason == "ARF abuse"
+    assert event.raw["fields"]["reported-domain"] == "example.com"
+
+
+def test_arf_without_original_rcpt_to_uses_the_returned_to() -> None:
+    data = sample("arf-complaint.eml").replace(
+        b"Original-Rcpt-To: <reader@mailbox.example.net>\r\n", b""
+    )
+    [event] = parse_bounce(report(data))
+    assert (event.type, event.recipient) == (EventType.COMPLAINED, "reader@mailbox.example.net")
+
+
+def test_not_spam_feedback_is_no_complaint() -> None:
+    data = sample("arf-complaint.eml").replace(b"Feedback-Type: abuse", b"Feedback-Type: not-spam")
+    [event] = parse_bounce(report(data))
+    assert event.type is EventType.UNKNOWN
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("autoreply.eml", "not a report this version reads (text/plain)"),
+        ("malformed-dsn.eml", "a delivery-status report without per-recipient fields"),
+    ],
+)
+def test_what_cannot_be_read_is_kept_as_unknown(name: str, reason: str) -> None:
+    data = sample(name)
+    [event] = parse_bounce(report(data))
+    assert event.type is EventType.UNKNOWN
+    assert event.reason == reason
+    assert event.message_id == POSTFIX_ID  # still joined to its email, by the VERP address
+    assert base64.b64decode(event.raw["message"]) == data  # kept whole for inspection
+    assert event.raw["truncated"] is False
+
+
+def test_a_block_with_an_unknown_action_is_unknown_for_that_recipient() -> None:
+    data = sample("postfix-hard.eml").replace(
+        b"Action: failed\r\nStatus: 5.2.2", b"Action: mangled\r\nStatus: 5.2.2"
+    )
+    events = parse_bounce(report(data))
+    assert outcomes(events) == [
+        ("nobody@example.org", "bounced", "hard", POSTFIX_ID),
+        ("full@example.org", "unknown", None, POSTFIX_ID),
+    ]
+
+
+def test_a_huge_unreadable_report_is_kept_cut() -> None:
+    data = sample("autoreply.eml") + b"x" * (2 * MAX_KEPT_BYTES)
+    [event] = parse_bounce(report(data))
+    assert event.raw["truncated"] is True
+    assert len(base64.b64decode(event.raw["message"])) == MAX_KEPT_BYTES
+
+
+def test_a_report_cut_short_still_gives_its_bounces() -> None:
+    # The listener cuts a message too large for a queue message; the report parts come first.
+    data = sample("postfix-hard.eml")
+    cut = data[: data.index(b"Hello there.")]
+    assert outcomes(parse_bounce(report(cut)))[0] == (
+        "nobody@example.org",
+        "bounced",
+        "hard",
+        POSTFIX_ID,
+    )
+
+
+def test_the_same_report_gives_the_same_event_ids() -> None:
+    first = parse_bounce(report(sample("postfix-hard.eml")))
+    again = parse_bounce(report(sample("postfix-hard.eml")))
+    assert [e.id for e in first] == [e.id for e in again]
+    assert len({e.id for e in first}) == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "complaint"),
+    [
+        ({"source": "smtp", "message": "not base64 at all!"}, "not base64"),
+        (
+            {"source": "smtp", "message": base64.b64encode(b"\x00\x01binary").decode()},
+            "not an email",
+        ),
+        ({"source": "smtp", "message": ""}, "not an email"),
+        ({"source": "smtp"}, "without a `message`"),
+    ],
+)
+def test_a_body_that_is_no_email_is_refused(body: dict[str, Any], complaint: str) -> None:
+    with pytest.raises(EventFormatError, match=complaint):
+        parse_bounce(body)
+    with pytest.raises(EventFormatError, match=f"smtp: .*{complaint}"):
+        parse_report(json.dumps(body))  # the consumer's entry point says the same
+
+
+# --- the stand-in's reports read back ------------------------------------------------------------
+
+ORIGINAL = (
+    b"From: Sender <sender@example.com>\r\nTo: bounce@example.org\r\nSubject: Hi\r\n"
+    b"Message-ID: <abc123@gomailpy>\r\n\r\nHello.\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("failed", ("bounce@example.org", "bounced", "hard", "abc123")),
+        ("delayed", ("bounce@example.org", "deferred", None, "abc123")),
+        ("complaint", ("bounce@example.org", "complained", None, "abc123")),
+    ],
+)
+def test_standin_reports_read_back(kind: str, expected: tuple[str, str, str | None, str]) -> None:
+    to = f"bounces+abc123@{DOMAIN}"
+    if kind == "complaint":
+        data = complaint_report(ORIGINAL, "bounce@example.org", to=to)
+    else:
+        data = delivery_report(ORIGINAL, "bounce@example.org", action=kind, to=to)
+    assert outcomes(parse_bounce(report(data, to))) == [expected]
+
+
+def test_mangled_reports_give_events_or_a_format_error_never_a_crash() -> None:
+    # Byte-level damage to every sample: whatever comes out is events, or EventFormatError.
+    samples = [sample(path.name) for path in sorted(SAMPLES.glob("*.eml"))]
+    noise = [b"\r\n", b";", b"<", b">", b"=?utf-8?q?", b"\r\n\r\n", b"--", b":", b"\x00", b"\xff"]
+    rnd = random.Random(15)
+    for _ in range(400):
+        data = bytearray(rnd.choice(samples))
+        for _ in range(rnd.randint(1, 20)):
+            at = rnd.randrange(len(data))
+            if rnd.random() < 0.5:
+                data[at] = rnd.randrange(256)
+            else:
+                data[at:at] = rnd.choice(noise)
+        try:
+            events = parse_bounce(report(bytes(data)))
+        except EventFormatError:
+            continue
+        assert events and all(json.dumps(e.to_json()) for e in events)
