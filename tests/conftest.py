@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from gomailpy.queue import QueueClient, create_queue_client
 from gomailpy.settings import Settings
 from gomailpy_local.localstack import LocalStack
 from tests.support import Client, StartClient, StartServer, create_queues, make_settings
@@ -92,6 +93,19 @@ def start_client(served: AsyncExitStack) -> StartClient:
         return await served.enter_async_context(client)
 
     return start
+
+
+@pytest.fixture
+async def urls(settings: Settings) -> list[str]:
+    """The queues of `settings` (this module's own fixture, where it has one), created."""
+    return await create_queues(settings)
+
+
+@pytest.fixture
+async def queues(settings: Settings) -> AsyncIterator[QueueClient]:
+    """A queue client for `settings`, closed after the test."""
+    async with create_queue_client(settings) as client:
+        yield client
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ queues of their own; valid requests and envelopes; the types of conftest's servi
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -15,6 +16,7 @@ from api.app import create_app
 from gomailpy.envelope import Envelope
 from gomailpy.models import parse_send_request
 from gomailpy.queue import create_queue_client
+from gomailpy.resources import ensure_resources
 from gomailpy.settings import Settings, load_settings
 
 # The types of conftest's fixtures `start_client` and `start_server`, and of what they start.
@@ -29,6 +31,22 @@ async def api_client(stack: AsyncExitStack, settings: Settings) -> Client:
     await client.start_server()
     stack.push_async_callback(client.close)
     return client
+
+
+def table_cli_env(moto_endpoint: str) -> dict[str, str]:
+    """A fresh status table on moto, created, and the environment that points `gomail`'s
+    operator commands (which need the shared table) at it."""
+    table = unique("table")
+    settings = make_settings(
+        "http://127.0.0.1:1",
+        status={"backend": "dynamodb", "endpoint_url": moto_endpoint, "table": table},
+    )
+    asyncio.run(ensure_resources(settings))
+    return {
+        "GOMAILPY_STATUS__BACKEND": "dynamodb",
+        "GOMAILPY_STATUS__ENDPOINT_URL": moto_endpoint,
+        "GOMAILPY_STATUS__TABLE": table,
+    }
 
 
 def unique(prefix: str = "t") -> str:

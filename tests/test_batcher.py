@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,9 +23,9 @@ from api.batcher import SendBatcher
 from api.gateway import QueueGateway
 from gomailpy.envelope import Envelope
 from gomailpy.errors import NoQueueAvailableError, UnqueueableEmailError
-from gomailpy.queue import QueueClient, create_queue_client, queue_name
+from gomailpy.queue import QueueClient, queue_name
 from gomailpy.settings import ApiSettings, Settings
-from tests.support import create_queues, email_request, make_settings
+from tests.support import email_request, make_settings
 
 LINGER = ApiSettings(batch_linger_ms=200)  # long, so that requests started together batch
 
@@ -60,17 +60,6 @@ class Fixed:
 @pytest.fixture
 async def settings(sqs_endpoint: str) -> Settings:
     return make_settings(sqs_endpoint, queue_count=2)
-
-
-@pytest.fixture
-async def urls(settings: Settings) -> list[str]:
-    return await create_queues(settings)
-
-
-@pytest.fixture
-async def queues(settings: Settings) -> AsyncIterator[QueueClient]:
-    async with create_queue_client(settings) as client:
-        yield client
 
 
 async def bodies_on(queues: QueueClient, url: str) -> Counter[str]:
@@ -128,9 +117,7 @@ async def test_linger_zero_sends_each_request_alone(queues: QueueClient, urls: l
     assert calls.to(first) == [1] * 5
 
 
-async def test_an_entry_the_batch_refuses_fails_alone(
-    queues: QueueClient, urls: list[str]
-) -> None:
+async def test_an_entry_the_batch_refuses_fails_alone(queues: QueueClient, urls: list[str]) -> None:
     first, second = urls
     gateway = QueueGateway(queues, urls, Fixed(), api=LINGER)
     calls = count_calls(queues)

@@ -3,27 +3,17 @@ controls in `gomail status`."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 from click.testing import CliRunner
 
 from gomailpy.cli import cli
-from gomailpy.resources import ensure_resources
-from tests.support import make_settings, unique
+from tests.support import table_cli_env
 
 
 def test_operators_steer_providers_from_the_command_line(moto_endpoint: str) -> None:
-    table = unique("table")
-    settings = make_settings(
-        "http://127.0.0.1:1",
-        status={"backend": "dynamodb", "endpoint_url": moto_endpoint, "table": table},
-    )
-    asyncio.run(ensure_resources(settings))
     env = {
-        "GOMAILPY_STATUS__BACKEND": "dynamodb",
-        "GOMAILPY_STATUS__ENDPOINT_URL": moto_endpoint,
-        "GOMAILPY_STATUS__TABLE": table,
+        **table_cli_env(moto_endpoint),
         "GOMAILPY_UP_STATE": "/nonexistent/up.json",
         "GOMAILPY_AWS__ENDPOINT_URL": "http://127.0.0.1:1",  # no queue server: status says so
     }

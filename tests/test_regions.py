@@ -7,7 +7,7 @@ puts on a queue counts until the next refresh. No test asserts a time.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import pytest
 from pydantic import ValidationError
@@ -23,7 +23,7 @@ from gomailpy.settings import ApiSettings, Settings
 from pipeline.node import PipelineNode
 from tests.boundary import ScriptedProvider
 from tests.conftest import StartClient
-from tests.support import create_queues, email_request, make_settings
+from tests.support import email_request, make_settings
 
 REGION_OF = {"eu1": "eu", "eu2": "eu", "us1": "us"}
 ORDER = ["eu1", "us1", "eu2"]  # as a chooser gave it
@@ -102,17 +102,6 @@ class InOrder:
 @pytest.fixture
 async def settings(sqs_endpoint: str) -> Settings:
     return make_settings(sqs_endpoint, queue_count=3)
-
-
-@pytest.fixture
-async def urls(settings: Settings) -> list[str]:
-    return await create_queues(settings)
-
-
-@pytest.fixture
-async def queues(settings: Settings) -> AsyncIterator[QueueClient]:
-    async with create_queue_client(settings) as client:
-        yield client
 
 
 def two_regions(entries: Sequence[str], spill_depth: int) -> RegionSettings:

@@ -84,7 +84,14 @@ def timeline_entry(event: Event) -> dict[str, Any]:
 
 
 def sorted_timeline(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    return sorted(entries, key=lambda e: epoch(str(e.get("at", ""))))
+    """By time, `queued` first: nothing happens to an email before it is queued, though a
+    provider's clock (SES stamps whole seconds) may say so."""
+
+    def key(entry: dict[str, Any]) -> tuple[bool, float]:
+        queued = "queued" in (entry.get("state"), entry.get("type"))
+        return not queued, epoch(str(entry.get("at", "")))
+
+    return sorted(entries, key=key)
 
 
 def provider_key(provider: str, provider_message_id: str) -> str:
