@@ -34,6 +34,8 @@ from api.server import serve
 from api.webclient import add_webclient_routes, load_webclient
 from gomailpy import eventloop
 from gomailpy.aws import open_aws_client
+from gomailpy.deliveries.ids import id_key_problem
+from gomailpy.errors import ConfigError
 from gomailpy.queue import create_queue_client
 from gomailpy.settings import Settings
 
@@ -42,8 +44,19 @@ from gomailpy.settings import Settings
 SEND_ATTEMPTS = 2
 
 
+def check_api_settings(settings: Settings) -> None:
+    """Raise ConfigError, naming the key, for settings the API must not start with (beyond what
+    `load_settings` checks, which every component shares): a status store on a real endpoint
+    without a secret message-id key (gomailpy.deliveries.ids.id_key_problem)."""
+    problem = id_key_problem(settings)
+    if problem is not None:
+        raise ConfigError(problem)
+
+
 def create_app(settings: Settings, *, clock: Clock = time.monotonic) -> web.Application:
-    """The app for `settings`; `clock` drives the rate limits (tests pass one they step)."""
+    """The app for `settings`; `clock` drives the rate limits (tests pass one they step).
+    ConfigError for settings an API must not run with (`check_api_settings`)."""
+    check_api_settings(settings)
     app = web.Application(
         client_max_size=settings.api.max_body_size_bytes,
         middlewares=[

@@ -68,10 +68,11 @@ async def delivery_resources(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-def new_message_id(app: web.Application) -> str | None:
-    """An id for the email about to be queued; None: the envelope's own (a UUID, status off)."""
+def new_message_id(app: web.Application, *, parts: int | None = None) -> str | None:
+    """An id for the email about to be queued, or with `parts` for a request of that many
+    emails (`<id>_<n>`, n < parts); None: the envelope's own (a UUID, status off)."""
     ids = app.get(MESSAGE_IDS)
-    return ids.new() if ids is not None else None
+    return ids.new(parts=parts) if ids is not None else None
 
 
 def check_idempotency_key(key: str) -> str | None:
@@ -98,7 +99,7 @@ async def get_email_status(request: web.Request) -> web.Response:
     message_id = request.match_info["messageId"]
     record = await store.get(message_id)  # a DeliveryStoreError is answered 503 (api.responses)
     ids = request.app.get(MESSAGE_IDS)
-    issued = _issued_at(ids, message_id)
+    issued = ids.issued_at(message_id) if ids is not None else None
     if record is not None:
         answer = record.to_json()
         timeline = answer["timeline"]
@@ -130,16 +131,3 @@ async def get_email_status(request: web.Request) -> web.Response:
             },
         )
     )
-
-
-def _issued_at(ids: MessageIds | None, message_id: str) -> float | None:
-    """The issue time of an id the API issued; the parts of a v3 request (`<X-Message-Id>_<n>`,
-    one email per personalization) share the issue time of their request's id."""
-    if ids is None:
-        return None
-    issued = ids.issued_at(message_id)
-    if issued is None and "_" in message_id:
-        base, _, part = message_id.rpartition("_")
-        if part.isdigit():
-            issued = ids.issued_at(base)
-    return issued

@@ -38,7 +38,7 @@ from gomailpy.errors import (
     UnqueueableEmailError,
 )
 from gomailpy.settings import ApiSettings
-from gomailpy.v3 import MAX_BODY_BYTES, translate
+from gomailpy.v3 import MAX_BODY_BYTES, MAX_PERSONALIZATIONS, translate
 from gomailpy.v3_fields import Problem, V3RequestError
 
 logger = logging.getLogger(__name__)
@@ -163,10 +163,11 @@ async def mail_send(request: web.Request) -> web.Response:
     if refused is not None:
         return refused
     limit = min(request.app[SETTINGS].api.max_body_size_bytes, MAX_BODY_BYTES)
-    # Issued as /email/send's ids are (api.delivery); the emails are its parts, `<id>_<n>`.
-    message_id = new_message_id(request.app) or uuid_message_id()
     try:
         data = await _read(request, limit)
+        # Issued as /email/send's ids are (api.delivery); the emails are its parts, `<id>_<n>`,
+        # and the id carries their number, so that no `_<n>` past them reads as queued.
+        message_id = new_message_id(request.app, parts=_personalizations(data)) or uuid_message_id()
         mail = translate(data, message_id=message_id, now=time.time())
         await _check_templates(request, mail.envelopes)
         await _check_suppressions(request, mail.envelopes)
@@ -197,6 +198,15 @@ async def mail_send(request: web.Request) -> web.Response:
         )
     logger.info("v3 send queued", extra={"message_id": message_id, "emails": len(queued)})
     return web.Response(status=202, headers={"X-Message-Id": message_id})
+
+
+def _personalizations(data: Any) -> int:
+    """The number of emails `data` makes, if `translate` accepts it (then one per
+    personalization); 1 for a body it refuses (the id is never shown)."""
+    personalizations = data.get("personalizations") if isinstance(data, dict) else None
+    if isinstance(personalizations, list) and 1 <= len(personalizations) <= MAX_PERSONALIZATIONS:
+        return len(personalizations)
+    return 1
 
 
 async def _after_queued(app: web.Application, envelopes: list[Envelope]) -> None:

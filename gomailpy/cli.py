@@ -135,9 +135,15 @@ cli.add_command(provider)
 )
 def api(config_path: Path | None, workers: int) -> None:
     """Run the HTTP API (POST /email/send)."""
+    from api.app import check_api_settings
     from api.workers import run_workers
 
     settings, _ = _load_local(config_path)  # beside `gomail up`: its status store too
+    try:
+        check_api_settings(settings)
+    except ConfigError as exc:
+        click.echo(f"gomail: configuration error:\n{exc}", err=True)
+        sys.exit(2)
     sys.exit(run_workers(settings, workers))
 
 
