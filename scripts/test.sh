@@ -9,6 +9,11 @@ echo "==> ruff"
 .venv/bin/ruff check .
 echo "==> mypy"
 .venv/bin/mypy
+echo "==> docs"
+# The documentation site (mkdocs.yml, docs/hooks.py), offline, every warning an error.
+docs_site=$(mktemp -d)
+NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --site-dir "$docs_site"
+rm -rf "$docs_site"
 echo "==> pytest"
 set +e
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
