@@ -8,7 +8,8 @@ What goes in the headers: From (with display name), To, Cc, Reply-To, Subject, D
 envelope's creation time), Message-ID (`<envelope id@gomailpy>`, so a message can be traced from
 the API's answer to the recipient's mailbox), X-Gomailpy-Id (the message id, which bounces and
 provider events are joined by), and allow-listed custom headers. Bcc recipients
-never appear in a header: they are only in the envelope (`all_recipients`).
+never appear in a header: they are only in the envelope (`all_recipients`). An email with no To
+left (only Cc or Bcc recipients) says `To: undisclosed-recipients:;` rather than name anyone.
 
 Internationalised mail: display names and subjects are RFC 2047-encoded; domains are written in
 their IDNA (xn--) form, which every server reads. Only a non-ASCII *local part* needs SMTPUTF8
@@ -55,6 +56,8 @@ _STRUCTURAL_HEADERS = frozenset(
         "x-gomailpy-id",
     }
 )
+# The To of a message sent to Cc or Bcc recipients only: an empty group (RFC 5322 3.4).
+UNDISCLOSED = "undisclosed-recipients:;"
 # Every message names its email: provider events and bounces are joined to it by this header.
 ID_HEADER = "X-Gomailpy-Id"
 
@@ -121,7 +124,7 @@ def build_message(envelope: Envelope) -> EmailMessage:
     email = envelope.email
     message = EmailMessage(policy=_UTF8_POLICY if needs_smtputf8(email) else _ASCII_POLICY)
     message["From"] = _header_address(email.sender)
-    message["To"] = [_header_address(a) for a in email.to]
+    message["To"] = [_header_address(a) for a in email.to] if email.to else UNDISCLOSED
     if email.cc:
         message["Cc"] = [_header_address(a) for a in email.cc]
     if email.reply_to is not None:

@@ -243,12 +243,18 @@ class Attachment(BaseModel):
 
 
 class Email(BaseModel):
-    """A validated email, as it travels on a queue and reaches a provider."""
+    """A validated email, as it travels on a queue and reaches a provider.
+
+    `to` and `cc` are the recipients every copy names; `bcc` ones receive a copy that names none
+    of them. `to` may be empty when others remain (every To suppressed, or a message submitted
+    over SMTP for Bcc recipients only): the copy then says `To: undisclosed-recipients:;`, and no
+    Bcc recipient is ever made a To (gomailpy.mime, gomailpy.providers.sendgrid).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     sender: Address
-    to: Annotated[list[Address], Field(min_length=1)]
+    to: list[Address] = []
     cc: list[Address] = []
     bcc: list[Address] = []
     reply_to: Address | None = None
@@ -260,6 +266,12 @@ class Email(BaseModel):
     # Set: subject, text and html come from this template, rendered by the pipeline.
     template: TemplateRef | None = None
     raw: str | None = None  # base64: a message submitted over SMTP, sent as is (gomailpy.submitted)
+
+    @model_validator(mode="after")
+    def _has_a_recipient(self) -> Email:
+        if not (self.to or self.cc or self.bcc):
+            raise ValueError("an email needs at least one recipient (to, cc or bcc)")
+        return self
 
     @property
     def recipients(self) -> list[Address]:

@@ -12,7 +12,8 @@
   `MAX_CONNECTIONS_PER_CLIENT` at once from one address (421 at connect), and a connection
   idle for `IDLE_TIMEOUT_S` is closed.
 - RCPT of an address that is not one (syntax, as the API checks it): 553.
-- DATA: the message becomes one email (gomailpy.submitted: kept byte for byte), put on a queue
+- DATA: the message becomes one email (gomailpy.submitted: kept byte for byte, but for a Bcc
+  header; RCPTs its To and Cc headers do not name are its Bcc recipients), put on a queue
   (the configured ones in turn, the claim check for a large one), and only then answered
   250 with its message id. No queue takes it: 451, and the client keeps it. A message that
   cannot be carried (an address or part refused): 554. Nothing is half-accepted.

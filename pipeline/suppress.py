@@ -12,8 +12,10 @@ store call per 100 distinct addresses, never one per recipient). Then, per email
   `failed` with the reason, copied to the dead-letter queue with it (`gomail dlq list` says why;
   a redrive after an operator removed the address sends it), then deleted.
 
-An email whose every `to` recipient is suppressed keeps its first remaining `cc` (else `bcc`)
-as `to`: a message needs one, and SendGrid refuses one without.
+Recipients keep their roles: an email whose every `to` recipient is suppressed goes out with no
+`to` (its copies say `To: undisclosed-recipients:;`, gomailpy.mime; SendGrid's are built by
+gomailpy.providers.sendgrid). A Bcc recipient is never made To: every other Bcc recipient's
+copy would name it.
 
 The list unreachable: the batch is sent unchecked (a warning), as the claim fails open: a
 suppression store outage must not stop the mail.
@@ -152,9 +154,7 @@ def _without(item: Item, suppressed: dict[str, Suppression]) -> Item:
     def keep(addresses: list[Address]) -> list[Address]:
         return [a for a in addresses if address_key(a.email) not in suppressed]
 
-    to, cc, bcc = keep(email.to), keep(email.cc), keep(email.bcc)
-    if not to:
-        to, cc, bcc = (cc[:1], cc[1:], bcc) if cc else (bcc[:1], cc, bcc[1:])
-    trimmed = email.model_copy(update={"to": to, "cc": cc, "bcc": bcc})
+    update = {"to": keep(email.to), "cc": keep(email.cc), "bcc": keep(email.bcc)}
+    trimmed = email.model_copy(update=update)
     envelope = item.envelope.model_copy(update={"email": trimmed})
     return dataclasses.replace(item, envelope=envelope)

@@ -103,7 +103,10 @@ async def test_smtplib_submission_arrives_with_its_mime_intact(
     [envelope] = await queued(settings)
     email = envelope.email
     assert email.sender.email == "app@example.com"
-    assert [a.email for a in email.to] == rcpts  # the envelope decides, Bcc included
+    # The envelope decides who receives it, the headers who is named: a RCPT not in To or Cc
+    # is Bcc.
+    assert [a.email for a in email.to] == ["you@example.org"]
+    assert [a.email for a in email.bcc] == ["hidden@example.org"]
     sent = message_bytes(build_message(envelope))  # what SES and the SMTP relay send
     assert sent.startswith(f"X-Gomailpy-Id: {envelope.id}\r\n".encode())
     # Byte for byte as submitted, after the headers gomailpy puts in front (smtplib may have

@@ -57,6 +57,7 @@ from gomailpy.mime import ID_HEADER, ascii_domain, message_id_header, needs_smtp
 from gomailpy.models import ALLOWED_HEADERS, Address, Email
 from gomailpy.provider_settings import SendGridSettings
 from gomailpy.providers.base import Outcome, SendResult
+from gomailpy.submitted import as_named
 
 NAME = "sendgrid"
 SEND_PATH = "/v3/mail/send"
@@ -103,6 +104,35 @@ def _header_allowed(name: str) -> bool:
     return lowered in ALLOWED_HEADERS or lowered.startswith("x-")
 
 
+def personalizations(email: Email) -> list[Personalization]:
+    """Who gets which copy. SendGrid writes each personalization's `to` and `cc` into the
+    headers of its copy and needs a `to` in every one, so:
+    - To recipients: one personalization, Bcc as its `bcc` (a copy naming none of them);
+    - no To, but Cc: the first Cc stands as To (every copy named them all anyway);
+    - Bcc only (every To and Cc suppressed, or submitted for Bcc alone): one personalization per
+      Bcc recipient, whose copy names that recipient only. Never one Bcc as another's To.
+    A submitted email's recipients take the roles its headers give them (`as_named`)."""
+    email = as_named(email)
+    seen: set[str] = set()
+    to, cc, bcc = _unique(email.to, seen), _unique(email.cc, seen), _unique(email.bcc, seen)
+    if not to:
+        to, cc = cc[:1], cc[1:]
+    if not to:
+        return [_personalization([alone], [], []) for alone in bcc]
+    return [_personalization(to, cc, bcc)]
+
+
+def _personalization(to: list[Address], cc: list[Address], bcc: list[Address]) -> Personalization:
+    personalization = Personalization()
+    for address in to:
+        personalization.add_to(To(ascii_domain(address.email), address.name or None))
+    for address in cc:
+        personalization.add_cc(Cc(ascii_domain(address.email), address.name or None))
+    for address in bcc:
+        personalization.add_bcc(Bcc(ascii_domain(address.email), address.name or None))
+    return personalization
+
+
 def payload_for(envelope: Envelope) -> dict[str, Any]:
     """The v3 `/mail/send` JSON body for `envelope`."""
     email: Email = envelope.email
@@ -112,15 +142,8 @@ def payload_for(envelope: Envelope) -> dict[str, Any]:
     # other providers send as an empty Subject header.
     mail.subject = Subject(email.subject or " ")
 
-    seen: set[str] = set()
-    personalization = Personalization()
-    for to in _unique(email.to, seen):
-        personalization.add_to(To(ascii_domain(to.email), to.name or None))
-    for cc in _unique(email.cc, seen):
-        personalization.add_cc(Cc(ascii_domain(cc.email), cc.name or None))
-    for bcc in _unique(email.bcc, seen):
-        personalization.add_bcc(Bcc(ascii_domain(bcc.email), bcc.name or None))
-    mail.add_personalization(personalization)
+    for n, personalization in enumerate(personalizations(email)):
+        mail.add_personalization(personalization, index=n)  # the default, 0, would reverse them
 
     # text/plain must come before text/html; content must not be empty.
     if email.text is not None or email.html is None:
