@@ -10,9 +10,12 @@ goes back to the queue for later. Per attempt (gomailpy.webhooks.attempt):
 - 410 Gone: the endpoint is disabled on every node (gomailpy.webhooks.state), logged and
   counted; this delivery and the ones after it go to the dead-letter queue, with the reason,
   for `gomail webhooks redrive` once it is enabled again;
-- anything else (4xx, 5xx, 3xx, a timeout, a refused connection or target): released with a
-  delay that doubles per attempt, with jitter, at most 12 h per hop; once the delivery is older
-  than `webhooks.max_age_s`, copied to the dead-letter queue with the last problem and deleted.
+- a refused target (gomailpy.webhooks.targets: the URL, or what its host resolves to now, is
+  not globally routable): to the dead-letter queue at once, with the reason; retrying would
+  only knock on the same door for `max_age_s`;
+- anything else (4xx, 5xx, 3xx, a timeout, a refused connection): released with a delay that
+  doubles per attempt, with jitter, at most 12 h per hop; once the delivery is older than
+  `webhooks.max_age_s`, copied to the dead-letter queue with the last problem and deleted.
 Received messages stay invisible long enough for a full backlog to be worked off, so a delivery
 is not handed to two nodes at once.
 """
@@ -246,6 +249,9 @@ class WebhookDeliverer(AsyncResource):
             await self._disable(name, answer)
             reason = f"endpoint {name} answered 410 Gone: disabled"
             await self._dead_letter(message, FailureKind.PERMANENT, reason, name)
+        elif answer.verdict == "refused":
+            lane.failing.pop(delivery.webhook_id, None)
+            await self._dead_letter(message, FailureKind.PERMANENT, answer.problem, name)
         else:
             await self._retry_later(lane, message, delivery, answer)
         self._report_age(lane)

@@ -1,5 +1,6 @@
 """Webhooks without a queue: signatures a `standardwebhooks` receiver accepts, the config's
-refusal of private targets, the guarded resolver, what the outbox makes of events."""
+refusal of private targets, the guarded resolver, what the outbox makes of events (the hostile
+target corpus is in test_webhooks_targets)."""
 
 from __future__ import annotations
 
@@ -90,7 +91,7 @@ def write(tmp_path: Path, url: str, allow: bool = False) -> Path:
     path = tmp_path / "c.yaml"
     path.write_text(
         "webhooks:\n  enabled: true\n"
-        f"  allow_private_targets: {'true' if allow else 'false'}\n"
+        f"  allow_loopback_targets: {'true' if allow else 'false'}\n"
         f"  endpoints:\n    - {{name: app, url: '{url}'}}\n"
     )
     return path
@@ -100,23 +101,29 @@ ENV = {"GOMAILPY_WEBHOOKS__SECRETS": json.dumps({"app": new_secret()})}
 
 
 @pytest.mark.parametrize(
-    ("url", "why"),
+    ("url", "why", "loopback"),
     [
-        ("http://169.254.169.254/latest/meta-data/", "the cloud metadata service"),
-        ("http://127.0.0.1:8080/hook", "a loopback address"),
-        ("http://10.0.0.7/hook", "a private address"),
-        ("http://[::1]/hook", "a loopback address"),
-        ("http://localhost:9000/hook", "this machine"),
+        ("http://169.254.169.254/latest/meta-data/", "the cloud metadata service", False),
+        ("http://127.0.0.1:8080/hook", "a loopback address", True),
+        ("http://10.0.0.7/hook", "a private address", False),
+        ("http://[::1]/hook", "a loopback address", True),
+        ("http://localhost:9000/hook", "this machine", True),
     ],
 )
-def test_private_targets_are_refused_at_config_time(tmp_path: Path, url: str, why: str) -> None:
+def test_private_targets_are_refused_at_config_time(
+    tmp_path: Path, url: str, why: str, loopback: bool
+) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(write(tmp_path, url), env=ENV)
     message = str(caught.value)
-    assert "webhooks" in message and "endpoints.0 (app).url" in message
-    assert why in message and "webhooks.allow_private_targets" in message
-    allowed = load_settings(write(tmp_path, url, allow=True), env=ENV)
-    assert allowed.webhooks.endpoints[0].url == url
+    assert "webhooks" in message and "endpoints.0 (app).url" in message and why in message
+    assert ("webhooks.allow_loopback_targets" in message) == loopback
+    if loopback:  # for local testing only; nothing else can be allowed
+        allowed = load_settings(write(tmp_path, url, allow=True), env=ENV)
+        assert allowed.webhooks.endpoints[0].url == url
+    else:
+        with pytest.raises(ConfigError):
+            load_settings(write(tmp_path, url, allow=True), env=ENV)
 
 
 def test_an_enabled_endpoint_needs_its_secret_from_the_environment(tmp_path: Path) -> None:
@@ -153,16 +160,23 @@ class Fixed(AbstractResolver):
         pass
 
 
-@pytest.mark.parametrize("address", ["169.254.169.254", "127.0.0.1", "10.1.2.3", "::1"])
+@pytest.mark.parametrize(
+    ("address", "loopback"),
+    [("169.254.169.254", False), ("127.0.0.1", True), ("10.1.2.3", False), ("::1", True)],
+)
 async def test_a_name_that_resolves_to_a_private_address_is_refused_at_delivery(
-    address: str,
+    address: str, loopback: bool
 ) -> None:
     with pytest.raises(TargetRefusedError, match=f"resolves to {address}"):
-        await GuardedResolver(allow_private=False, inner=Fixed(address)).resolve("hooks.example")
-    allowed = await GuardedResolver(allow_private=True, inner=Fixed(address)).resolve("h.example")
-    assert allowed[0]["host"] == address
-    public = await GuardedResolver(allow_private=False, inner=Fixed("93.184.216.34")).resolve("x")
-    assert public[0]["host"] == "93.184.216.34"
+        await GuardedResolver(allow_loopback=False, inner=Fixed(address)).resolve("hooks.example")
+    local = GuardedResolver(allow_loopback=True, inner=Fixed(address))
+    if loopback:
+        assert (await local.resolve("h.example"))[0]["host"] == address
+    else:
+        with pytest.raises(TargetRefusedError, match=f"resolves to {address}"):
+            await local.resolve("h.example")
+    public = GuardedResolver(allow_loopback=False, inner=Fixed("93.184.216.34"))
+    assert (await public.resolve("x.example"))[0]["host"] == "93.184.216.34"
 
 
 # -- the outbox ------------------------------------------------------------------------------
@@ -245,7 +259,7 @@ async def test_gomail_up_points_an_endpoint_at_its_receiver_and_keeps_configured
     async with WebhookReceiver() as receiver:
         settings = with_local_receiver(configured, receiver)
         webhooks = settings.webhooks
-        assert webhooks.enabled and webhooks.allow_private_targets
+        assert webhooks.enabled and webhooks.allow_loopback_targets
         assert [e.name for e in webhooks.endpoints] == ["app", "local"]
         assert webhooks.secret_map()["app"] == secret_key(theirs)
         assert webhooks.secret_map()["local"] == secret_key(receiver.secret)

@@ -36,7 +36,7 @@ async def test_test_sends_one_signed_request_the_receiver_verifies(tmp_path: Pat
     async with WebhookReceiver(new_secret()) as receiver:
         config = tmp_path / "c.yaml"
         config.write_text(
-            "webhooks:\n  enabled: true\n  allow_private_targets: true\n"
+            "webhooks:\n  enabled: true\n  allow_loopback_targets: true\n"
             f"  endpoints: [{{name: local, url: '{receiver.url}'}}]\n"
         )
         env = {

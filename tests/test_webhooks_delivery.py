@@ -1,7 +1,8 @@
 """The webhook deliverer against receivers that misbehave, over a real webhook queue (LocalStack):
 a receiver that fails then recovers gets every event once; a hanging one delays nobody else; a
 410 disables its endpoint (and `redrive` sends what was held back once it is enabled again); a
-50 MB answer or a redirect changes nothing."""
+50 MB answer or a redirect changes nothing; a name that now resolves to a private or metadata
+address goes to the dead-letter queue at once, with why."""
 
 from __future__ import annotations
 
@@ -14,19 +15,23 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from aiohttp import web
+from aiohttp.abc import AbstractResolver
 from standardwebhooks import Webhook
 
 from gomailpy import metrics
 from gomailpy.events import Event, EventType, iso
 from gomailpy.queue import QueueClient, create_queue_client
 from gomailpy.settings import Settings
+from gomailpy.webhooks.attempt import open_webhook_session
 from gomailpy.webhooks.outbox import Outbox
 from gomailpy.webhooks.queue import ensure_webhook_queue, peek_dead_letters, redrive
 from gomailpy.webhooks.signing import new_secret
 from gomailpy.webhooks.state import MemoryEndpointStates
 from pipeline.webhooks import WebhookDeliverer
 from tests.support import StartServer, make_settings, unique
+from tests.test_webhooks_targets import Answering
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -87,20 +92,26 @@ async def start_hooks(
     *,
     endpoints: dict[str, dict[str, Any]] | None = None,
     clock: Callable[[], float] = time.time,
+    resolver: AbstractResolver | None = None,
+    host: str | None = None,
     **webhooks: Any,
 ) -> Hooks:
+    """`resolver`: DNS for the deliverer's session (a stub); `host`: the name in the endpoints'
+    URLs instead of 127.0.0.1."""
     for receiver in receivers.values():
         app = web.Application()
         app.router.add_post("/hook", receiver.handle)
         server = await start_server(app)
         receiver.url = str(server.make_url("/hook"))
+        if host is not None:
+            receiver.url = f"http://{host}:{server.port}/hook"
     settings = make_settings(
         endpoint_url,
         queue_count=1,
         webhooks={
             "enabled": True,
             "queue": unique("hooks"),
-            "allow_private_targets": True,  # the receivers are on 127.0.0.1
+            "allow_loopback_targets": True,  # the receivers are on 127.0.0.1
             "retry_base_delay_s": 1,
             "attempt_timeout_s": 3,
             "endpoints": [
@@ -114,7 +125,13 @@ async def start_hooks(
     await ensure_webhook_queue(settings)
     queues = await stack.enter_async_context(create_queue_client(settings))
     states = MemoryEndpointStates()
-    deliverer = WebhookDeliverer(settings, queues, states, state_refresh_s=0, clock=clock)
+    session = None
+    if resolver is not None:
+        session = open_webhook_session(settings.webhooks, resolver=resolver)
+        stack.push_async_callback(session.close)
+    deliverer = WebhookDeliverer(
+        settings, queues, states, session=session, state_refresh_s=0, clock=clock
+    )
     await stack.enter_async_context(deliverer)
     return Hooks(settings, queues, Outbox(settings, queues), deliverer, states, receivers)
 
@@ -274,3 +291,42 @@ async def test_a_delivery_older_than_max_age_goes_to_the_dead_letter_queue_with_
     [held] = await peek_dead_letters(hooks.queues, hooks.settings)
     assert "webhooks.max_age_s" in held.reason and "HTTP 503: down for maintenance" in held.reason
     assert sum(receiver.attempts.values()) == 1
+
+
+@pytest.mark.parametrize(
+    ("answer", "why"),
+    [
+        (["169.254.169.254"], "169.254.169.254, the cloud metadata service"),
+        (["93.184.216.34", "10.0.0.5"], "10.0.0.5, a private address"),  # one bad one is enough
+        (["::ffff:127.0.0.1"], "a loopback address: 127.0.0.1, as an IPv4-mapped"),
+    ],
+)
+async def test_a_name_now_resolving_to_a_hostile_address_is_dead_lettered_at_once(
+    sqs_endpoint: str,
+    stack: AsyncExitStack,
+    start_server: StartServer,
+    answer: list[str],
+    why: str,
+) -> None:
+    # The endpoint is a name (checked at config time, when it resolved elsewhere); at delivery
+    # DNS answers with an address no webhook may go to: no retries for a day, the DLQ now.
+    dns = Answering(*answer)
+    receiver = Receiver(new_secret())
+    hooks = await start_hooks(
+        stack, sqs_endpoint, start_server, {"app": receiver}, resolver=dns, host="hooks.example.com"
+    )
+    refused = metrics.sample(
+        "gomailpy_webhook_attempts_total", {"endpoint": "app", "outcome": "refused"}
+    )
+    await hooks.publish(1)
+    await until(lambda: hooks.deliverer.dead_lettered == 1, "dead-lettered at once", tries=100)
+    [held] = await peek_dead_letters(hooks.queues, hooks.settings)
+    assert held.endpoint == "app"
+    assert held.reason.startswith("target refused: hooks.example.com resolves to ")
+    assert why in held.reason and "max_age_s" not in held.reason
+    assert dns.asked == ["hooks.example.com"]  # one attempt, no retries
+    assert receiver.attempts == Counter()  # nothing was sent anywhere
+    assert (
+        metrics.sample("gomailpy_webhook_attempts_total", {"endpoint": "app", "outcome": "refused"})
+        == refused + 1
+    )

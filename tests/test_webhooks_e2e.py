@@ -53,7 +53,7 @@ async def test_bounce_and_delivery_reach_a_verifying_receiver_as_signed_webhooks
         webhooks={
             "enabled": True,
             "queue": unique("hooks"),
-            "allow_private_targets": True,
+            "allow_loopback_targets": True,
             "endpoints": [{"name": "app", "url": receiver.url}],
             "secrets": json.dumps({"app": secret}),
         },

@@ -1,7 +1,8 @@
 """`gomail webhooks list|add|remove|enable|test|redrive`: the application's endpoints.
 
 Endpoints are configuration (`webhooks.endpoints`), their secrets environment
-(`GOMAILPY_WEBHOOKS__SECRETS`): `add` checks a URL (after DNS too), makes a secret and prints
+(`GOMAILPY_WEBHOOKS__SECRETS`): `add` checks a URL (its host normalised, then every address
+DNS gives for it: gomailpy.webhooks.targets; a refusal exits 2), makes a secret and prints
 both to paste, the secret once; `remove` prints what to take out and forgets the endpoint's
 state. What runs against the deployment: `list` (state, what is held back), `enable` (after a
 410), `test` (one signed request now, its answer) and `redrive` (the dead-letter queue back).
@@ -11,9 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import sys
 import time
-import urllib.parse
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from gomailpy.settings import Settings
 from gomailpy.webhooks.outbox import Delivery, webhook_id
 from gomailpy.webhooks.settings import SECRETS_VARIABLE, WebhookEndpointSettings
 from gomailpy.webhooks.signing import new_secret
-from gomailpy.webhooks.targets import GuardedResolver, TargetRefusedError, static_problem
+from gomailpy.webhooks.targets import GuardedResolver, Target, TargetRefusedError, checked_target
 
 TYPES = sorted(t.value for t in EventType if t is not EventType.UNKNOWN)
 
@@ -45,18 +46,29 @@ def _endpoint(settings: Settings, name: str) -> WebhookEndpointSettings:
     return endpoint
 
 
-async def _dns_problem(url: str, allow_private: bool) -> str | None:
-    host = urllib.parse.urlsplit(url).hostname or ""
-    resolver = GuardedResolver(allow_private=allow_private)
+async def _dns_problem(target: Target, allow_loopback: bool) -> str | None:
+    """Why the addresses `target`'s host resolves to (IPv4 and IPv6) are refused, or None."""
+    if target.address is not None:
+        return None
+    resolver = GuardedResolver(allow_loopback=allow_loopback)
     try:
-        await resolver.resolve(host)
+        await resolver.resolve(target.host, target.port, socket.AF_UNSPEC)
     except TargetRefusedError as exc:
         return str(exc)
     except OSError as exc:  # perhaps only from where the nodes run: said, not refused
-        click.echo(f"warning: {host} does not resolve from here ({exc})", err=True)
+        click.echo(f"warning: {target.host} does not resolve from here ({exc})", err=True)
     finally:
         await resolver.close()
     return None
+
+
+class _Refused(click.ClickException):
+    """A target `add` will not take: exit 2, like a configuration check."""
+
+    exit_code = 2
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"refused: {why}")
 
 
 @click.group()
@@ -122,14 +134,18 @@ def add(
         WebhookEndpointSettings(name=name, url=url, events=list(events), batch=batch)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    allow = settings.webhooks.allow_private_targets
-    problem = static_problem(url, allow_private=allow) or asyncio.run(_dns_problem(url, allow))
+    allow = settings.webhooks.allow_loopback_targets
+    try:
+        target = checked_target(url, allow_loopback=allow)
+    except TargetRefusedError as exc:
+        raise _Refused(str(exc)) from None
+    problem = asyncio.run(_dns_problem(target, allow))
     if problem:
-        raise click.ClickException(problem)
+        raise _Refused(f"{url!r}: {problem}")
     secret = new_secret()
     entry: dict[str, Any] = {
         "name": name,
-        "url": url,
+        "url": target.url,  # as it will be requested: its host normalised
         **({"events": list(events)} if events else {}),
     }
     if batch:

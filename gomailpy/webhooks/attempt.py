@@ -4,6 +4,10 @@
     answer = await attempt(session, settings.webhooks, endpoint, delivery, SigningKeys(...))
     answer.verdict          # delivered (2xx) | gone (410) | refused (target not allowed) | retry
 
+The request goes to the target's canonical URL (gomailpy.webhooks.targets: its host normalised
+and checked here, not by aiohttp's parser); a name is resolved by the session's
+`GuardedResolver`, so the addresses checked are the ones connected to. A refused target is
+`refused`: the deliverer dead-letters it at once, since retrying would not change the answer.
 Redirects are never followed (a 3xx is not a delivery: tried again later), and at most
 `max_response_bytes` of an answer are read before the connection is dropped, so a receiver
 cannot make a node follow it elsewhere or fill its memory. Each attempt has its own timeout.
@@ -17,11 +21,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 
 from gomailpy.webhooks.outbox import Delivery
 from gomailpy.webhooks.settings import WebhookEndpointSettings, WebhooksSettings
 from gomailpy.webhooks.signing import signed_headers
-from gomailpy.webhooks.targets import GuardedResolver, TargetRefusedError, static_problem
+from gomailpy.webhooks.targets import GuardedResolver, TargetRefusedError, checked_target
 
 MAX_HOP_S = 43_200  # SQS's longest visibility timeout: the longest one wait can be
 USER_AGENT = "gomailpy-webhooks/1"
@@ -70,10 +75,13 @@ class SigningKeys:
         return keys
 
 
-def open_webhook_session(webhooks: WebhooksSettings) -> aiohttp.ClientSession:
-    """A session whose connections go only to allowed addresses (checked after DNS)."""
+def open_webhook_session(
+    webhooks: WebhooksSettings, *, resolver: AbstractResolver | None = None
+) -> aiohttp.ClientSession:
+    """A session whose connections go only to allowed addresses (checked after DNS, by a
+    `GuardedResolver` around `resolver`: aiohttp's own unless a test gives a stub)."""
     connector = aiohttp.TCPConnector(
-        resolver=GuardedResolver(allow_private=webhooks.allow_private_targets),
+        resolver=GuardedResolver(allow_loopback=webhooks.allow_loopback_targets, inner=resolver),
         limit=0,  # per-endpoint concurrency is bounded by the deliverer
         ttl_dns_cache=10,
     )
@@ -112,15 +120,16 @@ async def attempt(
 ) -> Answer:
     """POST one delivery to its endpoint, signed now; never raises for what the target does."""
     started = time.perf_counter()
-    problem = static_problem(endpoint.url, allow_private=webhooks.allow_private_targets)
-    if problem:
-        return Answer(None, problem, 0.0, refused=True)
+    try:
+        target = checked_target(endpoint.url, allow_loopback=webhooks.allow_loopback_targets)
+    except TargetRefusedError as exc:
+        return Answer(None, f"target refused: {exc}", 0.0, refused=True)
     body = delivery.body.encode()
     stamp = int(time.time() if now is None else now)
     headers = signed_headers(keys(endpoint.name, stamp), delivery.webhook_id, stamp, body)
     try:
         async with session.post(
-            endpoint.url,
+            target.url,
             data=body,
             headers=headers,
             allow_redirects=False,
@@ -129,10 +138,12 @@ async def attempt(
             status = response.status
             head = await _read_capped(response, webhooks.max_response_bytes)
     except TargetRefusedError as exc:
-        return Answer(None, str(exc), time.perf_counter() - started, refused=True)
+        took = time.perf_counter() - started
+        return Answer(None, f"target refused: {exc}", took, refused=True)
     except aiohttp.ClientConnectorError as exc:
         if isinstance(exc.os_error, TargetRefusedError):
-            return Answer(None, str(exc.os_error), time.perf_counter() - started, refused=True)
+            took = time.perf_counter() - started
+            return Answer(None, f"target refused: {exc.os_error}", took, refused=True)
         return Answer(None, f"cannot connect: {exc}", time.perf_counter() - started)
     except TimeoutError:
         took = time.perf_counter() - started

@@ -12,8 +12,10 @@ makes one): `GOMAILPY_WEBHOOKS__SECRETS='{"app": "whsec_...", "crm": "whsec_..."
 move the old one to `GOMAILPY_WEBHOOKS__PREVIOUS_SECRETS='{"app": {"secret": "whsec_old",
 "until": "2026-12-01T00:00:00Z"}}'`: both signatures are sent until then.
 
-Targets are checked here (literal addresses and local names: loopback, private, link-local,
-cloud metadata) and again at every delivery, after DNS (`gomailpy.webhooks.targets`).
+Targets are checked here (the URL, its host normalised, a literal address: anything not
+globally routable, cloud metadata) and again at every delivery, after DNS
+(`gomailpy.webhooks.targets`). Only loopback can be allowed, for local testing
+(`allow_loopback_targets`); private, link-local and metadata targets never are.
 """
 
 from __future__ import annotations
@@ -74,9 +76,9 @@ class WebhooksSettings(BaseModel):
 
     enabled: bool = False
     queue: str = "gomailpy-webhooks"  # a name (resolved like queues.urls) or a URL
-    # Loopback, private, link-local and metadata targets are refused unless this is true
-    # (`gomail up` sets it for its local receiver).
-    allow_private_targets: bool = False
+    # Loopback targets (127.0.0.0/8, ::1, localhost) are refused unless this is true: for local
+    # testing only (`gomail up` sets it for its local receiver, the tests for theirs).
+    allow_loopback_targets: bool = False
     endpoints: list[WebhookEndpointSettings] = []
     secrets: SecretStr | None = None  # {endpoint name: "whsec_..."} as YAML/JSON
     previous_secrets: SecretStr | None = None  # {name: {"secret": "whsec_...", "until": ISO}}
@@ -85,6 +87,23 @@ class WebhooksSettings(BaseModel):
     retry_base_delay_s: Annotated[float, Field(gt=0, le=3600)] = 5.0  # doubles per attempt
     max_response_bytes: Annotated[int, Field(ge=0, le=1_048_576)] = 65536  # of an answer read
     consumers: Annotated[int, Field(ge=1, le=50)] = 2  # receives at once, per node
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_private_targets(cls, data: Any) -> Any:
+        """The former `allow_private_targets`: `false` (what it always meant) is dropped; `true`
+        is refused, since nothing may allow private targets any more."""
+        if not isinstance(data, dict) or "allow_private_targets" not in data:
+            return data
+        data = dict(data)
+        former = str(data.pop("allow_private_targets")).strip().lower()
+        if former not in ("false", "0", "no", "off"):
+            raise ValueError(
+                "allow_private_targets is gone: private, link-local and cloud metadata targets"
+                " are always refused; for a receiver on this machine (local testing only) set"
+                " allow_loopback_targets: true"
+            )
+        return data
 
     @model_validator(mode="after")
     def _endpoints_usable(self) -> WebhooksSettings:
@@ -95,7 +114,7 @@ class WebhooksSettings(BaseModel):
             if endpoint.name in names:
                 problems.append(f"{where}: the name is used twice")
             names.add(endpoint.name)
-            problem = static_problem(endpoint.url, allow_private=self.allow_private_targets)
+            problem = static_problem(endpoint.url, allow_loopback=self.allow_loopback_targets)
             if problem:
                 problems.append(f"{where}.url: {problem}")
         try:

@@ -153,15 +153,16 @@ class WebhookReceiver:
 
 
 def with_local_receiver(settings: Settings, receiver: WebhookReceiver) -> Settings:
-    """`settings` with webhooks on and an endpoint `local` to `receiver` (`gomail up`): private
-    targets allowed (it is on 127.0.0.1), its secret beside any configured ones."""
+    """`settings` with webhooks on and an endpoint `local` to `receiver` (`gomail up`): loopback
+    targets allowed (it is on 127.0.0.1; private ones never are), its secret beside any
+    configured ones."""
     data = settings.model_dump(mode="python")
     webhooks = data["webhooks"]
     secrets = settings.webhooks.secrets
     known = yaml.safe_load(secrets.get_secret_value()) if secrets is not None else None
     webhooks.update(
         enabled=True,
-        allow_private_targets=True,
+        allow_loopback_targets=True,
         endpoints=[*webhooks["endpoints"], {"name": LOCAL_ENDPOINT, "url": receiver.url}],
         secrets=SecretStr(json.dumps({**(known or {}), LOCAL_ENDPOINT: receiver.secret})),
     )
