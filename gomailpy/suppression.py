@@ -1,9 +1,15 @@
 """One suppression list for every provider: addresses gomailpy no longer sends to.
 
 The rules (`rule_for`), whichever provider reported the event:
-- a hard bounce, a complaint or an unsubscribe suppresses the address at once;
-- soft bounces suppress it only once `suppression.soft_bounce_limit` of them (distinct events)
-  arrived within `suppression.soft_bounce_window_s` (Postal's rule: 18 within a week);
+- a hard bounce for a bad address (gomailpy.events.bounce_reasons: userunknown, hostunknown,
+  hasmoved, notaccept, suppressed; or no reason where the provider judged it permanent), a
+  complaint or an unsubscribe suppresses the address at once;
+- soft bounces (full mailbox, transient trouble) suppress it only once
+  `suppression.soft_bounce_limit` of them (distinct events) arrived within
+  `suppression.soft_bounce_window_s` (Postal's rule: 18 within a week);
+- a refusal of the *sender or the message* (a `blocked` event, or any bounce whose reason is a
+  block, spam content, policy, DMARC, rate limits, ...) never suppresses, nor counts: the
+  recipient's mailbox is fine; an auto-reply is no bounce at all;
 - an operator adds (`manual`) and removes addresses (`gomail suppression`, `/suppressions`).
 A suppression keeps its kind, reason and provider and when it was first and last seen. Removing
 an address forgets its soft bounces too.
@@ -29,6 +35,7 @@ from typing import Any, Protocol
 
 from gomailpy.event_settings import SuppressionSettings
 from gomailpy.events import Event, EventType, Subtype, epoch, iso
+from gomailpy.events.bounce_reasons import Category, category_of, classify
 
 LOOKUP_BATCH = 100  # addresses per store call (DynamoDB's BatchGetItem limit)
 MAX_REASON = 300
@@ -105,12 +112,27 @@ def rule_for(event: Event) -> SuppressionKind | str | None:
     if not event.recipient:
         return None
     if event.type is EventType.BOUNCED:
-        return SuppressionKind.HARD_BOUNCE if event.subtype == Subtype.HARD.value else SOFT
+        category = bounce_category(event)
+        if category is Category.REFUSED:
+            return None  # about the sender or the message: the address is fine
+        if event.subtype == Subtype.HARD.value and category in (
+            Category.ADDRESS,
+            Category.UNDEFINED,
+        ):
+            return SuppressionKind.HARD_BOUNCE
+        return SOFT
     if event.type is EventType.COMPLAINED:
         return SuppressionKind.COMPLAINT
     if event.type is EventType.UNSUBSCRIBED:
         return SuppressionKind.UNSUBSCRIBE
     return None
+
+
+def bounce_category(event: Event) -> Category:
+    """What a bounce is about: its reason's category, else (an event of an older version, or
+    one whose reason is free text, as the SMTP provider's RCPT refusals) what its server's words
+    say; `undefined` when neither says."""
+    return category_of(event.reason) or classify(event.mta_response, event.status).category
 
 
 def reason_of(event: Event) -> str:

@@ -97,7 +97,8 @@ def test_postfix_bounce_hard_and_mailbox_full() -> None:
         "550 5.1.1 <nobody@example.org>: Recipient address rejected: User unknown in virtual"
         " mailbox table"
     )
-    assert hard.reason == "DSN failed 5.1.1"
+    assert (hard.reason, hard.status) == ("userunknown", "5.1.1")
+    assert (events[1].reason, events[1].status) == ("mailboxfull", "5.2.2")
     assert hard.raw["fields"]["status"] == "5.1.1"
     assert hard.raw["fields"]["message.reporting-mta"] == "dns; mail.relay.example.net"
     assert hard.at == "2025-11-28T03:20:00Z"  # when the listener received it (receivedAt)
@@ -116,7 +117,7 @@ def test_exchange_ndr_with_a_five_part_status() -> None:
     assert outcomes([event]) == [
         ("Nobody@contoso.com", "bounced", "hard", "0d4e8c7a9b3f4e21a6c5d8e7f9a0b1c2")
     ]
-    assert event.reason == "DSN failed 5.1.10"
+    assert (event.reason, event.status) == ("userunknown", "5.1.10")
     assert event.mta_response and event.mta_response.startswith("550 5.1.10 RESOLVER.ADR")
 
 
@@ -151,10 +152,16 @@ def test_not_spam_feedback_is_no_complaint() -> None:
     assert event.type is EventType.UNKNOWN
 
 
+def test_an_out_of_office_reply_is_autoresponded_not_a_bounce() -> None:
+    [event] = parse_bounce(report(sample("autoreply.eml")))
+    assert outcomes([event]) == [("someone@example.org", "autoresponded", None, POSTFIX_ID)]
+    assert event.reason == "autoreply"
+    assert event.raw["fields"]["signal"] == "auto-submitted: auto-replied"
+
+
 @pytest.mark.parametrize(
     ("name", "reason"),
     [
-        ("autoreply.eml", "not a report this version reads (text/plain)"),
         ("malformed-dsn.eml", "a delivery-status report without per-recipient fields"),
     ],
 )
@@ -180,7 +187,7 @@ def test_a_block_with_an_unknown_action_is_unknown_for_that_recipient() -> None:
 
 
 def test_a_huge_unreadable_report_is_kept_cut() -> None:
-    data = sample("autoreply.eml") + b"x" * (2 * MAX_KEPT_BYTES)
+    data = sample("malformed-dsn.eml") + b"x" * (2 * MAX_KEPT_BYTES)
     [event] = parse_bounce(report(data))
     assert event.raw["truncated"] is True
     assert len(base64.b64decode(event.raw["message"])) == MAX_KEPT_BYTES

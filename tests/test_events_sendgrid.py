@@ -66,7 +66,7 @@ def sg_event(event: str, **fields: Any) -> dict[str, Any]:
         ("delivered", {"response": "250 OK"}, EventType.DELIVERED, None),
         ("deferred", {"response": "400 try again later", "attempt": "5"}, EventType.DEFERRED, None),
         ("bounce", {"type": "bounce", "status": "5.0.0"}, EventType.BOUNCED, "hard"),
-        ("bounce", {"type": "blocked", "status": "5.0.0"}, EventType.BOUNCED, "soft"),
+        ("bounce", {"type": "blocked", "status": "5.0.0"}, EventType.BLOCKED, "soft"),
         ("bounce", {}, EventType.BOUNCED, "hard"),
         ("dropped", {"reason": "Bounced Address"}, EventType.DROPPED, None),
         ("spamreport", {}, EventType.COMPLAINED, None),
@@ -105,7 +105,9 @@ def test_bounce_keeps_smtp_text_and_classification() -> None:
         ]
     )
     assert event.mta_response == "550 5.1.1 The email account does not exist"
-    assert event.reason == "Invalid Address"
+    # The reason by the taxonomy (gomailpy.events.bounce_reasons); SendGrid's stays in raw.
+    assert (event.reason, event.status) == ("userunknown", "5.1.1")
+    assert event.raw["bounce_classification"] == "Invalid Address"
 
 
 def test_without_custom_args_the_message_id_prefix_joins() -> None:

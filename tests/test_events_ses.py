@@ -74,7 +74,12 @@ def test_every_documented_type_reads(
 
 def test_bounce_keeps_reason_diagnostic_and_time() -> None:
     [event] = parse_sns(sns(sample("event_bounce")))
-    assert event.reason == "Permanent/General"
+    # The reason by the taxonomy (gomailpy.events.bounce_reasons); SES's own pair stays in raw.
+    assert (event.reason, event.status) == ("userunknown", "5.1.1")
+    assert (event.raw["bounce"]["bounceType"], event.raw["bounce"]["bounceSubType"]) == (
+        "Permanent",
+        "General",
+    )
     assert event.mta_response == "smtp; 550 5.1.1 user unknown"
     assert event.at == "2017-08-05T00:41:02.669000Z"
 

@@ -9,9 +9,17 @@ need to know which provider spoke:
     queued → sent → delivered
                   → deferred (the provider keeps trying) → delivered | bounced
                   → bounced (hard: the address does not exist; soft: full mailbox, …)
+                  → blocked (the receiving side refused the *sender or the message*:
+                             blocklisted IP, spam content, policy, DMARC, rate limits)
                   → complained (the recipient marked it as spam)
+                  → autoresponded (an out-of-office or other auto-reply: it was delivered)
     rejected (the provider refused it), dropped (suppressed: never sent), failed (given up)
     opened, clicked, unsubscribed (when a provider reports them)
+
+Bounces, blocks and deferrals carry a `reason` from one taxonomy (gomailpy.events.bounce_reasons:
+userunknown, mailboxfull, blocked, spamdetected, authfailure, expired, …), the enhanced
+`status` code ("5.1.1") when one was given, and the receiving server's words (`mta_response`).
+Only a hard bounce for a bad address suppresses at once; a block never does.
 
 `Event.id` is stable for the same report (the provider's event id, or a hash of what identifies
 the report), so that a report seen twice is recorded once. `raw` keeps what the provider said,
@@ -33,6 +41,8 @@ class EventType(StrEnum):
     DELIVERED = "delivered"
     DEFERRED = "deferred"
     BOUNCED = "bounced"
+    BLOCKED = "blocked"  # refused for the sender's or the message's sake: the address is fine
+    AUTORESPONDED = "autoresponded"  # an auto-reply (RFC 3834): delivered, no bounce
     COMPLAINED = "complained"
     REJECTED = "rejected"
     DROPPED = "dropped"
@@ -45,27 +55,32 @@ class EventType(StrEnum):
 
 class Subtype(StrEnum):
     HARD = "hard"  # bounced for good: the address or domain does not exist, or refuses for good
-    SOFT = "soft"  # bounced for now: mailbox full, message too large, a transient refusal
+    SOFT = "soft"  # bounced for now: mailbox full, message too large, a transient refusal;
+    # every block is soft too (the address is fine)
     SUPPRESSED = "suppressed"  # dropped: the address is on the suppression list
 
 
 # Which outcome wins for a recipient when reports arrive out of order: the higher rank. A
 # delivery reported after a bounce does not undo the bounce; a late `deferred` never hides a
 # `delivered`. Engagement (opened, clicked) ranks below the outcomes it cannot overturn.
+# An auto-reply says the email arrived: it ranks with a delivery. A block is a final refusal of
+# that email, below a bounce (which also says something about the address).
 _RANK: dict[EventType, int] = {
     EventType.UNKNOWN: 0,
     EventType.QUEUED: 1,
     EventType.SENT: 2,
     EventType.DEFERRED: 3,
     EventType.DELIVERED: 4,
+    EventType.AUTORESPONDED: 4,
     EventType.OPENED: 5,
     EventType.CLICKED: 6,
     EventType.UNSUBSCRIBED: 7,
     EventType.FAILED: 8,
     EventType.REJECTED: 9,
-    EventType.DROPPED: 10,
-    EventType.BOUNCED: 11,
-    EventType.COMPLAINED: 12,
+    EventType.BLOCKED: 10,
+    EventType.DROPPED: 11,
+    EventType.BOUNCED: 12,
+    EventType.COMPLAINED: 13,
 }
 
 
@@ -101,10 +116,11 @@ class Event:
     type: EventType
     at: str  # ISO 8601, UTC
     subtype: str | None = None
-    reason: str | None = None
-    mta_response: str | None = None
+    reason: str | None = None  # bounces, blocks, deferrals: a bounce_reasons.Reason value
+    mta_response: str | None = None  # the receiving server's words (diagnostic text)
     provider_message_id: str | None = None  # joins events to an email when message_id is None
     raw: dict[str, Any] = field(default_factory=dict)
+    status: str | None = None  # the enhanced status code (RFC 3463), "5.1.1"
 
     def to_json(self) -> dict[str, Any]:
         """The shape every API answer, webhook and export uses."""
@@ -117,6 +133,7 @@ class Event:
             "subtype": self.subtype,
             "reason": self.reason,
             "mtaResponse": self.mta_response,
+            "status": self.status,
             "at": self.at,
             "providerMessageId": self.provider_message_id,
             "raw": self.raw,
@@ -140,4 +157,5 @@ class Event:
             mta_response=data.get("mtaResponse"),
             provider_message_id=data.get("providerMessageId"),
             raw=data.get("raw") or {},
+            status=data.get("status"),
         )

@@ -7,13 +7,23 @@
 | processed                          | sent (SendGrid accepted it)  |
 | delivered                          | delivered                    |
 | deferred                           | deferred                     |
-| bounce, type bounce (or none)      | bounced / hard               |
-| bounce, type blocked               | bounced / soft               |
+| bounce, type bounce (or none)      | bounced (hard or soft), blocked: by reason |
+| bounce, type blocked               | blocked, or bounced / soft: by reason      |
 | dropped                            | dropped                      |
 | spamreport                         | complained                   |
 | open, click                        | opened, clicked              |
 | unsubscribe, group_unsubscribe     | unsubscribed                 |
 | anything else                      | unknown (raw kept)           |
+
+Bounces are classified by reason (gomailpy.events.bounce_reasons), as every provider's are.
+`bounce_classification` names it where SendGrid gives one (Invalid Address → userunknown,
+Mailbox Unavailable → suspend, Content → spamdetected, Reputation → badreputation, Frequency
+or Volume Too High → speeding, Technical Failure → systemerror; the `status` and `reason`
+text may name a closer reason of the same category), else (Unclassified, none) `status` and
+`reason` do. A refusal of the sender or the
+message is a `blocked` event; `type: blocked` with no other reason is one too (reason blocked).
+Only `type: bounce` (SendGrid's permanent bounce) can be hard: for a bad address, or when
+nothing says why (SendGrid judged it permanent). Deferrals get their reason from `response`.
 
 `processed` is what SES calls Send: the provider took the email and will try to deliver it, so
 it maps to `sent`, the state gomailpy records on acceptance anyway.
@@ -33,6 +43,7 @@ from typing import Any
 
 from gomailpy.errors import EventFormatError
 from gomailpy.events import Event, EventType, Subtype, iso, stable_id
+from gomailpy.events.bounce_reasons import Classification, Reason, classify, outcome, refine
 
 PROVIDER = "sendgrid"
 MESSAGE_ID_ARG = "gomailpy_id"
@@ -50,6 +61,19 @@ _TYPES: dict[str, EventType] = {
     "click": EventType.CLICKED,
     "unsubscribe": EventType.UNSUBSCRIBED,
     "group_unsubscribe": EventType.UNSUBSCRIBED,
+}
+
+
+# bounce_classification (SendGrid's "Bounce and Block Classifications") -> the reason it names.
+_CLASSIFICATIONS: dict[str, Reason] = {
+    "invalid address": Reason.USERUNKNOWN,
+    "mailbox unavailable": Reason.SUSPEND,
+    "content": Reason.SPAMDETECTED,
+    "reputation": Reason.BADREPUTATION,
+    "frequency or volume": Reason.SPEEDING,
+    "frequency or volume too high": Reason.SPEEDING,
+    "technical": Reason.SYSTEMERROR,
+    "technical failure": Reason.SYSTEMERROR,
 }
 
 
@@ -89,13 +113,20 @@ def _event(entry: Any, index: int) -> Event:
     subtype: str | None = None
     reason = _text(entry.get("reason"))
     mta_response = _text(entry.get("response"))
+    status: str | None = None
     if kind is EventType.BOUNCED:
-        # "blocked": the receiving server refused for now (reputation, content, rate): soft.
-        subtype = (Subtype.SOFT if entry.get("type") == "blocked" else Subtype.HARD).value
         mta_response = mta_response or reason
-        reason = _text(entry.get("bounce_classification")) or _text(entry.get("type")) or reason
+        found = _bounce_reason(entry, mta_response)
+        blocked = entry.get("type") == "blocked"
+        kind, subtype = outcome(found, provider_permanent=not blocked)
+        if blocked:
+            # "blocked": the receiving server refused for now (reputation, content, rate).
+            subtype = Subtype.SOFT.value
+        reason, status = found.reason.value, found.status
     elif kind is EventType.DEFERRED:
         mta_response = mta_response or reason
+        found = classify(mta_response, _text(entry.get("status")))
+        reason, status = found.reason.value, found.status
     elif kind is EventType.CLICKED:
         reason = _text(entry.get("url"))
     elif kind is EventType.UNKNOWN:
@@ -116,4 +147,13 @@ def _event(entry: Any, index: int) -> Event:
         mta_response=mta_response,
         provider_message_id=provider_message_id(entry.get("sg_message_id")),
         raw=entry,
+        status=status,
     )
+
+
+def _bounce_reason(entry: dict[str, Any], text: str | None) -> Classification:
+    named = _CLASSIFICATIONS.get(str(entry.get("bounce_classification", "")).strip().lower())
+    found = refine(named, classify(text, _text(entry.get("status"))))
+    if found.reason is Reason.UNDEFINED and entry.get("type") == "blocked":
+        return Classification(Reason.BLOCKED, found.status, found.code)
+    return found

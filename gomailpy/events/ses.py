@@ -12,8 +12,7 @@ notification examples for Amazon SES"), so one reader serves both:
 |-----------------------------------|------------------------|--------------------------------|
 | Send                              | sent                   | mail.destination               |
 | Delivery                          | delivered              | delivery.recipients            |
-| Bounce, bounceType Permanent      | bounced / hard         | bounce.bouncedRecipients       |
-| Bounce, Transient or Undetermined | bounced / soft         | bounce.bouncedRecipients       |
+| Bounce (see below)                | bounced, blocked       | bounce.bouncedRecipients       |
 | Complaint                         | complained             | complaint.complainedRecipients |
 | Reject                            | rejected               | mail.destination               |
 | DeliveryDelay                     | deferred               | deliveryDelay.delayedRecipients|
@@ -22,9 +21,20 @@ notification examples for Amazon SES"), so one reader serves both:
 | Subscription (unsubscribeAll)     | unsubscribed           | mail.destination               |
 | anything else                     | unknown (raw kept)     | mail.destination               |
 
-Undetermined bounces count as soft: SES could not tell why, and a soft bounce suppresses an
-address only after repeated failures, while a hard one does at once and cannot be undone by a
-later delivery. SNS's "Successfully validated SNS topic ..." text (sent once, when the event
+Bounces are classified by reason (gomailpy.events.bounce_reasons), as every provider's are:
+`bounceSubType` gives the reason where SES documents it (Permanent NoEmail → userunknown,
+Suppressed and OnAccountSuppressionList → suppressed; Transient MailboxFull → mailboxfull,
+MessageTooLarge → mesgtoobig, ContentRejected → contenterror, AttachmentRejected →
+policyviolation; the recipient's `status` and `diagnosticCode` may name a closer reason of the
+same category), else (General, Undetermined, a pair SES does not document) the recipient's
+`status` and `diagnosticCode` do. Only a `Permanent` bounce can be hard: one for a bad address,
+or one whose diagnostic says nothing (SES judged it permanent). A refusal of the sender or the
+message (blocklist, DMARC, spam) is a `blocked` event whatever SES's type: it never suppresses
+the recipient. Transient, Undetermined and undocumented types are never hard: a soft bounce
+suppresses an address only after repeated failures. A DeliveryDelay's `delayType` (IPFailure,
+SpamDetected, MailboxFull, ...) gives its reason the same way.
+
+SNS's "Successfully validated SNS topic ..." text (sent once, when the event
 destination is created) and subscription confirmations carry no events: they give [], not an
 error.
 
@@ -44,6 +54,7 @@ from typing import Any
 
 from gomailpy.errors import EventFormatError
 from gomailpy.events import Event, EventType, Subtype, iso, stable_id
+from gomailpy.events.bounce_reasons import Classification, Reason, classify, outcome, refine
 
 PROVIDER = "ses"
 MESSAGE_ID_TAG = "gomailpy-id"
@@ -51,6 +62,35 @@ MESSAGE_ID_HEADER = "x-gomailpy-id"
 VALIDATION_TEXT = "Successfully validated SNS topic"
 # SNS messages that are about the subscription, not about any email.
 _NO_EVENTS_TYPES = frozenset({"SubscriptionConfirmation", "UnsubscribeConfirmation"})
+
+# (bounceType, bounceSubType) as AWS documents them -> the reason they name; absent: the
+# recipient's status and diagnostic decide ("General", "Undetermined").
+_BOUNCE_REASONS: dict[tuple[str, str], Reason] = {
+    ("Permanent", "NoEmail"): Reason.USERUNKNOWN,
+    ("Permanent", "Suppressed"): Reason.SUPPRESSED,
+    ("Permanent", "OnAccountSuppressionList"): Reason.SUPPRESSED,
+    ("Transient", "MailboxFull"): Reason.MAILBOXFULL,
+    ("Transient", "MessageTooLarge"): Reason.MESGTOOBIG,
+    ("Transient", "ContentRejected"): Reason.CONTENTERROR,
+    ("Transient", "AttachmentRejected"): Reason.POLICYVIOLATION,
+}
+_DELAY_REASONS: dict[str, Reason] = {
+    "InternalFailure": Reason.SYSTEMERROR,
+    "MailboxFull": Reason.MAILBOXFULL,
+    "SpamDetected": Reason.SPAMDETECTED,
+    "RecipientServerError": Reason.SYSTEMERROR,
+    "IPFailure": Reason.BLOCKED,
+    "TransientCommunicationFailure": Reason.NETWORKERROR,
+    "BYOIPHostNameLookupUnavailable": Reason.REQUIREPTR,
+    "SendingDeferral": Reason.SPEEDING,
+}
+
+
+def classified(named: Reason | None, status: Any, diagnostic: Any) -> Classification:
+    """`named`, refined by the recipient's `status` and `diagnostic` (bounce_reasons.refine)."""
+    text = str(diagnostic) if diagnostic is not None else None
+    return refine(named, classify(text, str(status) if status is not None else None))
+
 
 # The object beside `mail` that holds each type's details, and the Event it becomes.
 _SIMPLE_TYPES: dict[str, tuple[str, EventType]] = {
@@ -175,16 +215,21 @@ class _SesEvent:
             ]
         if kind == "DeliveryDelay":
             delay = _object(self.message.get("deliveryDelay"), "deliveryDelay")
-            return [
-                self._event(
-                    r,
-                    EventType.DEFERRED,
-                    delay,
-                    reason=delay.get("delayType"),
-                    mta_response=r.get("diagnosticCode"),
+            named = _DELAY_REASONS.get(str(delay.get("delayType", "")))
+            events = []
+            for r in self._recipients(delay, "delayedRecipients"):
+                found = classified(named, r.get("status"), r.get("diagnosticCode"))
+                events.append(
+                    self._event(
+                        r,
+                        EventType.DEFERRED,
+                        delay,
+                        reason=found.reason.value,
+                        status=found.status,
+                        mta_response=r.get("diagnosticCode"),
+                    )
                 )
-                for r in self._recipients(delay, "delayedRecipients")
-            ]
+            return events
         if kind in _SIMPLE_TYPES:
             key, event_type = _SIMPLE_TYPES[kind]
             details = _object(self.message.get(key), key)
@@ -200,20 +245,28 @@ class _SesEvent:
     def _bounce(self) -> list[Event]:
         bounce = _object(self.message.get("bounce"), "bounce")
         bounce_type = str(bounce.get("bounceType", ""))
-        # Transient, Undetermined and any type SES has not documented: never suppress at once.
-        subtype = Subtype.HARD if bounce_type == "Permanent" else Subtype.SOFT
-        reason = "/".join(str(p) for p in (bounce_type, bounce.get("bounceSubType")) if p)
-        return [
-            self._event(
-                r,
-                EventType.BOUNCED,
-                bounce,
-                subtype=subtype.value,
-                reason=reason or None,
-                mta_response=r.get("diagnosticCode"),
+        named = _BOUNCE_REASONS.get((bounce_type, str(bounce.get("bounceSubType", ""))))
+        permanent = bounce_type == "Permanent"
+        events = []
+        for r in self._recipients(bounce, "bouncedRecipients"):
+            found = classified(named, r.get("status"), r.get("diagnosticCode"))
+            kind, subtype = outcome(found, provider_permanent=permanent)
+            if not permanent:
+                # Transient, Undetermined and any type SES has not documented: never suppress
+                # at once.
+                subtype = Subtype.SOFT.value
+            events.append(
+                self._event(
+                    r,
+                    kind,
+                    bounce,
+                    subtype=subtype,
+                    reason=found.reason.value,
+                    status=found.status,
+                    mta_response=r.get("diagnosticCode"),
+                )
             )
-            for r in self._recipients(bounce, "bouncedRecipients")
-        ]
+        return events
 
     def _recipients(self, details: dict[str, Any], key: str) -> Iterable[dict[str, Any]]:
         for index, entry in enumerate(_list(details.get(key), key)):
@@ -236,6 +289,7 @@ class _SesEvent:
         subtype: str | None = None,
         reason: Any = None,
         mta_response: Any = None,
+        status: str | None = None,
     ) -> Event:
         address = _address(recipient.get("emailAddress"))
         provider_message_id = self.mail.get("messageId")
@@ -251,4 +305,5 @@ class _SesEvent:
             mta_response=str(mta_response) if mta_response is not None else None,
             provider_message_id=str(provider_message_id) if provider_message_id else None,
             raw=self.message,
+            status=status,
         )

@@ -78,6 +78,7 @@ def timeline_entry(event: Event) -> dict[str, Any]:
         "subtype": event.subtype,
         "reason": event.reason,
         "mtaResponse": event.mta_response,
+        "status": event.status,
         "event": event.id,
     }
     return {k: v for k, v in entry.items() if v is not None}
