@@ -2,11 +2,13 @@
 
     GET  /admin/providers                     {"providers": {...}, "pinned": name | null, ...}
     POST /admin/providers/{name}/{action}     {"reason": "...", "value": ...}: the controls after
+    GET  /admin/providers/history             {"history": [...]}: ?provider=NAME&limit=N
 
 `action`: disable, enable, weight (`value` a number > 0, or null: the configured one), force
 (`value` "open", "closed" or "auto"), probe-after (`value` seconds, or null), pin, unpin (any
 `name`). Every change needs a `reason` and is recorded with it and the API key that made it
-(`key <first 12 hex digits of its hash>`, what api.auth calls the key's id).
+(`key <first 12 hex digits of its hash>`, what api.auth calls the key's id), in the controls and
+in their append-only history (newest first, `limit` 1 to 1000, default 50).
 
 Always behind an API key: with no `api.api_key_hashes` configured the admin API answers 403
 (an open API may send mail; it must not steer it). Bad input gets 400 (body) or 404 (unknown
@@ -24,7 +26,13 @@ from api.auth import API_KEY_ID
 from api.body import read_json
 from api.keys import SETTINGS
 from api.responses import error_response
-from gomailpy.controls import ACTIONS, ControlError, ControlStore, open_control_store
+from gomailpy.controls import (
+    ACTIONS,
+    MAX_HISTORY_LIMIT,
+    ControlError,
+    ControlStore,
+    open_control_store,
+)
 from gomailpy.errors import MalformedRequestError
 from gomailpy.steering_settings import PROVIDER_NAMES
 
@@ -78,7 +86,23 @@ async def change_control(request: web.Request) -> web.Response:
     return web.json_response(controls.to_json())
 
 
+async def control_history(request: web.Request) -> web.Response:
+    if _who(request) is None:
+        return error_response(403, KEYS_REQUIRED)
+    provider = request.query.get("provider") or None
+    if provider is not None and provider not in PROVIDER_NAMES:
+        return error_response(400, f"No provider {provider!r}: one of {', '.join(PROVIDER_NAMES)}")
+    limit_text = request.query.get("limit", "50")
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_HISTORY_LIMIT:
+        return error_response(400, f"limit must be a whole number from 1 to {MAX_HISTORY_LIMIT}")
+    entries = await request.app[CONTROL_STORE].history(provider, int(limit_text))
+    return web.json_response({"history": [entry.to_json() for entry in entries]})
+
+
 def add_control_routes(app: web.Application) -> None:
     app.cleanup_ctx.append(control_resources)
     app.router.add_get("/admin/providers", list_controls, name="controls", allow_head=False)
+    app.router.add_get(
+        "/admin/providers/history", control_history, name="control_history", allow_head=False
+    )
     app.router.add_post("/admin/providers/{name}/{action}", change_control, name="control_change")

@@ -6,7 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from gomailpy.controls import ACTIONS, MAX_PROBE_AFTER_S, MAX_REASON, MAX_WEIGHT
+from gomailpy.controls import (
+    ACTIONS,
+    MAX_HISTORY_LIMIT,
+    MAX_PROBE_AFTER_S,
+    MAX_REASON,
+    MAX_WEIGHT,
+)
 from gomailpy.steering_settings import PROVIDER_NAMES
 
 _ERRORS_REF = {"$ref": "#/components/schemas/Errors"}
@@ -78,6 +84,37 @@ _ANSWER = {
     "content": {"application/json": {"schema": CONTROLS_SCHEMA}},
 }
 _NO_KEYS = _errors("API keys are not configured (api.api_key_hashes): the admin API is closed")
+HISTORY_ENTRY_SCHEMA = {
+    "type": "object",
+    "description": "One change, as it was made; entries are never rewritten",
+    "properties": {
+        "seq": {"type": "integer", "description": "Its number: later changes, higher numbers"},
+        "at": {"type": "number", "description": "When (epoch seconds)"},
+        "by": {"type": "string", "description": "`key <id>` (API) or `<OS user> (cli)`"},
+        "reason": {"type": "string"},
+        "action": {"type": "string", "enum": list(ACTIONS)},
+        "provider": {"type": ["string", "null"]},
+        "value": {"type": ["string", "null"]},
+        "before": {"type": "string", "description": "The state before, in words"},
+        "after": {"type": "string", "description": "The state after, in words"},
+    },
+    "required": ["seq", "at", "by", "reason", "action", "before", "after"],
+}
+_HISTORY_PARAMETERS = [
+    {
+        "name": "provider",
+        "in": "query",
+        "required": False,
+        "description": "Only the changes about this provider (its pin and unpin included)",
+        "schema": {"type": "string", "enum": list(PROVIDER_NAMES)},
+    },
+    {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_HISTORY_LIMIT, "default": 50},
+    },
+]
 _PATH_PARAMETERS = [
     {
         "name": "name",
@@ -119,6 +156,33 @@ OPENAPI_PATHS: dict[str, Any] = {
                 "403": _NO_KEYS,
                 "404": _errors("No such provider or action"),
                 "503": _errors("The status table cannot be written"),
+            },
+        }
+    },
+    "/admin/providers/history": {
+        "get": {
+            "operationId": "providerControlHistory",
+            "summary": "Every change to the controls (who, why, when, before and after),"
+            " newest first",
+            "parameters": _HISTORY_PARAMETERS,
+            "responses": {
+                "200": {
+                    "description": "The changes, newest first",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "history": {"type": "array", "items": HISTORY_ENTRY_SCHEMA}
+                                },
+                                "required": ["history"],
+                            }
+                        }
+                    },
+                },
+                "400": _errors("An unknown provider, or a limit out of range"),
+                "403": _NO_KEYS,
+                "503": _errors("Status table down"),
             },
         }
     },

@@ -1,7 +1,8 @@
 """What the operator page (webclient/operator/) shows, in one JSON answer: GET /admin/overview.
 
     {"at": epoch s, "queues": [...], "regions": {region: depth}, "accepted": {queue: n},
-     "providers": {name: {...}}, "nodes": [...], "controls": {...} | null}
+     "providers": {name: {...}}, "nodes": [...], "controls": {...} | null,
+     "history": [the last HISTORY_SHOWN changes to the controls, newest first] | null}
 
 The API's own part: each queue's depth, region and circuit as its gateway last read them, and
 the emails it accepted per queue (its metrics). The pipeline nodes' part, from the admin servers
@@ -35,6 +36,7 @@ from gomailpy.errors import GomailError
 from gomailpy.steering_settings import PROVIDER_NAMES
 
 NODE_TIMEOUT_S = 1.5  # a node slower than this is shown as not answering, not waited for
+HISTORY_SHOWN = 20  # the operator page's recent changes (all: GET /admin/providers/history)
 LOCAL_OPERATOR = "local-operator"
 NODE_SESSION = web.AppKey("operator_node_session", aiohttp.ClientSession)
 
@@ -120,11 +122,14 @@ async def overview(request: web.Request) -> web.Response:
         await asyncio.gather(*(_read_node(session, u) for u in settings.operator.node_admin_urls))
     )
     controls: dict[str, Any] | None
+    history: list[dict[str, Any]] | None
+    store = request.app[CONTROL_STORE]
     try:
-        controls = (await request.app[CONTROL_STORE].load()).to_json()
+        controls = (await store.load()).to_json()
+        history = [entry.to_json() for entry in await store.history(limit=HISTORY_SHOWN)]
         controls_problem = None
     except GomailError as exc:  # the status table is down: show the rest
-        controls, controls_problem = None, str(exc)
+        controls, history, controls_problem = None, None, str(exc)
     states = gateway.states()
     regions = sorted({state.region for state in states if state.region is not None})
     return web.json_response(
@@ -149,6 +154,7 @@ async def overview(request: web.Request) -> web.Response:
                 for node in nodes
             ],
             "controls": controls,
+            "history": history,
             "controls_problem": controls_problem,
             "local_controls": _local_controls_on(request.app),
         }

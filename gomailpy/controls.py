@@ -4,12 +4,18 @@ weight, pin all traffic to one provider, set how long an opened circuit rests be
     store = await open_control_store(stack, settings)   # `ctl#` items on the status table
     await store.change("ses", "disable", who="alice", why="SES outage, case 42")
     controls = await store.load()   # what every node applies (pipeline.controls)
+    await store.history("ses", limit=20)   # every change to it, newest first
 
 Stored as one item per provider (`ctl#ses`, ...) and one for the pin (`ctl#pin`) on the status
 table (`status.table`), so two operators changing two providers never overwrite each other.
 Every pipeline node reads them every `steering.controls_poll_s` (2 s): a change applies
 cluster-wide within a few seconds. Each item keeps who changed it last, why and when;
 `gomail status` shows them, and every change is logged at WARNING with who and why.
+
+The audit trail is the history: every change appends one entry (what, the state before and
+after, who, why, when) as an item of its own, `ctlh#<sequence>`, numbered by the counter item
+`ctlh#seq` and written with a conditional put that never overwrites. It is written before the
+change, so no change is applied without its entry.
 `status.backend: memory` keeps them in this process only (tests, one-process setups).
 """
 
@@ -22,6 +28,7 @@ from contextlib import AsyncExitStack
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
+from gomailpy.errors import DeliveryStoreError
 from gomailpy.settings import Settings
 from gomailpy.steering_settings import PROVIDER_NAMES
 from gomailpy.table_items import ItemTable, MemoryItemTable, open_item_table
@@ -34,6 +41,11 @@ PIN_KEY = PREFIX + "pin"
 # each node's rate shares; the ids in a string set on `node#index`.
 NODE_PREFIX = "node#"
 NODE_INDEX = NODE_PREFIX + "index"
+# The history: `ctlh#000000000001`, ... (sortable), numbered by the counter `ctlh#seq`.
+HISTORY_PREFIX = "ctlh#"
+HISTORY_SEQ = HISTORY_PREFIX + "seq"
+HISTORY_SCAN = 5_000  # entries read back at most to find `limit` about one provider
+MAX_HISTORY_LIMIT = 1_000
 MAX_REASON = 300
 MAX_WEIGHT = 1_000_000.0
 MAX_PROBE_AFTER_S = 24 * 3600.0
@@ -79,6 +91,59 @@ class ProviderControl:
         if self.probe_after_s is not None:
             words.append(f"probe after {self.probe_after_s:g} s")
         return words
+
+
+def _state(control: ProviderControl) -> str:
+    return ", ".join(control.active) or "as configured"
+
+
+def _pin_state(provider: str | None) -> str:
+    return f"pinned to {provider}" if provider else "not pinned"
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One change to the controls, as it was made: never rewritten."""
+
+    seq: int
+    at: float  # epoch seconds
+    by: str  # `key <id>` (API), `<OS user> (cli)`
+    reason: str
+    action: str
+    provider: str | None  # None: an unpin with nothing pinned before
+    value: str | None
+    before: str  # the state in words, e.g. "disabled, weight 2" or "as configured"
+    after: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> HistoryEntry:
+        value, provider = data.get("value"), data.get("provider")
+        return cls(
+            seq=int(data.get("seq", 0)),
+            at=float(data.get("at", 0)),
+            by=str(data.get("by", "")),
+            reason=str(data.get("reason", "")),
+            action=str(data.get("action", "")),
+            provider=None if provider is None else str(provider),
+            value=None if value is None else str(value),
+            before=str(data.get("before", "")),
+            after=str(data.get("after", "")),
+        )
+
+    @property
+    def what(self) -> str:
+        """The change in words: `ses weight 3`, `unpin`."""
+        words = [self.provider or "", self.action, self.value or ""]
+        if self.action in ("pin", "unpin"):
+            words = [self.action, self.provider or ""]
+        return " ".join(word for word in words if word)
+
+    @property
+    def when(self) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.at))
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,11 +280,17 @@ class ControlStore:
     async def change(
         self, provider: str | None, action: str, value: Any = None, *, who: str, why: str | None
     ) -> Controls:
-        """Apply one action, recording who and why; the controls as they are afterwards."""
+        """Apply one action, recording who and why in the item and in the history (first, so
+        no change goes unrecorded); the controls as they are afterwards."""
         reason = check_reason(why)
         changed = Changed(who or "unknown", reason, self._clock())
+        controls = await self.load()
         if action in ("pin", "unpin"):
+            before = controls.pin.provider
             pinned = check_provider(provider or "") if action == "pin" else None
+            await self._append(
+                changed, action, pinned or before, None, _pin_state(before), _pin_state(pinned)
+            )
             data = {"provider": pinned, **asdict(changed)}
             await self._table.put(PIN_KEY, {"c": json.dumps(data)})
             log.warning(
@@ -230,19 +301,67 @@ class ControlStore:
             )
             return await self.load()
         name = check_provider(provider or "")
-        current = (await self.load()).of(name)
+        current = controls.of(name)
         after = replace(updated(current, action, value), changed=changed)
+        shown = None if value is None else str(value)
+        await self._append(changed, action, name, shown, _state(current), _state(after))
         await self._table.put(PREFIX + name, {"c": json.dumps(_control_json(after))})
         log.warning(
             "controls: %s %s%s by %s: %s",
             name,
             action,
-            f" {value}" if value is not None else "",
+            f" {shown}" if shown is not None else "",
             who,
             reason,
             extra={"provider": name},
         )
         return await self.load()
+
+    async def _append(
+        self,
+        changed: Changed,
+        action: str,
+        provider: str | None,
+        value: str | None,
+        before: str,
+        after: str,
+    ) -> None:
+        """One new history entry under the next number; a number already taken (a counter
+        reset by hand) is skipped, never overwritten."""
+        for _ in range(10):
+            seq = await self._table.increment(HISTORY_SEQ)
+            entry = HistoryEntry(
+                seq, changed.at, changed.by, changed.reason, action, provider, value, before, after
+            )
+            data: dict[str, str | float] = {"h": json.dumps(entry.to_json()), "at": changed.at}
+            if await self._table.put_new(_history_key(seq), data):
+                return
+        raise DeliveryStoreError("put_item", "no free history number after 10 tries")
+
+    async def history(self, provider: str | None = None, limit: int = 50) -> list[HistoryEntry]:
+        """The last `limit` changes, newest first; with `provider`, those about it (its pin and
+        unpin included), looking back at most HISTORY_SCAN entries."""
+        if provider is not None:
+            check_provider(provider)
+        limit = max(1, min(limit, MAX_HISTORY_LIMIT))
+        counter = await self._table.get(HISTORY_SEQ)
+        seq = int(counter.get("n", 0)) if counter else 0
+        found: list[HistoryEntry] = []
+        floor = max(0, seq - HISTORY_SCAN)
+        while seq > floor and len(found) < limit:
+            # Everything asked at once without a filter; about 4 entries per match with one.
+            size = limit - len(found) if provider is None else 100
+            numbers = range(seq, max(floor, seq - size), -1)
+            items = await self._table.get_many([_history_key(n) for n in numbers])
+            for n in numbers:
+                item = items.get(_history_key(n))
+                if item is None:
+                    continue  # a number taken by a write that then failed
+                entry = HistoryEntry.from_json(json.loads(str(item.get("h", "{}"))))
+                if provider is None or entry.provider == provider:
+                    found.append(entry)
+            seq = numbers[-1] - 1
+        return found[:limit]
 
     async def node_rates(self) -> list[str]:
         """One line per live node with rated providers: its shares (emails/s) and SES's quota
@@ -258,6 +377,10 @@ class ControlStore:
             quota = f"; SES quota left today {float(left):.0f}" if left is not None else ""
             lines.append(f"node {node_id}: {rates or 'no rates'}{quota}")
         return lines
+
+
+def _history_key(seq: int) -> str:
+    return f"{HISTORY_PREFIX}{seq:012d}"
 
 
 async def open_control_store(stack: AsyncExitStack, settings: Settings) -> ControlStore:

@@ -7,22 +7,31 @@ schedule records (`sched#`), readable by every API and pipeline node.
 
 The same table as gomailpy.deliveries (partition key `pk`, TTL on `expires_at`), so nothing new
 needs creating or granting. A list of keys is kept as a string set on one item (`add_member`),
-never found by scanning a table that holds every email's record. `MemoryItemTable` serves one
-process (tests).
+never found by scanning a table that holds every email's record. An append-only log is a counter
+item (`increment`) numbering items written once each (`put_new`, a conditional put that never
+overwrites) and read back by key (`get_many`). `MemoryItemTable` serves one process (tests).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from typing import Any, Protocol
 
 from gomailpy.aws import AwsResource
 from gomailpy.errors import DeliveryStoreError
 from gomailpy.settings import Settings
-from gomailpy.status_table import DYNAMODB_ERRORS, error_reason, open_status_table_client
+from gomailpy.status_table import (
+    DYNAMODB_ERRORS,
+    error_code,
+    error_reason,
+    open_status_table_client,
+)
 
 Value = str | float
+BATCH_GET = 100  # DynamoDB's BatchGetItem limit
 
 
 class ItemTable(Protocol):
@@ -32,6 +41,18 @@ class ItemTable(Protocol):
 
     async def put(self, pk: str, attributes: dict[str, Value], *, expires_at: float = 0) -> None:
         """Write the whole item; `expires_at` (epoch seconds, 0: never) for the TTL sweep."""
+        ...
+
+    async def put_new(self, pk: str, attributes: dict[str, Value]) -> bool:
+        """Write the item only if no item has this key: never overwrites; False if one has."""
+        ...
+
+    async def increment(self, pk: str) -> int:
+        """Add 1 to the counter item `pk` (0 when new) and return the new count, atomically."""
+        ...
+
+    async def get_many(self, pks: Sequence[str]) -> dict[str, dict[str, Value]]:
+        """The items of `pks` that exist, by key."""
         ...
 
     async def delete(self, pk: str) -> None: ...
@@ -59,6 +80,22 @@ class MemoryItemTable:
 
     async def put(self, pk: str, attributes: dict[str, Value], *, expires_at: float = 0) -> None:
         self._items[pk] = (dict(attributes), expires_at)
+
+    async def put_new(self, pk: str, attributes: dict[str, Value]) -> bool:
+        if await self.get(pk) is not None:
+            return False
+        self._items[pk] = (dict(attributes), 0)
+        return True
+
+    async def increment(self, pk: str) -> int:
+        item = await self.get(pk) or {}
+        count = int(float(item.get("n", 0))) + 1
+        self._items[pk] = ({**item, "n": float(count)}, 0)
+        return count
+
+    async def get_many(self, pks: Sequence[str]) -> dict[str, dict[str, Value]]:
+        found = {pk: await self.get(pk) for pk in pks}
+        return {pk: item for pk, item in found.items() if item is not None}
 
     async def delete(self, pk: str) -> None:
         self._items.pop(pk, None)
@@ -91,11 +128,7 @@ class DynamoItemTable(AwsResource):
         except DYNAMODB_ERRORS as exc:
             raise DeliveryStoreError(operation, error_reason(exc)) from exc
 
-    async def get(self, pk: str) -> dict[str, Value] | None:
-        answer = await self._call("get_item", Key={"pk": {"S": pk}}, ConsistentRead=True)
-        item = answer.get("Item")
-        if item is None:
-            return None
+    def _values(self, item: dict[str, Any]) -> dict[str, Value] | None:
         values: dict[str, Value] = {}
         for name, value in item.items():
             if "S" in value:
@@ -108,13 +141,72 @@ class DynamoItemTable(AwsResource):
         values.pop("pk", None)
         return values
 
-    async def put(self, pk: str, attributes: dict[str, Value], *, expires_at: float = 0) -> None:
+    async def get(self, pk: str) -> dict[str, Value] | None:
+        answer = await self._call("get_item", Key={"pk": {"S": pk}}, ConsistentRead=True)
+        item = answer.get("Item")
+        return None if item is None else self._values(item)
+
+    @staticmethod
+    def _item(pk: str, attributes: dict[str, Value], expires_at: float = 0) -> dict[str, Any]:
         item: dict[str, Any] = {"pk": {"S": pk}}
         for name, value in attributes.items():
             item[name] = {"S": value} if isinstance(value, str) else {"N": repr(float(value))}
         if expires_at:
             item["expires_at"] = {"N": str(int(expires_at))}
-        await self._call("put_item", Item=item)
+        return item
+
+    async def put(self, pk: str, attributes: dict[str, Value], *, expires_at: float = 0) -> None:
+        await self._call("put_item", Item=self._item(pk, attributes, expires_at))
+
+    async def put_new(self, pk: str, attributes: dict[str, Value]) -> bool:
+        try:
+            await self._client.put_item(
+                TableName=self._table,
+                Item=self._item(pk, attributes),
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except DYNAMODB_ERRORS as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise DeliveryStoreError("put_item", error_reason(exc)) from exc
+        return True
+
+    async def increment(self, pk: str) -> int:
+        answer = await self._call(
+            "update_item",
+            Key={"pk": {"S": pk}},
+            UpdateExpression="ADD n :one",
+            ExpressionAttributeValues={":one": {"N": "1"}},
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(float(answer["Attributes"]["n"]["N"]))
+
+    async def get_many(self, pks: Sequence[str]) -> dict[str, dict[str, Value]]:
+        """BatchGetItem, 100 keys a call, consistent reads; what DynamoDB leaves unprocessed
+        (throttling) is asked for again a few times."""
+        found: dict[str, dict[str, Value]] = {}
+        unique = list(dict.fromkeys(pks))
+        for start in range(0, len(unique), BATCH_GET):
+            keys: Any = {
+                "Keys": [{"pk": {"S": pk}} for pk in unique[start : start + BATCH_GET]],
+                "ConsistentRead": True,
+            }
+            for attempt in range(4):
+                try:
+                    answer = await self._client.batch_get_item(RequestItems={self._table: keys})
+                except DYNAMODB_ERRORS as exc:
+                    raise DeliveryStoreError("batch_get_item", error_reason(exc)) from exc
+                for item in answer.get("Responses", {}).get(self._table, []):
+                    values = self._values(item)
+                    if values is not None:
+                        found[str(item["pk"]["S"])] = values
+                keys = answer.get("UnprocessedKeys", {}).get(self._table)
+                if not keys:
+                    break
+                await asyncio.sleep(0.05 * 2**attempt)
+            else:
+                raise DeliveryStoreError("batch_get_item", "DynamoDB left keys unprocessed")
+        return found
 
     async def delete(self, pk: str) -> None:
         await self._call("delete_item", Key={"pk": {"S": pk}})

@@ -1,5 +1,5 @@
 """The operator's controls: the pure steering of the split (pipeline.controls) as tables, and the
-store (gomailpy.controls) on an in-memory item table."""
+store (gomailpy.controls) with its history on an in-memory item table."""
 
 from __future__ import annotations
 
@@ -170,3 +170,67 @@ async def test_a_change_without_reason_or_for_an_unknown_provider_is_refused(
 def test_a_provider_with_its_daily_quota_nearly_spent_rests() -> None:
     assert names(steer([SES, SMTP], Controls(), {}, 0, None, {"ses"})) == ["smtp"]
     assert names(steer([SES, down(SMTP)], Controls(), {}, 0, None, {"ses"})) == ["ses", "smtp"]
+
+
+# -- the history: every change appended, never overwritten ---------------------------------------
+
+
+async def test_every_change_is_appended_to_the_history_with_before_after_and_who() -> None:
+    now = [1_800_000_000.0]
+    store = ControlStore(MemoryItemTable(), clock=lambda: now[0])
+    changes: list[tuple[str | None, str, Any, str, str]] = [
+        ("ses", "disable", None, "alice", "SES outage, case 42"),
+        ("ses", "weight", "2.5", "bob", "half the traffic"),
+        ("smtp", "pin", None, "carol", "drill"),
+        ("ses", "enable", None, "alice", "SES back"),
+        (None, "unpin", None, "carol", "drill over"),
+        ("sendgrid", "force", "open", "dave", "vendor incident"),
+    ]
+    for provider, action, value, who, why in changes:
+        now[0] += 60
+        await store.change(provider, action, value, who=who, why=why)
+    with pytest.raises(ControlError):  # refused: no entry
+        await store.change("ses", "weight", "-1", who="eve", why="oops")
+
+    entries = await store.history()
+    assert [e.seq for e in entries] == [6, 5, 4, 3, 2, 1]  # newest first
+    assert [(e.provider, e.action, e.by, e.reason) for e in reversed(entries)] == [
+        ("ses", "disable", "alice", "SES outage, case 42"),
+        ("ses", "weight", "bob", "half the traffic"),
+        ("smtp", "pin", "carol", "drill"),
+        ("ses", "enable", "alice", "SES back"),
+        ("smtp", "unpin", "carol", "drill over"),  # the provider that was pinned
+        ("sendgrid", "force", "dave", "vendor incident"),
+    ]
+    first, second, pin, enable, unpin, force = reversed(entries)
+    assert (first.before, first.after) == ("as configured", "disabled")
+    assert (second.before, second.after) == ("disabled", "disabled, weight 2.5")
+    assert second.value == "2.5" and second.what == "ses weight 2.5"
+    assert (pin.before, pin.after, pin.what) == ("not pinned", "pinned to smtp", "pin smtp")
+    assert (enable.before, enable.after) == ("disabled, weight 2.5", "weight 2.5")
+    assert (unpin.before, unpin.after) == ("pinned to smtp", "not pinned")
+    assert (force.before, force.after, force.what) == (
+        "as configured",
+        "forced open",
+        "sendgrid force open",
+    )
+    assert force.at == 1_800_000_360.0 and force.when == "2027-01-15T08:06:00Z"
+    # the controls item keeps only the last change; the history keeps them all
+    assert (await store.load()).of("ses").changed.reason == "SES back"
+    assert [e.action for e in await store.history("ses")] == ["enable", "weight", "disable"]
+    assert [e.action for e in await store.history("smtp")] == ["unpin", "pin"]
+    assert [e.seq for e in await store.history(limit=2)] == [6, 5]
+
+
+async def test_history_entries_are_never_overwritten() -> None:
+    table = MemoryItemTable()
+    store = ControlStore(table, clock=lambda: 1_800_000_000.0)
+    await store.change("ses", "disable", who="alice", why="first")
+    entry = await table.get("ctlh#000000000001")
+    assert entry is not None
+    assert not await table.put_new("ctlh#000000000001", {"h": "{}"})  # refused
+    # a counter set back by hand: the next change skips the taken number
+    await table.put("ctlh#seq", {"n": 0.0})
+    await store.change("ses", "enable", who="bob", why="second")
+    assert await table.get("ctlh#000000000001") == entry
+    assert [(e.seq, e.reason) for e in await store.history()] == [(2, "second"), (1, "first")]

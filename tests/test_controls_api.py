@@ -79,3 +79,38 @@ async def test_the_admin_api_needs_a_key(settings: Settings, start_client: Start
     assert refused.status == 403
     assert "api.api_key_hashes" in (await refused.json())["errors"]["base"]
     assert (await open_api.get("/admin/providers")).status == 403
+
+
+async def test_the_history_of_changes_as_json(
+    settings: Settings, start_client: StartClient
+) -> None:
+    client = await client_for(start_client, settings, keys=True)
+    for path, body in [
+        ("/admin/providers/ses/disable", {"reason": "SES outage"}),
+        ("/admin/providers/ses/weight", {"reason": "half", "value": 2}),
+        ("/admin/providers/smtp/force", {"reason": "relay down", "value": "open"}),
+    ]:
+        assert (await client.post(path, json=body, headers=AUTH)).status == 200
+    answer = await client.get("/admin/providers/history", headers=AUTH)
+    assert answer.status == 200
+    history = (await answer.json())["history"]
+    who = f"key {hash_key(KEY)[:12]}"
+    assert [(e["seq"], e["action"], e["provider"], e["by"]) for e in history] == [
+        (3, "force", "smtp", who),
+        (2, "weight", "ses", who),
+        (1, "disable", "ses", who),
+    ]
+    assert (history[1]["before"], history[1]["after"], history[1]["value"]) == (
+        "disabled",
+        "disabled, weight 2",
+        "2",
+    )
+    assert history[0]["reason"] == "relay down" and history[0]["at"] > 0
+    ses = await client.get("/admin/providers/history?provider=ses&limit=1", headers=AUTH)
+    assert [e["action"] for e in (await ses.json())["history"]] == ["weight"]
+    for query in ("provider=postmark", "limit=0", "limit=x", "limit=1001"):
+        bad = await client.get(f"/admin/providers/history?{query}", headers=AUTH)
+        assert bad.status == 400, query
+    assert (await client.get("/admin/providers/history")).status == 401
+    open_api = await client_for(start_client, settings, keys=False)
+    assert (await open_api.get("/admin/providers/history")).status == 403

@@ -2,7 +2,8 @@
 and a real pipeline node (its admin server) over LocalStack's SQS.
 
 The page asks for the API key, shows the providers as the node reports them, draws sends after
-mail went through, and a disable with a reason reaches the controls store, with who and why.
+mail went through, and a disable with a reason reaches the controls store, with who and why, and
+its table of recent changes (every value as text, never markup).
 Waits are for outcomes (text, a drawn chart); no test asserts a time.
 """
 
@@ -122,6 +123,20 @@ async def test_the_page_shows_providers_charts_sends_and_disables_with_a_reason(
         assert control.changed.by == f"key {hash_key(KEY)[:12]}"
         await until(lambda: poller.steering.controls.of("ses").disabled, "the node applies it")
 
+        # The table of recent changes: who, what, before -> after, why; every value as text.
+        newest = page.locator("#history tr").first
+        await expect(newest).to_contain_text("SES outage drill")
+        await expect(newest).to_contain_text(f"key {hash_key(KEY)[:12]}")
+        await expect(newest).to_contain_text("ses disable")
+        await expect(newest).to_contain_text("as configured → disabled")
+        markup = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
+        await store.change("smtp", "weight", 2, who="<b>mallory</b>", why=markup)
+        await expect(page.locator("#history tr").first).to_contain_text(markup)
+        await expect(page.locator("#history tr").first).to_contain_text("<b>mallory</b>")
+        assert await page.locator("#history img, #history script, #history b").count() == 0
+        assert await page.evaluate("window.__xss") is None
+        await expect(page.locator("#history tr")).to_have_count(2)
+
         node.stop()
         await run
 
@@ -146,6 +161,11 @@ async def test_overview_and_local_controls_over_http(
     changed = await local.post("/admin/providers/smtp/disable", json={"reason": "local drill"})
     assert changed.status == 200, await changed.text()
     assert (await changed.json())["providers"]["smtp"]["changed"]["by"] == "key local-operator"
+    history = (await (await local.get("/admin/overview")).json())["history"]
+    assert [(e["by"], e["provider"], e["action"]) for e in history] == [
+        ("key local-operator", "smtp", "disable")
+    ]
+    assert (history[0]["before"], history[0]["after"]) == ("as configured", "disabled")
     page = await local.get("/operator")
     assert page.status == 200 and "Operator" in await page.text()
     down = await local.get("/admin/overview")

@@ -1,7 +1,8 @@
-"""`gomail provider list|disable|enable|weight|force|probe-after|pin|unpin --config FILE`: the
-operator's controls (gomailpy.controls), for the whole cluster. Every change needs `--reason`
-and is recorded with it and the OS user who made it; every pipeline node applies it within a
-few seconds (`steering.controls_poll_s`). It needs the shared status table
+"""`gomail provider list|disable|enable|weight|force|probe-after|pin|unpin|history
+--config FILE`: the operator's controls (gomailpy.controls), for the whole cluster. Every change
+needs `--reason` and is recorded with it and the OS user who made it, in the controls and in
+their append-only history (`gomail provider history [NAME]`); every pipeline node applies it
+within a few seconds (`steering.controls_poll_s`). It needs the shared status table
 (`status.backend: dynamodb`): controls kept in memory would reach no node.
 """
 
@@ -17,7 +18,14 @@ from typing import Any, TypeVar
 import click
 
 from gomailpy.commands.shared import config_option, shared_table_settings
-from gomailpy.controls import ControlError, Controls, ControlStore, open_control_store
+from gomailpy.controls import (
+    MAX_HISTORY_LIMIT,
+    ControlError,
+    Controls,
+    ControlStore,
+    HistoryEntry,
+    open_control_store,
+)
 from gomailpy.steering_settings import PROVIDER_NAMES
 
 T = TypeVar("T")
@@ -161,3 +169,37 @@ def pin(config_path: Path | None, reason: str, name: str) -> None:
 def unpin(config_path: Path | None, reason: str) -> None:
     """Undo `pin`: the split uses every provider again."""
     _change(config_path, None, "unpin", None, reason)
+
+
+@provider.command()
+@config_option
+@click.option(
+    "--limit",
+    "-n",
+    type=click.IntRange(1, MAX_HISTORY_LIMIT),
+    default=20,
+    show_default=True,
+    help="How many changes, newest first.",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.argument("name", type=click.Choice(PROVIDER_NAMES), required=False)
+def history(config_path: Path | None, limit: int, as_json: bool, name: str | None) -> None:
+    """Every change to the controls (of NAME, if given), newest first: when, who, what, the
+    state before and after, and why. Entries are appended, never rewritten."""
+
+    async def read(store: ControlStore) -> list[HistoryEntry]:
+        return await store.history(name, limit)
+
+    entries = _with_store(config_path, read)
+    if as_json:
+        for entry in entries:
+            click.echo(json.dumps(entry.to_json()))
+        return
+    if not entries:
+        click.echo("no change recorded" + (f" for {name}" if name else ""))
+        return
+    for entry in entries:
+        click.echo(
+            f"#{entry.seq:<5} {entry.when}  {entry.by}  {entry.what}:"
+            f" {entry.before} -> {entry.after}  ({entry.reason})"
+        )

@@ -156,6 +156,7 @@ function formatNumber(n) {
 function render(data) {
   renderQueues(data);
   renderProviders(data);
+  renderHistory(data);
   renderNodes(data);
   const queueNames = data.queues.map((q) => q.name);
   drawChart(
@@ -189,6 +190,33 @@ function renderQueues(data) {
   $("regions").textContent = regions.length
     ? "Regions: " + regions.map(([r, d]) => `${r} ${d}`).join(", ")
     : "";
+}
+
+// The recent changes to the controls. Every value goes in as text (cell: textContent): a reason
+// is whatever an operator typed.
+function renderHistory(data) {
+  const body = $("history");
+  body.replaceChildren();
+  const entries = data.history || [];
+  if (entries.length === 0) {
+    const row = document.createElement("tr");
+    cell(row, data.history ? "No change recorded yet." : `Unknown: ${data.controls_problem}`);
+    row.firstChild.colSpan = 5;
+    body.appendChild(row);
+  }
+  for (const entry of entries) {
+    const row = document.createElement("tr");
+    row.dataset.seq = String(entry.seq);
+    cell(row, new Date(entry.at * 1000).toISOString().replace(".000Z", "Z"));
+    cell(row, entry.by);
+    const what = entry.action === "pin" || entry.action === "unpin"
+      ? [entry.action, entry.provider]
+      : [entry.provider, entry.action, entry.value];
+    cell(row, what.filter((w) => w).join(" "));
+    cell(row, `${entry.before} → ${entry.after}`);
+    cell(row, entry.reason);
+    body.appendChild(row);
+  }
 }
 
 function renderNodes(data) {
