@@ -31,9 +31,9 @@ or 4xx one is soft). How a reason is found:
 2. the diagnostic text, matched against the phrases real MTAs and mailbox providers write (the
    pattern tables below, in order: the mailbox's own state first, then refusals of the sender or
    message, then bad addresses, then transient trouble; the first that matches wins);
-3. text wins over the status, except that text saying "no such user" never overrules a specific
-   status that says something else (a 5.7.1 "Recipient address rejected" is a policy block):
-   a recipient is suppressed only when nothing contradicts it;
+3. text wins over the status, except that text saying "no such user" never overrules a status
+   that says the sender or message was refused (a 5.7.1 "Recipient address rejected: Access
+   denied" is a policy block): a recipient is not suppressed when its refusal says otherwise;
 4. neither: the status alone, then the reply code alone (552 storage, 521/556 no mail), else
    `undefined`.
 
@@ -263,6 +263,21 @@ _TEXT: tuple[tuple[Reason, re.Pattern[str]], ...] = (
         ),
     ),
     (
+        Reason.BLOCKED,
+        _p(
+            r"block ?list",
+            r"black ?list",
+            r"deny ?list",
+            r"\bdnsbl\b",
+            r"\brbl\b",
+            r"spamhaus",
+            r"spamcop",
+            r"barracuda",
+            r"\bsorbs\b",
+            r"abuseat",
+        ),
+    ),
+    (
         Reason.BADREPUTATION,
         _p(
             r"reputation",
@@ -277,21 +292,6 @@ _TEXT: tuple[tuple[Reason, re.Pattern[str]], ...] = (
             r"malware",
             r"executable (?:attachment|files?)",
             r"malicious",
-        ),
-    ),
-    (
-        Reason.BLOCKED,
-        _p(
-            r"block ?list",
-            r"black ?list",
-            r"deny ?list",
-            r"\bdnsbl\b",
-            r"\brbl\b",
-            r"spamhaus",
-            r"spamcop",
-            r"barracuda",
-            r"\bsorbs\b",
-            r"abuseat",
         ),
     ),
     (
@@ -712,9 +712,7 @@ def classify(text: str | None, status: str | None = None) -> Classification:
     by_text = text_reason(text) or text_reason(status)
     by_status = _status_reason(given)
     if by_text is not None and by_status is not None:
-        if CATEGORIES[by_text] is Category.ADDRESS and CATEGORIES[by_status] is not (
-            Category.ADDRESS
-        ):
+        if CATEGORIES[by_text] is Category.ADDRESS and CATEGORIES[by_status] is Category.REFUSED:
             return Classification(by_status, given, code)
         return Classification(by_text, given, code)
     reason = by_text or by_status

@@ -162,6 +162,7 @@ class _Context:
         self.kind = message.get_content_type()
         self.why: str | None = None  # what the readers found amiss, for the unknown event
         self.parts = [] if self.unparsed else list(_walk(message))
+        self.unparsed = self.unparsed or len(self.parts) > MAX_PARTS
         self.report_id = _text(message.get("Message-ID")) or hashlib.sha256(data).hexdigest()
         self.original = _returned_headers(self.parts)
         self.message_id = _message_id(report, self.original)
@@ -242,9 +243,10 @@ class _Context:
 
 
 def _walk(message: Message) -> Iterator[Message]:
-    """Every part, depth first, at most MAX_PARTS of them (Message.walk recurses without end)."""
+    """Every part, depth first, at most MAX_PARTS + 1 of them (Message.walk recurses without
+    end): one more than MAX_PARTS says the message has too many to read."""
     stack, count = [message], 0
-    while stack and count < MAX_PARTS:
+    while stack and count <= MAX_PARTS:
         part = stack.pop()
         count += 1
         yield part
@@ -510,7 +512,17 @@ def _auto_reply(context: _Context, *, body: bool = False) -> list[Event]:
 
 def _other_formats(context: _Context) -> list[Event]:
     events = []
-    for failure in read_failures(context.message, context.data[:MAX_READ_BYTES]):
+    sender, subject = _sender(context), _decoded(context.message.get("Subject"))
+    ours = [a for a in (sender, *_addresses(context.message.get_all("To") or [])) if a]
+    rcpt_to = context.report.get("rcptTo")
+    ours += [a for a in (rcpt_to if isinstance(rcpt_to, list) else []) if isinstance(a, str)]
+    failures = read_failures(
+        context.message,
+        context.data[:MAX_READ_BYTES],
+        failure=looks_like_failure(sender, subject),
+        ours=ours,
+    )
+    for failure in failures:
         found = failure.found
         fields = {"reader": "flufl.bounce", "permanent": str(failure.permanent).lower()}
         events.append(
@@ -520,7 +532,6 @@ def _other_formats(context: _Context) -> list[Event]:
         )
     if events:
         return events
-    sender, subject = _sender(context), _decoded(context.message.get("Subject"))
     if not looks_like_failure(sender, subject):
         return _auto_reply(context, body=True)
     return []

@@ -57,10 +57,15 @@ class Failure:
     found: Classification  # why, as those words say
 
 
-def read_failures(message: Message, data: bytes) -> list[Failure]:
+def read_failures(
+    message: Message, data: bytes, *, failure: bool = False, ours: Sequence[str] = ()
+) -> list[Failure]:
     """The failures flufl.bounce finds in `message` (parsed from `data`), each with the prose
     that names it; [] for none, for a message too large or too many parts to scan, or when a
-    detector fails on it (logged)."""
+    detector fails on it (logged). When flufl.bounce finds none in a message whose sender or
+    subject say it is a delivery `failure`, the addresses its notification sets apart (a line
+    of its own, or "<address>:" opening one, as qmail, Yahoo and Exim write them) are, except
+    `ours` (the report's own sender and recipients)."""
     scanned = message
     if len(data) > MAX_SCAN_BYTES:
         scanned = BytesParser(policy=policy.compat32).parsebytes(data[:MAX_SCAN_BYTES])
@@ -74,6 +79,8 @@ def read_failures(message: Message, data: bytes) -> list[Failure]:
     text = notification_text(scanned)
     found: list[tuple[str, bool]] = [(_text(a), True) for a in sorted(permanent)]
     found += [(_text(a), False) for a in sorted(temporary) if a not in permanent]
+    if not found and failure:
+        found = [(a, not _STILL_TRYING.search(text)) for a in set_apart(text, ours)]
     addresses = [a for a, _ in found if "@" in a]
     subject = " ".join(str(scanned.get("Subject", "")).split())
     failures = []
@@ -87,6 +94,33 @@ def read_failures(message: Message, data: bytes) -> list[Failure]:
         diagnostic, why = _first_classified([w for w in windows if w])
         failures.append(Failure(address, is_permanent, diagnostic, why))
     return failures
+
+
+_SET_APART = re.compile(
+    r"^[ \t]*(?:[*>-][ \t]*)?<?([^\s<>@:;,\"()\[\]]+@[^\s<>@:;,\"()\[\]]+?)>?[ \t]*(?::.*)?$",
+    re.M,
+)
+_STILL_TRYING = re.compile(
+    r"will (?:continue|keep) (?:to )?(?:try|retry)|still (?:being )?(?:tr|retr)|"
+    r"not yet been delivered|delivery (?:has been |is )?delayed|will be retried",
+    re.I,
+)
+MAX_SET_APART = 20  # addresses read from prose; more is a list, not a bounce
+
+
+def set_apart(text: str, ours: Sequence[str] = ()) -> list[str]:
+    """The addresses a bounce's prose sets apart, in order: alone on a line (maybe in <>, after a
+    bullet), or opening one as "<address>: reason"; never one of `ours`."""
+    excluded = {a.lower() for a in ours}
+    found: list[str] = []
+    for match in _SET_APART.finditer(text):
+        address = match.group(1).strip(".")
+        local, _, domain = address.rpartition("@")
+        if not local or "." not in domain or address.lower() in excluded:
+            continue
+        if address.lower() not in (a.lower() for a in found):
+            found.append(address)
+    return found[:MAX_SET_APART]
 
 
 def _text(address: bytes) -> str:
