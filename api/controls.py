@@ -5,10 +5,11 @@
     GET  /admin/providers/history             {"history": [...]}: ?provider=NAME&limit=N
 
 `action`: disable, enable, weight (`value` a number > 0, or null: the configured one), force
-(`value` "open", "closed" or "auto"), probe-after (`value` seconds, or null), pin, unpin (any
-`name`). Every change needs a `reason` and is recorded with it and the API key that made it
-(`key <first 12 hex digits of its hash>`, what api.auth calls the key's id), in the controls and
-in their append-only history (newest first, `limit` 1 to 1000, default 50).
+(`value` "open", "closed" or "auto"), probe-after (`value` seconds, or null), release (end a
+reputation hold), pin, unpin (any `name`). Every change needs a `reason` and is recorded with it
+and the API key that made it (`key <first 12 hex digits of its hash>`, what api.auth calls the
+key's id), in the controls and in their append-only history (newest first, `limit` 1 to 1000,
+default 50).
 
 Always behind an API key: with no `api.api_key_hashes` configured the admin API answers 403
 (an open API may send mail; it must not steer it). Bad input gets 400 (body) or 404 (unknown

@@ -38,6 +38,10 @@ _PROVIDER_CONTROL = {
         "forced": {"type": ["string", "null"], "enum": ["open", "closed", None]},
         "weight": {"type": ["number", "null"], "description": "null: the configured weight"},
         "probe_after_s": {"type": ["number", "null"]},
+        "released_at": {
+            "type": ["number", "null"],
+            "description": "When an operator last released its reputation hold (epoch seconds)",
+        },
         "changed": _CHANGED,
         "active": {"type": "array", "items": {"type": "string"}, "description": "In words"},
     },
@@ -141,7 +145,8 @@ OPENAPI_PATHS: dict[str, Any] = {
     "/admin/providers/{name}/{action}": {
         "post": {
             "operationId": "changeProviderControl",
-            "summary": "Disable, enable, weight, force, probe-after, pin or unpin a provider",
+            "summary": "Disable, enable, weight, force, probe-after, release (a reputation hold),"
+            " pin or unpin a provider",
             "parameters": _PATH_PARAMETERS,
             "requestBody": {
                 "required": True,

@@ -97,6 +97,7 @@ def _providers(settings_providers: Any, nodes: list[dict[str, Any]]) -> dict[str
             "enabled": configured.enabled,
             "weight": configured.weight,
             "health": {},
+            "held": {},  # node URL -> why it holds this provider for its reputation
             "sent": 0.0,
             "failed": 0.0,
             "rate_limit": None,
@@ -105,6 +106,8 @@ def _providers(settings_providers: Any, nodes: list[dict[str, Any]]) -> dict[str
             health = node["status"].get("providers", {}).get(name)
             if health is not None:
                 entry["health"][node["url"]] = health.get("state")
+                if health.get("held"):
+                    entry["held"][node["url"]] = health["held"]
             figures = node["figures"].get(name, {})
             entry["sent"] += figures.get("sent", 0.0)
             entry["failed"] += figures.get("failed", 0.0)
@@ -150,7 +153,12 @@ async def overview(request: web.Request) -> web.Response:
             "accepted": _accepted_by_queue(),
             "providers": _providers(settings.providers, nodes),
             "nodes": [
-                {"url": node["url"], "ok": node["ok"], "problem": node.get("problem")}
+                {
+                    "url": node["url"],
+                    "ok": node["ok"],
+                    "problem": node.get("problem"),
+                    "paused": node["status"].get("paused") if node["ok"] else None,
+                }
                 for node in nodes
             ],
             "controls": controls,

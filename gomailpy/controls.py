@@ -1,5 +1,6 @@
 """The operator's hands on the providers, for the whole cluster: disable, force a circuit, change a
-weight, pin all traffic to one provider, set how long an opened circuit rests before its probe.
+weight, pin all traffic to one provider, set how long an opened circuit rests before its probe,
+release a provider held for its reputation (pipeline.reputation).
 
     store = await open_control_store(stack, settings)   # `ctl#` items on the status table
     await store.change("ses", "disable", who="alice", why="SES outage, case 42")
@@ -50,7 +51,7 @@ MAX_REASON = 300
 MAX_WEIGHT = 1_000_000.0
 MAX_PROBE_AFTER_S = 24 * 3600.0
 Forced = Literal["open", "closed"]
-ACTIONS = ("disable", "enable", "weight", "force", "probe-after", "pin", "unpin")
+ACTIONS = ("disable", "enable", "weight", "force", "probe-after", "release", "pin", "unpin")
 
 
 class ControlError(ValueError):
@@ -78,6 +79,9 @@ class ProviderControl:
     forced: Forced | None = None  # circuit held open (no traffic, no probe) or closed (healthy)
     weight: float | None = None  # None: the configured weight
     probe_after_s: float | None = None  # None: probe at every iteration once opened
+    # When an operator last released its reputation hold (epoch s): every node that holds it
+    # then lets it back in (pipeline.steering); None: never.
+    released_at: float | None = None
     changed: Changed = field(default_factory=Changed)
 
     @property
@@ -191,11 +195,13 @@ def _control_from(data: dict[str, Any]) -> ProviderControl:
     forced = data.get("forced")
     weight = data.get("weight")
     probe = data.get("probe_after_s")
+    released = data.get("released_at")
     return ProviderControl(
         disabled=bool(data.get("disabled")),
         forced=forced if forced in ("open", "closed") else None,
         weight=float(weight) if isinstance(weight, int | float) else None,
         probe_after_s=float(probe) if isinstance(probe, int | float) else None,
+        released_at=float(released) if isinstance(released, int | float) else None,
         changed=_changed_from(data.get("changed")),
     )
 
@@ -221,10 +227,15 @@ def check_provider(provider: str) -> str:
     return provider
 
 
-def updated(control: ProviderControl, action: str, value: Any = None) -> ProviderControl:
-    """`control` after `action` (disable, enable, weight, force, probe-after); ControlError when
-    the value does not fit. `force` takes open, closed or auto (the circuit decides again);
-    `weight` and `probe-after` take a number, or None to go back to the configuration."""
+def updated(
+    control: ProviderControl, action: str, value: Any = None, *, now: float = 0.0
+) -> ProviderControl:
+    """`control` after `action` (disable, enable, weight, force, probe-after, release);
+    ControlError when the value does not fit. `force` takes open, closed or auto (the circuit
+    decides again); `weight` and `probe-after` take a number, or None to go back to the
+    configuration; `release` ends a reputation hold, stamped `now` (epoch seconds)."""
+    if action == "release":
+        return replace(control, released_at=now)
     if action == "disable":
         return replace(control, disabled=True)
     if action == "enable":
@@ -302,8 +313,8 @@ class ControlStore:
             return await self.load()
         name = check_provider(provider or "")
         current = controls.of(name)
-        after = replace(updated(current, action, value), changed=changed)
-        shown = None if value is None else str(value)
+        after = replace(updated(current, action, value, now=changed.at), changed=changed)
+        shown = None if value is None or action == "release" else str(value)
         await self._append(changed, action, name, shown, _state(current), _state(after))
         await self._table.put(PREFIX + name, {"c": json.dumps(_control_json(after))})
         log.warning(

@@ -133,6 +133,12 @@ PROVIDER_REPUTATION_HELD = Gauge(
     "1 while the provider is out of rotation because its bounce or complaint rate is too high",
     ["provider"],
 )
+SENDING_PAUSED = Gauge(
+    "gomailpy_sending_paused",
+    "1 while this pipeline node sends nothing and leaves the mail on the queues, by reason:"
+    " reputation (every provider it may use is held for its bounce or complaint rate)",
+    ["reason"],
+)
 
 # -- webhooks (gomailpy.webhooks, pipeline.webhooks) ---------------------------------------------
 WEBHOOKS_PUBLISHED = Counter(

@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 class ReputationSettings(BaseModel):
     """`reputation`: per provider, over its last `window` accepted sends, past
     `max_bounce_rate` (hard bounces) or `max_complaint_rate` (with at least `min_sample` sends
-    counted), the provider leaves rotation for `hold_s`, like an open circuit."""
+    counted), the provider gets no mail for `hold_s` (not even a probe) or until an operator
+    releases it; when every provider is held, sending pauses (pipeline.reputation)."""
 
     model_config = ConfigDict(extra="forbid", validate_default=True)
 

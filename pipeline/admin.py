@@ -3,7 +3,7 @@
     GET /metrics   Prometheus text
     GET /healthz   200 while the process runs
     GET /readyz    200 once the queues answered the last iteration, else 503
-    GET /status    JSON: provider health and streaks, queues
+    GET /status    JSON: provider health, streaks and reputation holds, queues, a pause
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ def status_of(node: PipelineNode) -> dict[str, Any]:
         "ready": node.last_iteration_ok,
         "stopping": node.stopping,
         "iterations": node.iterations,
+        "paused": node.paused_by,  # why sending is paused (every provider held), or null
         "queues": [queue_name(url) for url in node.urls],
         "providers": {
             name: {
@@ -33,6 +34,7 @@ def status_of(node: PipelineNode) -> dict[str, Any]:
                 "weight": node.weights[name],
                 "good_streak": health.good_streak,
                 "failing_streak": health.failing_streak,
+                "held": health.held,  # why it is held for its reputation, or null
             }
             for name, health in node.health.items()
         },

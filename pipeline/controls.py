@@ -13,6 +13,9 @@
   next probe, instead of a probe at every iteration.
 A resting provider is left out only while another provider is healthy: when all are down they
 all share again (pipeline.splitter), as mail waits in the queue either way.
+A provider **held** for its reputation stays held whatever the controls say (forced closed
+included): it gets no mail until its hold ends or an operator releases it (`release`,
+pipeline.steering); a pin to it pauses sending rather than send through it.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ def steer(
         if control.weight is not None:
             view = replace(view, weight=control.weight)
         if control.forced == "closed":
-            view = replace(view, healthy=True)
+            view = replace(view, healthy=True)  # its circuit only: a hold stays
         elif control.forced == "open" or view.name in spent:
             view = replace(view, healthy=False)
             resting.add(view.name)
@@ -62,10 +65,11 @@ def steer(
             if since is not None and now - since < control.probe_after_s:
                 resting.add(view.name)
         steered.append(view)
-    if any(v.healthy for v in steered):
+    if any(v.healthy and not v.held for v in steered):
         steered = [v for v in steered if v.name not in resting]
-    if rated and steered and all(rated.get(v.name, 0) > 0 for v in steered):
-        steered = [replace(v, weight=rated[v.name]) for v in steered]
+    sending = [v for v in steered if not v.held]
+    if rated and sending and all(rated.get(v.name, 0) > 0 for v in sending):
+        steered = [replace(v, weight=rated.get(v.name, v.weight)) for v in steered]
     return steered
 
 

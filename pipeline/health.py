@@ -71,6 +71,12 @@ class Health:
     def healthy(self) -> bool:
         return self.state is CircuitState.HEALTHY and self.held is None
 
+    def release(self) -> str | None:
+        """End a reputation hold now (an operator's release); why it was held, or None. The
+        guard (pipeline.reputation) sees it at its next evaluation and starts the rates afresh."""
+        why, self.held = self.held, None
+        return why
+
     def record(self, verdict: Verdict) -> CircuitState | None:
         """Count one iteration; return the new state if it changed, else None."""
         if verdict is Verdict.IDLE:

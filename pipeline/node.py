@@ -14,6 +14,13 @@ each message is settled once its own send finished (pipeline.inflight): latency 
 
 Nothing is deleted unless a provider accepted it, it was sent before, or it is in the dead-letter
 queue; the rest comes back after its visibility timeout, also when the node is killed outright.
+
+When every provider the node may use is held for its reputation (pipeline.reputation), sending
+**pauses**: the node stops reading (every receive would count towards the queue's
+`max_receive_count`, and so towards the dead-letter queue), stops its long polls, releases what
+it had read but not sent, and checks every PAUSE_CHECK_S for a hold that ended or was released.
+The pause is logged at CRITICAL once as it starts (its end at WARNING) and exported as
+`gomailpy_sending_paused{reason="reputation"}`.
 """
 
 from __future__ import annotations
@@ -42,12 +49,15 @@ from pipeline.intake import Intake
 from pipeline.lease import Leases
 from pipeline.reader import QueueReader
 from pipeline.settlement import AfterSend, Item, IterationReport, Settlement
-from pipeline.splitter import ProviderView, split
+from pipeline.splitter import ProviderView, paused, split
 from pipeline.suppress import Screen, unscreened
 
 __all__ = ["AfterSend", "IterationReport", "PipelineNode"]
 
 log = logging.getLogger("gomailpy.pipeline")
+
+PAUSE_CHECK_S = 0.5  # while paused: how often to look for a hold that ended or was released
+PAUSED_BY_REPUTATION = "reputation"
 
 
 class PipelineNode:
@@ -104,6 +114,8 @@ class PipelineNode:
         self._dispatches: set[asyncio.Task[IterationReport]] = set()
         self.last_iteration_ok = False
         self.iterations = 0
+        self.paused_by: str | None = None  # why sending is paused (PAUSED_BY_*), None: sending
+        metrics.SENDING_PAUSED.labels(PAUSED_BY_REPUTATION).set(0)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -145,7 +157,16 @@ class PipelineNode:
         pipeline = self.settings.pipeline
         error_backoff = 0.0
         self.leases.start()  # the heartbeat, unless `async with` started it
+        polls_stopped = False
         while not self._stopping.is_set():
+            if self.check_pause():
+                if not polls_stopped:  # open long polls would take mail during the pause
+                    answered = await self._reader.aclose()  # read() opens new ones on resume
+                    await self.settlement.release_now(answered)
+                    polls_stopped = True
+                await self._sleep(PAUSE_CHECK_S)
+                continue
+            polls_stopped = False
             started = time.monotonic()
             room = self.window.room()
             if room <= 0:
@@ -215,7 +236,9 @@ class PipelineNode:
 
     async def run_iteration(self) -> IterationReport:
         """One whole iteration, awaited to the end: read, split, send, settle (for tests and
-        tools; `run` overlaps iterations instead)."""
+        tools; `run` overlaps iterations instead). Paused: reads nothing."""
+        if self.check_pause():
+            return IterationReport()
         if not self.urls:
             await self.resolve_queues()
         pool = await self._reader.read(self.urls, self.settings.pipeline.max_in_flight)
@@ -224,8 +247,31 @@ class PipelineNode:
     # -- one batch ---------------------------------------------------------------------------
 
     def views(self) -> list[ProviderView]:
-        views = [ProviderView(n, self.weights[n], self.health[n].healthy) for n in self.lanes]
+        health = self.health
+        views = [
+            ProviderView(n, self.weights[n], health[n].healthy, health[n].held is not None)
+            for n in self.lanes
+        ]
         return self.steering(views)
+
+    def check_pause(self) -> bool:
+        """Whether sending is paused: every provider the node may use is held for its
+        reputation. Logs and exports the change when it starts or ends."""
+        views = self.views()
+        reason = PAUSED_BY_REPUTATION if paused(views) else None
+        if reason != self.paused_by:
+            metrics.SENDING_PAUSED.labels(PAUSED_BY_REPUTATION).set(1 if reason else 0)
+            if reason is not None:
+                log.critical(
+                    "sending paused: every provider is held for its bounce or complaint rate"
+                    " (%s); the mail stays on the queues until a hold ends or an operator"
+                    " releases one (`gomail provider release NAME`)",
+                    "; ".join(f"{v.name}: {self.health[v.name].held}" for v in views),
+                )
+            else:
+                log.warning("sending resumed: %s", ", ".join(v.name for v in views if not v.held))
+        self.paused_by = reason
+        return reason is not None
 
     async def dispatch(self, messages: Sequence[ReceivedMessage]) -> IterationReport:
         """Prepare, split, send, judge and settle one batch; release what was left unsettled."""
@@ -258,7 +304,13 @@ class PipelineNode:
         early = SettleAsTheyFinish(self.settlement, report, settled, self.window)
         note_ages(items)  # gomailpy_queue_oldest_message_age_seconds
         self._rotation += 1
-        assignment = split(items, self.views(), self._rotation)
+        views = self.views()
+        assignment = split(items, views, self._rotation)
+        if not assignment and paused(views):
+            # Held since these were read: not sent, not failed; dispatch releases them at once
+            # and the loop stops reading (check_pause).
+            log.warning("every provider is held: %d message(s) back to the queue", len(items))
+            return []
         if not assignment:
             log.error("no provider is enabled: releasing %d message(s)", len(items))
             unsent = SendResult("none", Outcome.TRANSIENT, reason="no provider enabled")
@@ -288,7 +340,7 @@ class PipelineNode:
             [i.envelope for i in sent],
             results,
             self.lanes,
-            lambda name: name in {v.name for v in self.views() if v.healthy},
+            lambda name: name in {v.name for v in self.views() if v.healthy and not v.held},
             self._rotation,
             self._checks(sent),
         )

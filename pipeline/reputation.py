@@ -9,9 +9,11 @@ Per provider, over its last `reputation.window` accepted sends (`gomailpy.reputa
 RollingRates`): the hard bounce rate and the complaint rate, exported as metrics
 (`gomailpy_provider_bounce_rate`, `gomailpy_provider_complaint_rate`). Once at least
 `min_sample` sends are counted and a rate passes its threshold, the provider is held out of
-rotation for `hold_s` (its `Health.held` says why, and the splitter treats it like an open
-circuit: at most a probe while another provider is healthy), with a WARNING that gives the
-rates. When the hold ends its counts start afresh.
+rotation for `hold_s` (its `Health.held` says why), with a WARNING that gives the rates. A held
+provider gets no mail at all, not even a probe (pipeline.splitter), and when every provider is
+held the node pauses sending and leaves the mail on the queues (pipeline.node). The hold ends
+after `hold_s`, or at once when an operator releases it (`gomail provider release NAME`, which
+clears `Health.held` through pipeline.steering); either way its counts start afresh.
 
 Sends are this node's (the `gomailpy_provider_sends_total{outcome="accepted"}` counter); events
 are those this node's consumer read. Every node reads its share of the events queue as it does
@@ -83,8 +85,10 @@ class ReputationGuard:
             metrics.PROVIDER_COMPLAINT_RATE.labels(name).set(rates.complaint_rate)
             health = self._health[name]
             if name in self._held_until:
-                if now >= self._held_until[name]:
-                    self._release(name, health)
+                if health.held is None:  # released by an operator (pipeline.steering)
+                    self._release(name, health, "released by an operator")
+                elif now >= self._held_until[name]:
+                    self._release(name, health, "its hold is over")
                 continue
             why = self._too_high(rates)
             if why is not None:
@@ -120,9 +124,9 @@ class ReputationGuard:
             extra={"provider": name},
         )
 
-    def _release(self, name: str, health: Health) -> None:
+    def _release(self, name: str, health: Health, why: str) -> None:
         del self._held_until[name]
         health.held = None
         self.rates[name] = RollingRates(self._settings.window)
         metrics.PROVIDER_REPUTATION_HELD.labels(name).set(0)
-        log.info("provider %s is back in rotation (its rates start afresh)", name)
+        log.warning("provider %s is back in rotation, %s (its rates start afresh)", name, why)

@@ -5,12 +5,16 @@ from the control store (gomailpy.controls) and hands them to the node's split
     steering = await open_steering(stack, settings, node)     # closed with `stack`
 
 A read that fails keeps the last controls (logged): an unreachable table never stops the mail.
+An operator's `release` of a provider (a new `released_at`) ends this node's reputation hold on
+it (`Health.release`, pipeline.reputation): releases made before this node's first read predate
+every hold it can have, and are only noted.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from contextlib import AsyncExitStack
 
 from gomailpy import metrics
@@ -19,6 +23,7 @@ from gomailpy.errors import GomailError
 from gomailpy.settings import Settings
 from gomailpy.steering_settings import PROVIDER_NAMES
 from pipeline.controls import Steering
+from pipeline.health import Health
 from pipeline.node import PipelineNode
 from pipeline.pacing import Rates
 from pipeline.periodic import PeriodicRefresh
@@ -32,10 +37,18 @@ class ControlPoller(PeriodicRefresh):
     # a bug in refresh must not end the polling: the controls would freeze
     failure = "reading the controls failed"
 
-    def __init__(self, store: ControlStore, steering: Steering, poll_s: float) -> None:
+    def __init__(
+        self,
+        store: ControlStore,
+        steering: Steering,
+        poll_s: float,
+        health: Mapping[str, Health] | None = None,
+    ) -> None:
         super().__init__(poll_s)
         self.store = store
         self.steering = steering
+        self._health = health or {}
+        self._released: dict[str, float | None] | None = None  # None: not read yet
 
     async def refresh(self) -> None:
         try:
@@ -47,7 +60,29 @@ class ControlPoller(PeriodicRefresh):
             for line in controls.describe() or ["none set"]:
                 log.info("controls: %s", line)
             _export(controls)
+        self._apply_releases(controls)
         self.steering.controls = controls
+
+    def _apply_releases(self, controls: Controls) -> None:
+        released = {name: controls.of(name).released_at for name in PROVIDER_NAMES}
+        seen, self._released = self._released, released
+        if seen is None:
+            return
+        for name, at in released.items():
+            health = self._health.get(name)
+            if at is None or at == seen.get(name) or health is None:
+                continue
+            why = health.release()
+            if why is not None:
+                metrics.PROVIDER_REPUTATION_HELD.labels(name).set(0)
+                changed = controls.of(name).changed
+                log.warning(
+                    "provider %s released from its reputation hold (%s) %s",
+                    name,
+                    why,
+                    changed.describe(),
+                    extra={"provider": name},
+                )
 
 
 def _export(controls: Controls) -> None:
@@ -82,6 +117,6 @@ async def open_steering(
         paced = rates.paced
         steering.rated = lambda: {name: p.rate.share() for name, p in paced.items()}
         steering.spent = rates.spent
-        node.screen = rates.gate(node.screen, lambda: [v.name for v in node.views()])
-    poller = ControlPoller(store, steering, settings.steering.controls_poll_s)
+        node.screen = rates.gate(node.screen, lambda: [v.name for v in node.views() if not v.held])
+    poller = ControlPoller(store, steering, settings.steering.controls_poll_s, node.health)
     return await stack.enter_async_context(poller)

@@ -1,5 +1,6 @@
-"""The operator's controls: the pure steering of the split (pipeline.controls) as tables, and the
-store (gomailpy.controls) with its history on an in-memory item table."""
+"""The operator's controls: the pure steering of the split (pipeline.controls) as tables, held
+providers under them, and the store (gomailpy.controls) with its history on an in-memory item
+table."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from gomailpy.controls import (
 from gomailpy.report import QueueStatus, format_status
 from gomailpy.table_items import MemoryItemTable
 from pipeline.controls import Steering, steer
-from pipeline.splitter import ProviderView, split
+from pipeline.health import Health
+from pipeline.splitter import ProviderView, paused, split
+from pipeline.steering import ControlPoller
 
 SES, SENDGRID, SMTP = (ProviderView(n, 1.0, True) for n in ("ses", "sendgrid", "smtp"))
 
@@ -172,6 +175,60 @@ def test_a_provider_with_its_daily_quota_nearly_spent_rests() -> None:
     assert names(steer([SES, down(SMTP)], Controls(), {}, 0, None, {"ses"})) == ["ses", "smtp"]
 
 
+# -- reputation holds under the controls --------------------------------------------------------
+
+
+def held(view: ProviderView) -> ProviderView:
+    return ProviderView(view.name, view.weight, False, held=True)
+
+
+@pytest.mark.parametrize(
+    ("views", "controls", "expected"),
+    [
+        # nothing set: the held one is passed on, marked, and the split gives it nothing
+        ([SES, held(SMTP)], Controls(), {"ses": 30, "smtp": 0}),
+        # forced closed heals a circuit, not a hold
+        (
+            [SES, held(SMTP)],
+            Controls({"smtp": ProviderControl(forced="closed")}),
+            {"ses": 30, "smtp": 0},
+        ),
+        # a weight set by hand does not bring it back either
+        (
+            [SES, held(SMTP)],
+            Controls({"smtp": ProviderControl(weight=100)}),
+            {"ses": 30, "smtp": 0},
+        ),
+        # the only one not held is forced open: it still carries the mail (a hold is not rest)
+        (
+            [SES, held(SMTP)],
+            Controls({"ses": ProviderControl(forced="open")}),
+            {"ses": 30, "smtp": 0},
+        ),
+        # pinned to a held provider: nothing goes out (paused), not through the held one
+        ([SES, held(SMTP)], Controls(pin=Pin("smtp")), {}),
+        # every provider held: paused, also with one forced closed
+        ([held(SES), held(SMTP)], Controls({"ses": ProviderControl(forced="closed")}), {}),
+        # held and disabled: the one left sends
+        (
+            [held(SES), SENDGRID, held(SMTP)],
+            Controls({"ses": ProviderControl(disabled=True)}),
+            {"sendgrid": 30, "smtp": 0},
+        ),
+    ],
+)
+def test_a_held_provider_gets_nothing_whatever_the_controls(
+    views: list[ProviderView], controls: Controls, expected: dict[str, int]
+) -> None:
+    steering = Steering(lambda: 1000.0)
+    steering.controls = controls
+    for rotation in range(100):
+        steered = steering(views)
+        assignment = split(list(range(30)), steered, rotation)
+        assert {name: len(batch) for name, batch in assignment.items()} == expected
+        assert paused(steered) == (expected == {})
+
+
 # -- the history: every change appended, never overwritten ---------------------------------------
 
 
@@ -184,7 +241,7 @@ async def test_every_change_is_appended_to_the_history_with_before_after_and_who
         ("smtp", "pin", None, "carol", "drill"),
         ("ses", "enable", None, "alice", "SES back"),
         (None, "unpin", None, "carol", "drill over"),
-        ("sendgrid", "force", "open", "dave", "vendor incident"),
+        ("sendgrid", "release", None, "dave", "list cleaned"),
     ]
     for provider, action, value, who, why in changes:
         now[0] += 60
@@ -200,26 +257,22 @@ async def test_every_change_is_appended_to_the_history_with_before_after_and_who
         ("smtp", "pin", "carol", "drill"),
         ("ses", "enable", "alice", "SES back"),
         ("smtp", "unpin", "carol", "drill over"),  # the provider that was pinned
-        ("sendgrid", "force", "dave", "vendor incident"),
+        ("sendgrid", "release", "dave", "list cleaned"),
     ]
-    first, second, pin, enable, unpin, force = reversed(entries)
+    first, second, pin, enable, unpin, release = reversed(entries)
     assert (first.before, first.after) == ("as configured", "disabled")
     assert (second.before, second.after) == ("disabled", "disabled, weight 2.5")
     assert second.value == "2.5" and second.what == "ses weight 2.5"
     assert (pin.before, pin.after, pin.what) == ("not pinned", "pinned to smtp", "pin smtp")
     assert (enable.before, enable.after) == ("disabled, weight 2.5", "weight 2.5")
     assert (unpin.before, unpin.after) == ("pinned to smtp", "not pinned")
-    assert (force.before, force.after, force.what) == (
-        "as configured",
-        "forced open",
-        "sendgrid force open",
-    )
-    assert force.at == 1_800_000_360.0 and force.when == "2027-01-15T08:06:00Z"
+    assert release.at == 1_800_000_360.0 and release.when == "2027-01-15T08:06:00Z"
     # the controls item keeps only the last change; the history keeps them all
     assert (await store.load()).of("ses").changed.reason == "SES back"
     assert [e.action for e in await store.history("ses")] == ["enable", "weight", "disable"]
     assert [e.action for e in await store.history("smtp")] == ["unpin", "pin"]
     assert [e.seq for e in await store.history(limit=2)] == [6, 5]
+    assert (await store.load()).of("sendgrid").released_at == 1_800_000_360.0
 
 
 async def test_history_entries_are_never_overwritten() -> None:
@@ -234,3 +287,22 @@ async def test_history_entries_are_never_overwritten() -> None:
     await store.change("ses", "enable", who="bob", why="second")
     assert await table.get("ctlh#000000000001") == entry
     assert [(e.seq, e.reason) for e in await store.history()] == [(2, "second"), (1, "first")]
+
+
+async def test_a_release_ends_the_hold_on_every_node_that_reads_it() -> None:
+    store = ControlStore(MemoryItemTable())
+    health = {"ses": Health(1, 1), "smtp": Health(1, 1)}
+    poller = ControlPoller(store, Steering(lambda: 0.0), 60, health)
+    await store.change("ses", "release", who="old", why="a release before this node read")
+    await poller.refresh()  # the first read: notes it, there is nothing to release
+    health["ses"].held = "hard bounce rate 5.00% > 4.00%"
+    health["smtp"].held = "complaint rate 0.2% > 0.08%"
+    await poller.refresh()
+    assert health["ses"].held and health["smtp"].held  # the old release does not apply
+    await store.change("ses", "release", who="alice", why="list cleaned")
+    await poller.refresh()
+    assert health["ses"].held is None and health["ses"].healthy
+    assert health["smtp"].held  # only the one released
+    health["ses"].held = "held again"
+    await poller.refresh()
+    assert health["ses"].held == "held again"  # the same release is applied once

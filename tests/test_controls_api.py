@@ -114,3 +114,20 @@ async def test_the_history_of_changes_as_json(
     assert (await client.get("/admin/providers/history")).status == 401
     open_api = await client_for(start_client, settings, keys=False)
     assert (await open_api.get("/admin/providers/history")).status == 403
+
+
+async def test_a_release_is_stamped_and_recorded(
+    settings: Settings, start_client: StartClient
+) -> None:
+    client = await client_for(start_client, settings, keys=True)
+    released = await client.post(
+        "/admin/providers/ses/release", json={"reason": "list cleaned"}, headers=AUTH
+    )
+    assert released.status == 200
+    ses = (await released.json())["providers"]["ses"]
+    assert ses["released_at"] == ses["changed"]["at"] > 0
+    assert ses["active"] == []  # an event, not a state: nothing stays set
+    history = await (await client.get("/admin/providers/history", headers=AUTH)).json()
+    assert [(e["action"], e["provider"], e["reason"]) for e in history["history"]] == [
+        ("release", "ses", "list cleaned")
+    ]

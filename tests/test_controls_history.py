@@ -116,3 +116,19 @@ def test_gomail_provider_history(moto_endpoint: str) -> None:
     assert entries[0]["action"] == "force" and entries[0]["by"].endswith("(cli)")
     assert "Invalid value" in gomail("history", "postmark", code=2)
     assert "Invalid value" in gomail("history", "--limit", "0", code=2)
+
+
+def test_gomail_provider_release_is_recorded_in_the_history(moto_endpoint: str) -> None:
+    env = {**table_cli_env(moto_endpoint), "GOMAILPY_UP_STATE": "/nonexistent/up.json"}
+    runner = CliRunner()
+
+    def gomail(*args: str, code: int = 0) -> str:
+        done = runner.invoke(cli, ["provider", *args], env=env)
+        assert done.exit_code == code, done.output
+        return done.output
+
+    assert "Missing option '--reason'" in gomail("release", "ses", code=2)
+    gomail("release", "sendgrid", "-r", "list cleaned, case 43")
+    assert json.loads(gomail("list", "--json"))["providers"]["sendgrid"]["released_at"] > 0
+    [line] = gomail("history", "sendgrid").splitlines()
+    assert "(cli)  sendgrid release: as configured -> as configured  (list cleaned" in line

@@ -1,13 +1,16 @@
-"""The splitter: property tests (hypothesis) and a few worked examples."""
+"""The splitter: property tests (hypothesis), a few worked examples, and reputation holds as a
+table over many iterations."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.splitter import ProviderView, shares, split
+from pipeline.splitter import ProviderView, paused, shares, split
 
 providers_strategy = st.lists(
     st.tuples(st.integers(1, 10), st.booleans()), min_size=1, max_size=6
@@ -87,3 +90,64 @@ def test_shares_largest_remainder() -> None:
     assert shares(10, [1, 1, 1]) in ([4, 3, 3], [3, 4, 3], [3, 3, 4])
     assert shares(0, [1, 2]) == [0, 0]
     assert shares(7, [3, 0.5]) == [6, 1]
+
+
+# -- reputation holds: a held provider gets nothing, ever -----------------------------------------
+
+
+def held(name: str, *, healthy: bool = False, weight: float = 1.0) -> ProviderView:
+    return ProviderView(name, weight, healthy, held=True)
+
+
+@pytest.mark.parametrize(
+    ("providers", "expected"),
+    [
+        # held beside a healthy one: no probe, the healthy one takes everything
+        ([ProviderView("ses", 1, True), held("sendgrid")], {"ses": 40, "sendgrid": 0}),
+        # held and (somehow) healthy: still nothing
+        (
+            [ProviderView("ses", 1, True), held("sendgrid", healthy=True, weight=5)],
+            {"ses": 40, "sendgrid": 0},
+        ),
+        # held beside an open circuit: the open one is all that is left, so it takes everything
+        # (open circuits share when none is healthy); the held one still nothing
+        ([ProviderView("ses", 1, False), held("sendgrid")], {"ses": 40, "sendgrid": 0}),
+        # held, healthy and unhealthy together: the unhealthy one gets its probe, the held none
+        (
+            [ProviderView("ses", 1, True), ProviderView("smtp", 1, False), held("sendgrid")],
+            {"ses": 39, "smtp": 1, "sendgrid": 0},
+        ),
+        # every provider held: nothing is assigned (sending pauses)
+        ([held("ses"), held("sendgrid", healthy=True)], {}),
+    ],
+)
+def test_a_held_provider_gets_no_mail_in_any_iteration(
+    providers: list[ProviderView], expected: dict[str, int]
+) -> None:
+    for rotation in range(200):  # many iterations, every tie-break
+        assignment = split(list(range(40)), providers, rotation)
+        assert {name: len(batch) for name, batch in assignment.items()} == expected
+    assert paused(providers) == (expected == {})
+
+
+@given(st.integers(0, 300), providers_strategy, st.sets(st.integers(0, 5)), st.integers(0, 100))
+def test_held_providers_get_nothing_and_the_rest_get_everything(
+    n: int, providers: list[ProviderView], held_at: set[int], rot: int
+) -> None:
+    providers = [
+        dataclasses.replace(p, held=True) if i in held_at else p for i, p in enumerate(providers)
+    ]
+    assignment = split(list(range(n)), providers, rot)
+    if paused(providers):
+        assert assignment == {}
+        return
+    assert sorted(m for batch in assignment.values() for m in batch) == list(range(n))
+    for provider in providers:
+        if provider.held:
+            assert assignment[provider.name] == []
+
+
+def test_paused_only_when_there_are_providers_and_all_are_held() -> None:
+    assert not paused([])
+    assert not paused([held("ses"), ProviderView("smtp", 1, False)])
+    assert paused([held("ses"), held("smtp")])

@@ -1,4 +1,4 @@
-"""`gomail provider list|disable|enable|weight|force|probe-after|pin|unpin|history
+"""`gomail provider list|disable|enable|weight|force|probe-after|release|pin|unpin|history
 --config FILE`: the operator's controls (gomailpy.controls), for the whole cluster. Every change
 needs `--reason` and is recorded with it and the OS user who made it, in the controls and in
 their append-only history (`gomail provider history [NAME]`); every pipeline node applies it
@@ -169,6 +169,16 @@ def pin(config_path: Path | None, reason: str, name: str) -> None:
 def unpin(config_path: Path | None, reason: str) -> None:
     """Undo `pin`: the split uses every provider again."""
     _change(config_path, None, "unpin", None, reason)
+
+
+@provider.command()
+@config_option
+@reason_option
+@provider_argument
+def release(config_path: Path | None, reason: str, name: str) -> None:
+    """End NAME's reputation hold now on every node (held past its bounce or complaint rate
+    thresholds, it gets no mail until its hold ends or this); its rates start afresh."""
+    _change(config_path, name, "release", None, reason)
 
 
 @provider.command()

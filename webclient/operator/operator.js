@@ -229,8 +229,12 @@ function renderNodes(data) {
   }
   for (const node of data.nodes) {
     const item = document.createElement("li");
-    item.textContent = node.ok ? `${node.url}: answering` : `${node.url}: ${node.problem}`;
-    if (!node.ok) item.className = "problem-text";
+    item.textContent = node.ok
+      ? node.paused
+        ? `${node.url}: sending paused (${node.paused}: every provider held)`
+        : `${node.url}: answering`
+      : `${node.url}: ${node.problem}`;
+    if (!node.ok || node.paused) item.className = "problem-text";
     list.appendChild(item);
   }
 }
@@ -288,6 +292,7 @@ function buildCard(name) {
   for (const [action, label] of [
     ["disable", "Disable"],
     ["enable", "Enable"],
+    ["release", "Release hold"],
     ["pin", "Pin"],
     ["unpin", "Unpin"],
     ["weight", "Set weight"],
@@ -321,6 +326,8 @@ function renderProviders(data) {
     const healthy = states.length > 0 && states.every((s) => s === "healthy");
     // What the nodes say; only with no node reporting it does the configuration decide.
     let state = states.length ? (healthy ? "healthy" : "unhealthy") : p.enabled ? "no node" : "not configured";
+    const held = Object.entries(p.held || {});
+    if (held.length) state = "held";
     if (control.disabled) state = "disabled";
     parts.badge.textContent = state;
     parts.badge.classList.toggle("bad", state !== "healthy");
@@ -328,6 +335,10 @@ function renderProviders(data) {
     parts.fields.health.textContent = states.length
       ? Object.entries(p.health).map(([node, s]) => `${s} (${node.replace(/^https?:\/\//, "")})`).join(", ")
       : "no node reports it";
+    if (held.length) {
+      parts.fields.health.textContent +=
+        "; held for its reputation: " + held.map(([node, why]) => `${why} (${node.replace(/^https?:\/\//, "")})`).join(", ");
+    }
     const active = [...control.active];
     if (controls.pinned === name) active.push("pinned");
     const changed = control.changed && control.changed.reason ? ` — ${control.changed.by}: ${control.changed.reason}` : "";
