@@ -14,6 +14,7 @@ from gomailpy.errors import (
     InvalidEmailError,
     MalformedRequestError,
     NoQueueAvailableError,
+    TemplateError,
     UnqueueableEmailError,
 )
 
@@ -34,15 +35,18 @@ def error_response(
 def error_answer(exc: GomailError) -> web.Response:
     """The answer to a request a handler could not serve because of `exc`.
 
-    MalformedRequestError 400 and InvalidEmailError 422 (the client must change the request);
-    UnqueueableEmailError 400 (a queue refused what the email carries: retrying cannot help, so
-    never a 503); any BackendError 503 in gomail's words, never saying which service failed (the
-    log does), with Retry-After when no queue took the email.
+    MalformedRequestError 400, InvalidEmailError 422 and TemplateError 422 (the client must change
+    the request or the template); UnqueueableEmailError 400 (a queue refused what the email
+    carries: retrying cannot help, so never a 503); any BackendError 503 in gomail's words,
+    never saying which service failed (the log does), with Retry-After when no queue took the
+    email.
     """
     if isinstance(exc, InvalidEmailError):
         return error_response(422, errors=exc.errors)
     if isinstance(exc, MalformedRequestError):
         return error_response(400, str(exc))
+    if isinstance(exc, TemplateError):
+        return error_response(422, str(exc))
     if isinstance(exc, UnqueueableEmailError):
         return error_response(400, UNQUEUEABLE)
     if isinstance(exc, NoQueueAvailableError):

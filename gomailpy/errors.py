@@ -8,6 +8,9 @@ GomailError
 ├── MalformedRequestError        # a request body that is not JSON, too large, or of the wrong shape
 ├── InvalidEmailError            # an email request has invalid fields; one message per field
 ├── UnqueueableEmailError        # a queue refused an email for what it carries (answered 400)
+├── TemplateError                # a stored template is missing, or failed to render (answered 422)
+│   ├── TemplateSyntaxError      # refused when stored: does not parse, nests too deep, a partial
+│   └── TemplateLimitError       # rendering went past the output size or the step or time budget
 └── BackendError                 # a service gomailpy relies on failed: try again later
     ├── QueueError               # one SQS call failed; names the queue and the operation
     ├── NoQueueAvailableError    # every configured queue refused an email
@@ -16,9 +19,10 @@ GomailError
 ```
 
 The API answers them in one place (`api.responses.error_answer`): MalformedRequestError 400,
-InvalidEmailError 422, UnqueueableEmailError 400, any BackendError 503 (NoQueueAvailableError with
-Retry-After). Providers report send outcomes as `SendResult`
-values (see `gomailpy.providers.base`), not by raising.
+InvalidEmailError 422, UnqueueableEmailError 400, TemplateError 422, any BackendError 503
+(NoQueueAvailableError with Retry-After). The pipeline fails an email whose template raises a
+TemplateError for good (retrying would fail the same way). Providers report send outcomes as
+`SendResult` values (see `gomailpy.providers.base`), not by raising.
 """
 
 from __future__ import annotations
@@ -68,6 +72,20 @@ class UnqueueableEmailError(GomailError):
         self.queue = queue
         self.reason = reason
         super().__init__(f"queue {queue} refused the email for its contents: {reason}")
+
+
+class TemplateError(GomailError):
+    """A template is missing, invalid, or failed to render; `str()` says which and why."""
+
+
+class TemplateSyntaxError(TemplateError):
+    """A template's source cannot be used: it does not parse, nests deeper than allowed, or asks
+    for what gomailpy does not offer (partials, hash arguments). Found when it is stored."""
+
+
+class TemplateLimitError(TemplateError):
+    """Rendering a template went past a limit (output size, steps, time): the template and its
+    data, not the server, are at fault."""
 
 
 class BackendError(GomailError):

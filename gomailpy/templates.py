@@ -8,31 +8,48 @@ and a text part, kept on the status table (`tpl#<id>`) so every node reads the s
 `{{value}}` is HTML-escaped in the HTML part (`{{{value}}}` is not), as in Handlebars. The
 subject and the text part are plain text, so data lands there as it was given. Rendering is the
 pipeline's (pipeline.render), once per send attempt, so an edited template applies to every
-email not yet sent. A template that does not compile or render raises `TemplateError` with the
-library's message: the email cannot be sent and is failed for good, never retried.
+email not yet sent. A template that does not parse or render raises `TemplateError` (its
+`TemplateSyntaxError` and `TemplateLimitError` kinds, from gomailpy.errors): the email cannot
+be sent and is failed for good, never retried.
+
+The language is read by gomailpy.handlebars, an interpreter of our own that can only look up
+keys of the data, never run code: anyone with an API key writes templates, and every pipeline
+node renders them. pybars3, used before, compiled templates to Python and ran them, and a
+bracketed path segment (`{{#each [a', open(...), u']}}`) went into that code unescaped. A
+template stored then is safe now too: it is parsed afresh by the interpreter when rendered.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
-import pybars
-from pybars._compiler import strlist
-
+from gomailpy import handlebars
 from gomailpy.email_parts import TEMPLATE_ID
+from gomailpy.errors import TemplateError, TemplateLimitError, TemplateSyntaxError
 from gomailpy.table_items import ItemTable
+
+__all__ = [
+    "RenderedParts",
+    "Template",
+    "TemplateError",
+    "TemplateLimitError",
+    "TemplateStore",
+    "TemplateSyntaxError",
+    "check_template",
+    "render",
+]
+
+log = logging.getLogger("gomailpy.templates")
 
 PREFIX = "tpl#"
 INDEX = "tpl-index"  # one item whose string set lists every template id
 MAX_PART_CHARS = 512 * 1024  # a part over this is not a template but a payload
 MAX_SUBJECT_CHARS = 998
-
-
-class TemplateError(Exception):
-    """A template is missing, invalid, or failed to render; `str()` says which and why."""
+LIMITS = handlebars.Limits()  # per template rendered (all its parts): output, steps, time
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +81,8 @@ class RenderedParts:
 
 def check_template(template: Template) -> list[str]:
     """What is wrong with a template before storing it (empty: nothing). Every part must
-    compile, so a typo is refused when saved rather than found when mail fails."""
+    parse, so a typo (or a partial, or nesting past handlebars.MAX_NESTING) is refused when
+    saved rather than found when mail fails."""
     problems: list[str] = []
     if not TEMPLATE_ID.fullmatch(template.id):
         problems.append("id: must be 1 to 128 letters, digits, '_', '.', ':' or '-'")
@@ -80,16 +98,19 @@ def check_template(template: Template) -> list[str]:
             problems.append(f"{name}: at most {MAX_PART_CHARS} characters")
         elif source:
             try:
-                _compile(source)
-            except Exception as exc:  # pybars raises its own and PyMeta's parse errors
+                _parse(source)
+            except TemplateError as exc:
                 problems.append(f"{name}: does not compile: {_first_line(exc)}")
+            except Exception as exc:  # the parser's fault: refused all the same, never a 500
+                log.exception("template %r: %s: the parser failed", template.id, name)
+                problems.append(f"{name}: does not compile ({type(exc).__name__})")
     return problems
 
 
 @functools.lru_cache(maxsize=256)
-def _compile(source: str) -> Any:
-    # Keyed by the source itself, so an edited template compiles afresh on every node.
-    return pybars.Compiler().compile(source)
+def _parse(source: str) -> handlebars.Program:
+    # Keyed by the source itself, so an edited template is parsed afresh on every node.
+    return handlebars.parse(source)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -97,40 +118,42 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:300]
 
 
-def _as_plain(value: Any) -> Any:
-    # pybars escapes every value it inserts except its own strlist: wrapping each non-empty
-    # string keeps the subject and text part free of HTML entities (empty stays falsy for #if).
-    if isinstance(value, str):
-        return strlist([value]) if value else value
-    if isinstance(value, dict):
-        return {key: _as_plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_as_plain(item) for item in value]
-    return value
-
-
-def _render_part(template: Template, name: str, data: dict[str, Any]) -> str | None:
+def _render_part(
+    template: Template, name: str, data: dict[str, Any], budget: handlebars.Budget
+) -> str | None:
     source: str = getattr(template, name)
     if not source:
         return None
+    if len(source) > MAX_PART_CHARS:  # stored before the limit, or not through check_template
+        raise TemplateSyntaxError(
+            f"template {template.id!r}: {name} is over {MAX_PART_CHARS} characters"
+        )
     try:
-        compiled = _compile(source)
-        return str(compiled(data if name == "html" else _as_plain(data)))
-    except Exception as exc:  # a bad helper, a bad path: the template's fault, not ours
-        raise TemplateError(
+        return handlebars.render(_parse(source), data, escape_html=name == "html", budget=budget)
+    except TemplateError as exc:  # the same kind, saying which template and part
+        raise type(exc)(
             f"template {template.id!r}: {name} failed to render: {_first_line(exc)}"
+        ) from None
+    except Exception as exc:  # the interpreter's fault: still this email's failure alone
+        log.exception("template %r: %s: the interpreter failed", template.id, name)
+        raise TemplateError(
+            f"template {template.id!r}: {name} failed to render ({type(exc).__name__})"
         ) from None
 
 
-def render(template: Template, data: dict[str, Any]) -> RenderedParts:
-    """Render every part of `template` with `data`, or raise `TemplateError`."""
-    subject = _render_part(template, "subject", data)
+def render(
+    template: Template, data: dict[str, Any], limits: handlebars.Limits = LIMITS
+) -> RenderedParts:
+    """Render every part of `template` with `data`, or raise `TemplateError`
+    (`TemplateLimitError` when the parts together go past `limits`)."""
+    budget = handlebars.Budget(limits)
+    subject = _render_part(template, "subject", data, budget)
     if subject is not None:
         subject = " ".join(subject.split())  # a header: no line breaks, whatever the data held
     return RenderedParts(
         subject=subject,
-        html=_render_part(template, "html", data),
-        text=_render_part(template, "text", data),
+        html=_render_part(template, "html", data, budget),
+        text=_render_part(template, "text", data, budget),
     )
 
 

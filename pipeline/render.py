@@ -6,9 +6,9 @@ Rendering happens on every attempt, never at the API, so an edited template appl
 email not yet sent. A template part replaces the request's part of the same name; a part the
 template lacks keeps the request's. Outcomes:
 - rendered: the item goes on, with the rendered email;
-- the template is missing, or fails to compile or render: failed for good, with the template's
-  error, in the dead-letter queue and the delivery record (no provider could do better, and
-  retrying would fail the same way);
+- the template is missing, or fails to parse or render (or goes past its limits of output,
+  steps and time): failed for good, with the template's error, in the dead-letter queue and the
+  delivery record (no provider could do better, and retrying would fail the same way);
 - the table that holds templates did not answer: released for a retry, like any outage.
 
 `prepare_node` installs it, with the scheduled-send hold (pipeline.schedule) before the
@@ -17,6 +17,7 @@ node's own screen.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -75,7 +76,9 @@ class Renderer:
                 log.warning("email %s: templates unreachable (%s)", item.envelope.id, template)
                 continue
             try:
-                ready.append(self._rendered(item, template, ref.data))
+                # In a thread: a template may use its whole budget (gomailpy.templates.LIMITS),
+                # and the loop has leases and other emails to keep up meanwhile.
+                ready.append(await asyncio.to_thread(self._rendered, item, template, ref.data))
             except TemplateError as exc:
                 failures.append((item, str(exc)))
         for item, reason in failures:
