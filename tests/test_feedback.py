@@ -340,3 +340,100 @@ async def test_an_email_sent_through_another_provider_vouches_for_no_smtp_report
     await send_through(bed, "ses", email)
     await bed.report(smtp_report(bed.settings, email.id, "someone@example.org", kind="bounce"))
     assert await bed.stores.suppression.get("someone@example.org") is None
+
+
+# -- policy blocks never suppress (issue 25) ----------------------------------------------------
+
+# What receiving servers say when they refuse the *sender* or the message, not the address.
+POLICY_BLOCKS = {
+    "ip-blocklist": (
+        "5.7.1",
+        "smtp; 554 5.7.1 Service unavailable; Client host [192.0.2.25] blocked using"
+        " zen.spamhaus.org; https://www.spamhaus.org/query/ip/192.0.2.25",
+    ),
+    "dmarc": (
+        "5.7.26",
+        "smtp; 550-5.7.26 Unauthenticated email from example.com is not accepted due to"
+        " domain's DMARC policy. Please contact the administrator of example.com domain",
+    ),
+    "spam-content": (
+        "5.7.1",
+        "smtp; 550-5.7.1 Our system has detected that this message is likely unsolicited"
+        " mail. To reduce the amount of spam sent to Gmail, this message has been blocked.",
+    ),
+}
+
+
+def relay_dsn(
+    settings: Settings, message_id: str, recipient: str, status: str, diagnostic: str
+) -> str:
+    """The events-queue body of a Postfix-shaped DSN (RFC 3464) refusing `recipient` of the
+    email `message_id` with `status` and `diagnostic`, sent to the email's VERP address."""
+    to = verp_address(message_id, settings.events.bounce_domain)
+    assert to is not None
+    dsn = (
+        f"From: MAILER-DAEMON@mx.relay.example (Mail Delivery System)\r\n"
+        f"To: {to}\r\nSubject: Undelivered Mail Returned to Sender\r\n"
+        f"Message-ID: <{unique('dsn')}@mx.relay.example>\r\nAuto-Submitted: auto-replied\r\n"
+        f"MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status;\r\n"
+        f' boundary="B"\r\n\r\n'
+        f"--B\r\nContent-Type: text/plain\r\n\r\n<{recipient}>: {diagnostic[6:]}\r\n\r\n"
+        f"--B\r\nContent-Type: message/delivery-status\r\n\r\n"
+        f"Reporting-MTA: dns; mx.relay.example\r\n\r\n"
+        f"Final-Recipient: rfc822; {recipient}\r\nAction: failed\r\nStatus: {status}\r\n"
+        f"Diagnostic-Code: {diagnostic}\r\n\r\n"
+        f"--B\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        f"X-Gomailpy-Id: {message_id}\r\nSubject: hi\r\n\r\n--B--\r\n"
+    )
+    return json.dumps(
+        {
+            "source": "smtp",
+            "receivedAt": time.time(),
+            "mailFrom": "",
+            "rcptTo": [to],
+            "message": base64.b64encode(dsn.encode()).decode(),
+        }
+    )
+
+
+async def test_policy_blocks_never_suppress_and_the_address_still_receives_mail(
+    bed: Bed,
+) -> None:
+    assert bed.stores.outcomes is not None and bed.stores.suppression is not None
+    email = make_envelope(1, toEmail="fine@example.org", cc=[{"email": "gone@example.org"}])
+    await send_through(bed, "smtp", email)
+
+    # An IP blocklisting, a DMARC rejection and spam content, each for the fine address; and,
+    # for contrast, an unknown user for the other recipient of the same email.
+    await bed.report(
+        *(
+            relay_dsn(bed.settings, email.id, "fine@example.org", status, diagnostic)
+            for status, diagnostic in POLICY_BLOCKS.values()
+        ),
+        relay_dsn(
+            bed.settings,
+            email.id,
+            "gone@example.org",
+            "5.1.1",
+            "smtp; 550 5.1.1 <gone@example.org>: Recipient address rejected: User unknown",
+        ),
+    )
+    assert await bed.stores.suppression.get("fine@example.org") is None
+    gone = await bed.stores.suppression.get("gone@example.org")
+    assert gone is not None and gone.kind == "hard-bounce"
+    recorded = await bed.stores.outcomes.events(email.id)
+    blocks = [e for e in recorded if e.recipient == "fine@example.org" and e.provider == "smtp"]
+    assert sorted(
+        (e.type.value, e.subtype, e.reason) for e in blocks if e.type.value != "sent"
+    ) == [
+        ("blocked", "soft", "authfailure"),
+        ("blocked", "soft", "blocked"),
+        ("blocked", "soft", "spamdetected"),
+    ]
+
+    # The next email to the address is sent; only the bad address is dropped.
+    later = make_envelope(2, toEmail="fine@example.org", cc=[{"email": "gone@example.org"}])
+    report = await bed.send(later)
+    assert sum(report.sent.values()) == 1
+    [sent] = [e for p in bed.providers.values() for e in p.envelopes]
+    assert [a.email for a in sent.email.recipients] == ["fine@example.org"]
