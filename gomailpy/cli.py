@@ -39,18 +39,28 @@ def _load(config_path: Path | None) -> Settings:
 
 
 def _load_local(config_path: Path | None) -> tuple[Settings, UpState | None]:
-    """Settings for an operator command, pointed at a running `gomail up` when no config says
-    where to look or the config names its endpoint (gomailpy.up_state), and that stack."""
-    from gomailpy.up_state import applies_to, read_state, settings_for, state_path
+    """Settings for an operator command, pointed at a running `gomail up` when nothing is
+    configured explicitly (no --config, no GOMAILPY_* setting) or what is configured names its
+    endpoint (gomailpy.up_state), and that stack. Explicit configuration always wins."""
+    from gomailpy.up_state import (
+        applies_to,
+        explicit_configuration,
+        read_state,
+        settings_for,
+        state_path,
+    )
 
     settings = _load(config_path)
     state = read_state(state_path(os.environ))
-    explicit = config_path is not None or settings.aws.endpoint_url is not None
-    if state is None or not applies_to(state, settings, config_given=explicit):
+    if state is None:
         return settings, None
-    if not explicit:
+    given = explicit_configuration(os.environ, config_path)
+    if not applies_to(state, settings, config_given=given is not None):
+        click.echo(f"(not the local stack of `gomail up`, pid {state.pid}: {given})", err=True)
+        return settings, None
+    if given is None:
         click.echo(f"(the local stack of `gomail up`, pid {state.pid})", err=True)
-    return settings_for(state, settings, config_given=explicit), state
+    return settings_for(state, settings, config_given=given is not None), state
 
 
 def _run(coro: Any, *, fast: bool = False) -> Any:
@@ -175,10 +185,11 @@ def send(
 ) -> None:
     """Send one email (or --count N, with a progress bar) to a running API."""
     from gomailpy.api_client import post_emails
-    from gomailpy.up_state import read_state, state_path
+    from gomailpy.up_state import explicit_configuration, read_state, state_path
 
-    if api_url is None:
-        running = read_state(state_path(os.environ))
+    if api_url is None:  # the running `gomail up`'s, unless configuration is given explicitly
+        explicit = explicit_configuration(os.environ, None)
+        running = None if explicit else read_state(state_path(os.environ))
         api_url = running.api_url if running is not None else "http://127.0.0.1:8000"
     bodies = [
         {

@@ -9,9 +9,12 @@
 at `$GOMAILPY_UP_STATE` if set, else `$XDG_RUNTIME_DIR/gomailpy/up.json`, else
 `~/.cache/gomailpy/up.json`. A file whose process is gone (a `gomail up` killed with SIGKILL)
 is ignored. `gomail status`, `gomail dlq …` and `gomail send` read it (gomailpy.cli): with no
---config they use the stack's endpoint and queues; with a --config naming the same endpoint they
-take its node admin URLs and status endpoint, which `gomail up` chose at random. Only the CLI
-reads the environment; these functions are handed it.
+explicit configuration they use the stack's endpoint and queues; with a --config (or GOMAILPY_*
+variables) naming the same endpoint they take its node admin URLs and status endpoint, which
+`gomail up` chose at random. Explicit configuration always wins: a --config or any GOMAILPY_*
+setting that does not name the stack's endpoint means the stack is not looked at, and a value
+configured is never replaced by the stack's. Only the CLI reads the environment; these
+functions are handed it.
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from gomailpy.settings import Settings
+from gomailpy.settings import ENV_PREFIX, Settings
 
 STATE_ENV = "GOMAILPY_UP_STATE"
+# GOMAILPY_* variables that are not settings: where to find the stack, `gomail send`'s API key.
+NOT_SETTINGS = frozenset({STATE_ENV, "GOMAILPY_API_KEY"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +97,22 @@ def _same_endpoint(a: str | None, b: str | None) -> bool:
     return plain(a) == plain(b)
 
 
+def explicit_configuration(env: Mapping[str, str], config_path: Path | None) -> str | None:
+    """What configures gomailpy explicitly, for messages ("--config FILE", "GOMAILPY_A, ..."),
+    or None: no --config and no GOMAILPY_* setting in `env`."""
+    if config_path is not None:
+        return f"--config {config_path}"
+    names = sorted(
+        name
+        for name in env
+        if name.upper().startswith(ENV_PREFIX) and name.upper() not in NOT_SETTINGS
+    )
+    return ", ".join(names) or None
+
+
 def applies_to(state: UpState, settings: Settings, *, config_given: bool) -> bool:
-    """Whether the commands should look at this stack: no config given, or one naming its
-    endpoint (`make up`'s own config/gomailpy.yaml does)."""
+    """Whether the commands should look at this stack: no configuration given, or one naming
+    its endpoint (`make up`'s own config/gomailpy.yaml does)."""
     return not config_given or _same_endpoint(settings.aws.endpoint_url, state.endpoint_url)
 
 

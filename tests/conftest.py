@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gomailpy.queue import QueueClient, create_queue_client
 from gomailpy.settings import Settings
+from gomailpy.up_state import STATE_ENV
 from gomailpy_local.localstack import LocalStack
 from tests.support import Client, StartClient, StartServer, create_queues, make_settings
 
@@ -27,6 +28,15 @@ os.environ["AWS_SECRET_ACCESS_KEY"] = "test"
 os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
 for leaked in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
     os.environ.pop(leaked, None)
+
+
+@pytest.fixture(autouse=True)
+def no_running_stack(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A `make up` running beside the tests is never found (gomailpy.up_state): the state file
+    is looked for in this session's temp dir, where nothing writes it."""
+    monkeypatch.setenv(STATE_ENV, str(tmp_path_factory.getbasetemp() / "no-gomail-up.json"))
 
 
 @pytest.fixture(scope="session")
