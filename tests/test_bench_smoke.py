@@ -16,6 +16,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 # The scripts that report a ratio against a ceiling (bench/soak.py, a fault soak, does not).
 SCRIPTS = [
     "api_throughput.py",
+    "bounces.py",
     "events.py",
     "pipeline_drain.py",
     "scale.py",
