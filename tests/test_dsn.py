@@ -274,3 +274,119 @@ def test_mangled_reports_give_events_or_a_format_error_never_a_crash() -> None:
         except EventFormatError:
             continue
         assert events and all(json.dumps(e.to_json()) for e in events)
+
+
+# --- RFC 3464 as MTAs really write it ------------------------------------------------------------
+
+STATUS_FIELDS = (
+    "Reporting-MTA: dns; mx.example.net\r\n\r\n"
+    "Original-Recipient: rfc822;first@example.org\r\n"
+    "Final-Recipient: rfc822; first-alias@example.org\r\n"
+    "Action: failed\r\nStatus: 5.1.1\r\n"
+    "Diagnostic-Code: smtp; 550 5.1.1 <first@example.org>: Recipient address\r\n"
+    "  rejected: User unknown\r\n\r\n"
+    "Final-Recipient: <second@example.org>\r\n"
+    "Action: delayed\r\nStatus: 4.2.2\r\n"
+    "Diagnostic-Code: smtp; 452 4.2.2 Mailbox full\r\n"
+)
+
+
+def dsn(
+    fields: str,
+    *,
+    top: str = "multipart/report; report-type=delivery-status",
+    encoding: str | None = None,
+) -> bytes:
+    header = f"Content-Transfer-Encoding: {encoding}\r\n" if encoding else ""
+    return (
+        "From: MAILER-DAEMON@mx.example.net\r\nSubject: Undelivered Mail\r\n"
+        f'Message-ID: <dsn-1@mx.example.net>\r\nContent-Type: {top}; boundary="B"\r\n\r\n'
+        "--B\r\nContent-Type: text/plain\r\n\r\nDelivery failed.\r\n"
+        f"--B\r\nContent-Type: message/delivery-status\r\n{header}\r\n{fields}\r\n--B--\r\n"
+    ).encode()
+
+
+def shapes() -> dict[str, bytes]:
+    quoted = STATUS_FIELDS.replace(
+        "Recipient address\r\n  rejected", "Recipient address=\r\n rejected"
+    )
+    return {
+        "as written": dsn(STATUS_FIELDS),
+        "no report-type": dsn(STATUS_FIELDS, top="multipart/report"),
+        "misspelt report-type": dsn(
+            STATUS_FIELDS, top="multipart/report; report-typ=delivery-status"
+        ),
+        "multipart/mixed": dsn(STATUS_FIELDS, top="multipart/mixed"),
+        "base64 part": dsn(base64.encodebytes(STATUS_FIELDS.encode()).decode(), encoding="base64"),
+        "quoted-printable part": dsn(quoted, encoding="quoted-printable"),
+        "no blank lines": dsn(STATUS_FIELDS.replace("\r\n\r\n", "\r\n")),
+        "lower-case names": dsn(STATUS_FIELDS.replace("Final-Recipient", "final-recipient")),
+    }
+
+
+@pytest.mark.parametrize("shape", sorted(shapes()))
+def test_dsns_in_every_shape_real_mtas_send(shape: str) -> None:
+    events = parse_bounce(report(shapes()[shape]))
+    assert [(e.recipient, e.type.value, e.subtype, e.reason, e.status) for e in events] == [
+        # Original-Recipient (the address sent to) wins over Final-Recipient.
+        ("first@example.org", "bounced", "hard", "userunknown", "5.1.1"),
+        # No rfc822; type, angle brackets: still read; a delay is deferred, with its reason.
+        ("second@example.org", "deferred", None, "mailboxfull", "4.2.2"),
+    ]
+    assert events[0].mta_response == (
+        "550 5.1.1 <first@example.org>: Recipient address rejected: User unknown"
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        # OpenSMTPD's "error", a comment after the action, "failure", no Action at all.
+        ("Final-Recipient: rfc822; a@x.example\r\nAction: error\r\nStatus: 5.1.1\r\n", "bounced"),
+        (
+            "Final-Recipient: rfc822; a@x.example\r\nAction: failed (bad address)\r\nStatus: 5.1.1\r\n",
+            "bounced",
+        ),
+        ("Final-Recipient: rfc822; a@x.example\r\nAction: failure\r\nStatus: 5.1.1\r\n", "bounced"),
+        ("Final-Recipient: rfc822; a@x.example\r\nStatus: 5.1.1\r\n", "bounced"),
+        ("Final-Recipient: rfc822; a@x.example\r\nStatus: 4.4.1\r\n", "deferred"),
+        # The same recipient twice (a block per attempt): one event.
+        (
+            "Final-Recipient: rfc822; a@x.example\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n" * 3,
+            "bounced",
+        ),
+    ],
+)
+def test_lenient_actions(fields: str, expected: str) -> None:
+    [event] = parse_bounce(report(dsn(fields)))
+    assert (event.recipient, event.type.value) == ("a@x.example", expected)
+
+
+def test_a_policy_block_in_a_dsn_is_blocked_not_a_hard_bounce() -> None:
+    # The old reader took every 5.x.x as hard: this recipient's mailbox is fine.
+    fields = (
+        "Final-Recipient: rfc822; fine@example.org\r\nAction: failed\r\nStatus: 5.7.1\r\n"
+        "Diagnostic-Code: smtp; 554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked"
+        " using zen.spamhaus.org\r\n"
+    )
+    [event] = parse_bounce(report(dsn(fields)))
+    assert (event.type, event.subtype, event.reason, event.status) == (
+        EventType.BLOCKED,
+        "soft",
+        "blocked",
+        "5.7.1",
+    )
+
+
+def test_an_arf_dmarc_failure_report_is_no_complaint() -> None:
+    data = sample("arf-complaint.eml").replace(
+        b"Feedback-Type: abuse", b"Feedback-Type: auth-failure"
+    )
+    [event] = parse_bounce(report(data))
+    assert event.type is EventType.UNKNOWN
+
+
+def test_an_arf_report_without_report_type_still_reads() -> None:
+    data = sample("arf-complaint.eml").replace(b"report-type=feedback-report;", b"")
+    [event] = parse_bounce(report(data))
+    assert (event.type, event.recipient) == (EventType.COMPLAINED, "reader@mailbox.example.net")

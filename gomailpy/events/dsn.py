@@ -293,6 +293,10 @@ def _delivery_status(context: _Context) -> list[Event]:
             found = _classified_by_notification(context, recipient, status, others) or found
         final = action == "failed"
         events.append(context.failure(recipient, found, raw_fields, diagnostic, final=final))
+    if all(e.type is EventType.UNKNOWN for e in events):
+        # No recipient read (an x400 Final-Recipient, a mangled Action): other readers may.
+        context.why = events[0].reason if events else context.why
+        return []
     return events
 
 
