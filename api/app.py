@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from api.auth import document_security
+from api.auth import document_security, log_unscoped_keys
 from api.delivery import delivery_resources
 from api.gateway import QueueGateway
 from api.keys import GATEWAY, OPENAPI, SETTINGS
@@ -68,6 +68,7 @@ def create_app(settings: Settings, *, clock: Clock = time.monotonic) -> web.Appl
         ],
     )
     app[SETTINGS] = settings
+    app.on_startup.append(_log_unscoped_keys)
     app.cleanup_ctx.append(_queue_gateway)
     app.cleanup_ctx.append(delivery_resources)  # status store and claim check, when configured
     add_api_routes(app)
@@ -75,10 +76,14 @@ def create_app(settings: Settings, *, clock: Clock = time.monotonic) -> web.Appl
     add_webclient_routes(app, webclient)
     app[OPENAPI] = document_security(
         build_openapi(webclient_paths=list(webclient)),
-        keys=bool(settings.api.api_key_hashes),
+        keys=bool(settings.api.keys),
         limited=settings.api.rate_limit_per_address > 0 or settings.api.rate_limit_per_key > 0,
     )
     return app
+
+
+async def _log_unscoped_keys(app: web.Application) -> None:
+    log_unscoped_keys(app[SETTINGS].api)
 
 
 async def _queue_gateway(app: web.Application) -> AsyncIterator[None]:

@@ -10,9 +10,9 @@
   logged here); any other exception becomes a JSON 500 without a traceback (logged here, with
   it). There should be none.
 - The front door, on the email routes only (api.auth.is_guarded): the per-address rate limit,
-  then the API key, then the per-key limit, all before the body is read. Innermost, so its 401s
-  and 429s are counted and carry CORS headers like any answer. Failed key attempts use up the
-  address's tokens, which slows guessing.
+  then the API key and its scope (401, 403), then the per-key limit, all before the body is
+  read. Innermost, so its 401s, 403s and 429s are counted and carry CORS headers like any
+  answer. Failed key attempts use up the address's tokens, which slows guessing.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from collections.abc import Iterable, MutableMapping
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from api.auth import API_KEY_ID, KeyRing, is_guarded, unauthorized
+from api.auth import API_KEY_ID, KeyRing, is_guarded, request_scope
 from api.ratelimit import Clock, TokenBuckets, client_address, too_many_requests
 from api.responses import INTERNAL_ERROR, error_answer, error_response
 from gomailpy.errors import GomailError
@@ -179,7 +179,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 def front_door_middleware(api: ApiSettings, clock: Clock = time.monotonic) -> Middleware:
     """API keys and rate limits as configured in `api` (each off when not configured)."""
-    keys = KeyRing(api.api_key_hashes)
+    keys = KeyRing.from_settings(api)
     per_address = (
         TokenBuckets(
             api.rate_limit_per_address,
@@ -212,9 +212,11 @@ def front_door_middleware(api: ApiSettings, clock: Clock = time.monotonic) -> Mi
             if wait:
                 return too_many_requests("from this address", per_address, wait)
         if keys.required:
-            check = keys.check(request.headers)
-            if check.key_id is None:
-                return unauthorized(check.problem or "")
+            check = keys.check(request.headers, request_scope(request))
+            refusal = check.refusal()
+            if refusal is not None:
+                return refusal
+            assert check.key_id is not None
             request[API_KEY_ID] = check.key_id
             if per_key is not None:
                 wait = per_key.take(check.key_id)

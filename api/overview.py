@@ -171,7 +171,7 @@ async def overview(request: web.Request) -> web.Response:
 
 def _local_controls_on(app: web.Application) -> bool:
     settings = app[SETTINGS]
-    return settings.operator.local_controls and not settings.api.api_key_hashes
+    return settings.operator.local_controls and not settings.api.keys
 
 
 def _from_loopback(request: web.Request) -> bool:

@@ -4,8 +4,9 @@ but for their host (`SendGridAPIClient(key, host="http://127.0.0.1:8000")`).
 The request is translated by gomailpy.v3: one envelope per personalization, ids
 `<X-Message-Id>_<n>`, queued like any email of `POST /email/send` (least-depth queue, claim check
 for a large one, `queued` in the status store). Answers are SendGrid's: 202 with an empty body
-and `X-Message-Id`; errors as `{"errors": [{"message", "field", "help"}]}` with 400, 401, 413,
-429 (with `X-RateLimit-*`) and 503. Sandbox mode validates and answers 200, queueing nothing.
+and `X-Message-Id`; errors as `{"errors": [{"message", "field", "help"}]}` with 400, 401, 403
+(a key without the scope `mail.send`), 413, 429 (with `X-RateLimit-*`) and 503. Sandbox mode
+validates and answers 200, queueing nothing.
 
 This path is outside the front door's /email/ routes, so it checks the API keys and the rate
 limits itself, with the same settings, in SendGrid's shape.
@@ -21,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-from api.auth import KeyRing, presented_key
+from api.auth import KeyRing
 from api.body import decode_json, read_body
 from api.delivery import CLAIM_CHECK, new_message_id
 from api.keys import GATEWAY, SETTINGS
@@ -37,12 +38,13 @@ from gomailpy.errors import (
     MalformedRequestError,
     UnqueueableEmailError,
 )
-from gomailpy.settings import ApiSettings
+from gomailpy.settings import MAIL_SEND, ApiSettings
 from gomailpy.v3 import MAX_BODY_BYTES, MAX_PERSONALIZATIONS, translate
 from gomailpy.v3_fields import Problem, V3RequestError
 
 logger = logging.getLogger(__name__)
 
+FORBIDDEN = "access forbidden"  # SendGrid's 403 for a key without the scope (mail.send)
 # SQS refuses a message body over 256 KiB (as api.routes): above, the claim check or a refusal.
 SQS_MAX_MESSAGE_BYTES = 262_144
 
@@ -52,7 +54,7 @@ class V3FrontDoor:
     /email/, for the v3 route."""
 
     def __init__(self, api: ApiSettings) -> None:
-        self.keys = KeyRing(api.api_key_hashes)
+        self.keys = KeyRing.from_settings(api)
         self.header = api.client_address_header
         self.per_address = (
             TokenBuckets(api.rate_limit_per_address, api.rate_limit_per_address_burst)
@@ -73,13 +75,15 @@ class V3FrontDoor:
                 return _rate_limited(self.per_address, wait)
         if not self.keys.required:
             return None
-        key = presented_key(request.headers)
-        key_id = self.keys.match(key) if key is not None else None
+        check = self.keys.check(request.headers, MAIL_SEND)
+        key_id = check.key_id
         if key_id is None:
             return errors_response(
                 401,
                 [Problem("The provided authorization grant is invalid, expired, or revoked")],
             )
+        if check.problem is not None:  # a valid key without the scope: SendGrid's words
+            return errors_response(403, [Problem(FORBIDDEN)])
         if self.per_key is not None:
             wait = self.per_key.take(key_id)
             if wait:

@@ -1,4 +1,5 @@
-"""The templates API: `PUT|GET|DELETE /templates/{id}`, `GET /templates`, behind the API keys.
+"""The templates API: `PUT|GET|DELETE /templates/{id}`, `GET /templates`, behind the API keys
+(scope `templates`).
 
     PUT /templates/welcome  {"subject": "Hi {{name}}", "html": "<p>{{name}}</p>", "text": "..."}
 
@@ -15,12 +16,13 @@ from contextlib import AsyncExitStack
 
 from aiohttp import web
 
-from api.auth import KeyRing, unauthorized
+from api.auth import KeyRing
 from api.body import read_json
 from api.keys import SETTINGS
 from api.responses import error_response
 from gomailpy.errors import InvalidEmailError, MalformedRequestError
 from gomailpy.models import Email
+from gomailpy.settings import TEMPLATES
 from gomailpy.table_items import ItemTable, open_item_table
 from gomailpy.templates import Template, TemplateStore
 from gomailpy.templates import check_template as template_problems
@@ -60,13 +62,13 @@ async def check_template(app: web.Application, email: Email) -> None:
 
 
 def check_key(request: web.Request) -> web.Response | None:
-    """The 401 for a request without a valid key (when keys are configured), else None. The
-    front door guards /email/ only; these routes check for themselves."""
+    """The 401 for a request without a valid key, the 403 for a key without the `templates`
+    scope (when keys are configured), else None. The front door guards /email/ only; these
+    routes check for themselves."""
     keys = request.app[KEYS]
     if not keys.required:
         return None
-    check = keys.check(request.headers)
-    return unauthorized(check.problem or "") if check.key_id is None else None
+    return keys.check(request.headers, TEMPLATES).refusal()
 
 
 StoreHandler = Callable[[web.Request, TemplateStore], Awaitable[web.Response]]
@@ -131,7 +133,7 @@ async def list_templates(request: web.Request, store: TemplateStore) -> web.Resp
 
 def add_template_routes(app: web.Application) -> None:
     """The template routes, and the status table's small items (`ITEM_TABLE`) for the app."""
-    app[KEYS] = KeyRing(app[SETTINGS].api.api_key_hashes)
+    app[KEYS] = KeyRing.from_settings(app[SETTINGS].api)
     app.cleanup_ctx.append(_item_table)
     app.router.add_get("/templates", list_templates, name="templates", allow_head=False)
     app.router.add_put("/templates/{id}", put_template, name="template-put")

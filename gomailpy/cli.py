@@ -24,7 +24,7 @@ from gomailpy.commands.templates import templates
 from gomailpy.commands.webhooks import webhooks
 from gomailpy.errors import ConfigError, GomailError
 from gomailpy.logs import configure_logging
-from gomailpy.settings import Settings, load_settings
+from gomailpy.settings import SCOPES, Settings, load_settings
 from gomailpy.up_state import UpState
 
 
@@ -260,17 +260,26 @@ def status(config_path: Path | None, nodes: tuple[str, ...]) -> None:
 
 @cli.command("hash-key")
 @click.option("--new", "make_new", is_flag=True, help="Make a random key; print it and its hash.")
-def hash_key(make_new: bool) -> None:
-    """Print the SHA-256 hash of an API key for api.api_key_hashes (the key is read from stdin)."""
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    type=click.Choice(SCOPES),
+    help="What the key may do (repeatable); print the api.api_keys entry with these scopes."
+    " None: every scope.",
+)
+def hash_key(make_new: bool, scopes: tuple[str, ...]) -> None:
+    """Print the SHA-256 hash of an API key for api.api_key_hashes, or with --scope the
+    api.api_keys entry that gives it those scopes (the key is read from stdin)."""
     from api.auth import hash_key_command
 
     if make_new:
-        click.echo(hash_key_command(None))
+        click.echo(hash_key_command(None, scopes))
         return
     key = click.prompt("API key", hide_input=True) if sys.stdin.isatty() else sys.stdin.read()
     if not key.strip():
         raise click.UsageError("no key given (use --new to make one)")
-    click.echo(hash_key_command(key))
+    click.echo(hash_key_command(key, scopes))
 
 
 @cli.group()

@@ -83,6 +83,68 @@ class QueueSettings(_Section):
     wait_time_s: Annotated[int, Field(ge=0, le=20)] = 20  # long polling when a queue is empty
 
 
+# What an API key may do, SendGrid-style (api.auth maps every guarded route to one): send mail
+# (POST /email/send, /v3/mail/send, cancelling a schedule), the templates, the suppression list,
+# read events (GET /email/{id}, GET /events), and the operator's endpoints (/admin/).
+MAIL_SEND, TEMPLATES, SUPPRESSIONS, EVENTS_READ, ADMIN = SCOPES = (
+    "mail.send",
+    "templates",
+    "suppressions",
+    "events.read",
+    "admin",
+)
+
+
+def _sha256_hex(value: str) -> str:
+    digest = value.strip().lower()
+    if not _SHA256_HEX.fullmatch(digest):
+        # Never echoes the value: it may be a key pasted by mistake.
+        raise ValueError(
+            "must be the SHA-256 hash of an API key (64 hex digits), never the key itself;"
+            " make one with `gomail hash-key`"
+        )
+    return digest
+
+
+class ApiKeySettings(_Section):
+    """One API key (`api.api_keys`): the SHA-256 of the key and what it may do.
+
+    `scopes` left out (None): every scope, as a key of `api.api_key_hashes` has.
+    """
+
+    hash: str
+    scopes: list[str] | None = None
+
+    @field_validator("hash")
+    @classmethod
+    def _hash_is_sha256(cls, value: str) -> str:
+        return _sha256_hex(value)
+
+    @model_validator(mode="after")
+    def _scopes_are_known(self) -> ApiKeySettings:
+        if self.scopes is None:
+            return self
+        known = ", ".join(SCOPES)
+        unknown = [scope for scope in self.scopes if scope not in SCOPES]
+        if unknown:
+            raise ValueError(
+                f"key {self.key_id}: unknown scope {', '.join(map(repr, unknown))};"
+                f" the scopes are {known}"
+            )
+        if not self.scopes:
+            raise ValueError(
+                f"key {self.key_id}: no scope: list some ({known}), or leave `scopes` out for"
+                " every one"
+            )
+        self.scopes = sorted(set(self.scopes), key=SCOPES.index)
+        return self
+
+    @property
+    def key_id(self) -> str:
+        """What logs and the API call the key: the first 12 hex digits of its hash."""
+        return self.hash[:12]
+
+
 class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: Port = 8000
@@ -107,6 +169,10 @@ class ApiSettings(_Section):
     # Empty: no key is required. Environment: GOMAILPY_API__API_KEY_HASHES='[hash1, hash2]'
     # (or the hashes separated by commas).
     api_key_hashes: list[str] = []
+    # Keys with scopes: [{hash: <64 hex digits>, scopes: [mail.send, events.read]}]; a key of
+    # `api_key_hashes` (or one here without `scopes`) may do everything (SCOPES).
+    # Environment: GOMAILPY_API__API_KEYS='[{hash: ..., scopes: [mail.send]}]'
+    api_keys: list[ApiKeySettings] = []
     # Token buckets, in requests per second with a burst; 0 turns a limit off. Per API node.
     rate_limit_per_key: Annotated[float, Field(ge=0)] = 0.0
     rate_limit_per_key_burst: Annotated[int, Field(ge=1)] = 50
@@ -130,14 +196,29 @@ class ApiSettings(_Section):
     def _hashes_are_sha256(cls, value: list[str]) -> list[str]:
         hashes = []
         for number, item in enumerate(value):
-            digest = item.strip().lower()
-            if not _SHA256_HEX.fullmatch(digest):
-                raise ValueError(
-                    f"item {number}: must be the SHA-256 hash of an API key (64 hex digits),"
-                    " never the key itself; make one with `gomail hash-key`"
-                )
-            hashes.append(digest)
+            try:
+                hashes.append(_sha256_hex(item))
+            except ValueError as exc:
+                raise ValueError(f"item {number}: {exc}") from None
         return hashes
+
+    @model_validator(mode="after")
+    def _each_key_once(self) -> ApiSettings:
+        seen: set[str] = set()
+        for key in self.keys:
+            if key.hash in seen:
+                raise ValueError(
+                    f"key {key.key_id} is configured twice (api.api_keys, api.api_key_hashes):"
+                    " give each key one entry, with its scopes"
+                )
+            seen.add(key.hash)
+        return self
+
+    @property
+    def keys(self) -> list[ApiKeySettings]:
+        """Every configured key: those of `api_keys`, then those of `api_key_hashes` (every
+        scope). Empty: no key is required."""
+        return [*self.api_keys, *(ApiKeySettings(hash=h) for h in self.api_key_hashes)]
 
 
 class PipelineSettings(_Section):

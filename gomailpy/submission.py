@@ -3,10 +3,10 @@
     async with SubmissionListener(settings, queues, tls=context, port=2587) as listener:
         ...                                   # `gomail smtp` runs it until SIGTERM
 
-- STARTTLS first, then AUTH PLAIN or LOGIN with username `apikey` and an API key of
-  `api.api_key_hashes` as the password (as SendGrid's SMTP relay). Nothing else is accepted
-  before both: 530. A wrong key: 535. (With no key configured any password is taken, as the API
-  takes requests without a key.)
+- STARTTLS first, then AUTH PLAIN or LOGIN with username `apikey` and an API key with the
+  scope `mail.send` (`api.api_keys`, `api.api_key_hashes`) as the password (as SendGrid's SMTP
+  relay). Nothing else is accepted before both: 530. A wrong key, or one without the scope: 535.
+  (With no key configured any password is taken, as the API takes requests without a key.)
 - SIZE in EHLO (`MAX_MESSAGE_BYTES`); a larger message: 552. At most `MAX_RECIPIENTS` per
   message (452), `MAX_MESSAGES_PER_CONNECTION` per connection (421, then closed),
   `MAX_CONNECTIONS_PER_CLIENT` at once from one address (421 at connect), and a connection
@@ -45,7 +45,7 @@ from gomailpy.errors import ClaimCheckError, QueueError
 from gomailpy.lifecycle import AsyncResource
 from gomailpy.models import normalize_address
 from gomailpy.queue import QueueClient, create_queue_client
-from gomailpy.settings import Settings
+from gomailpy.settings import MAIL_SEND, Settings
 from gomailpy.smtp_listener import close_listener, listen, server_hostname, stop_on_signals
 from gomailpy.submitted import submitted_email
 
@@ -137,7 +137,12 @@ class SubmissionListener(AsyncResource):
         self._settings = settings
         self._queues = queues
         self._tls = tls
-        self._keys = [bytes.fromhex(h) for h in settings.api.api_key_hashes]
+        self._keys_required = bool(settings.api.keys)
+        self._keys = [  # those that may send (api.auth's scopes)
+            bytes.fromhex(key.hash)
+            for key in settings.api.keys
+            if key.scopes is None or MAIL_SEND in key.scopes
+        ]
         self._claim_check = claim_check
         self._ids = message_ids(settings.status) if settings.status.enabled else None
         self._urls: list[str] = []
@@ -148,7 +153,7 @@ class SubmissionListener(AsyncResource):
         loop = asyncio.get_running_loop()
         handler = _Handler(self)
         hostname = await server_hostname()
-        if not self._keys:
+        if not self._keys_required:
             log.warning("no API key is configured: SMTP submission takes any password")
 
         def protocol() -> SMTP:
@@ -179,7 +184,7 @@ class SubmissionListener(AsyncResource):
     ) -> AuthResult:
         if not isinstance(data, LoginPassword) or data.login != USERNAME.encode():
             return AuthResult(success=False, handled=False)
-        if self._keys and not self._known_key(data.password):
+        if self._keys_required and not self._known_key(data.password):
             return AuthResult(success=False, handled=False)
         return AuthResult(success=True)
 
