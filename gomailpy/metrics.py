@@ -90,6 +90,11 @@ PIPELINE_SETTLE_FAILURES = Counter(
     "Deletes or visibility changes the queue refused (the message comes back: maybe twice)",
     ["operation"],
 )
+SENDS_IN_DOUBT = Counter(
+    "gomailpy_sends_in_doubt_total",
+    "Sends of emails another node had said it was sending and never said how it ended (it died,"
+    " or stalled past pipeline.in_doubt_grace_s): each may be a second delivery",
+)
 PIPELINE_LEASES_LOST = Counter(
     "gomailpy_pipeline_leases_lost_total",
     "Messages whose visibility ran out (or whose renewal SQS refused) before the node was done:"

@@ -234,6 +234,10 @@ class PipelineSettings(_Section):
     retry_base_delay_s: Annotated[float, Field(ge=0)] = 2.0
     retry_max_delay_s: Annotated[float, Field(ge=0, le=43200)] = 300.0
     shutdown_grace_s: PositiveSeconds = 20.0
+    # How long a node holds an email another node said it was sending (an open intent, status
+    # on), counted from that node's lease end, before sending it itself, in doubt; None: one
+    # queues.visibility_timeout_s. Longer than the stalls to ride out (GC, VM pauses).
+    in_doubt_grace_s: Annotated[float, Field(ge=0)] | None = None
     admin_host: str = "127.0.0.1"
     admin_port: Port = 9100  # /metrics, /healthz, /readyz; 0 picks a free port
 

@@ -5,7 +5,10 @@ A provider classifies the answers it understands (gomailpy.providers.base); its 
 place that adds what a provider cannot promise about itself:
 - a hard time limit per call, the tighter of `pipeline.send_timeout_s` and the provider's own
   `timeout_s`, so a hung provider becomes a TRANSIENT result long before the message's
-  visibility timeout runs out;
+  visibility timeout runs out. It counts only time the event loop ran (`ActiveDeadline`): a
+  node frozen mid-send (SIGSTOP, a VM pause) reads the answer that arrived meanwhile when it
+  wakes, instead of timing out on it, so the outcome it records is the provider's (the node
+  holding the email meanwhile waits for exactly that: gomailpy.deliveries.intents);
 - at most `provider.max_concurrency` calls at once (its connection pool), with the time limit
   starting only once a call has its slot: a send that waited in the pool's queue and timed out
   mid-transaction may have been delivered, and retrying it sends it twice;
@@ -33,6 +36,10 @@ from pipeline.health import CircuitState
 
 log = logging.getLogger("gomailpy.pipeline")
 _MAX_REASON = 300
+# A deadline checks every STEP_S how much time passed; a gap longer than STEP_S + STALL_S means
+# the loop did not run (the process was stopped): not counted.
+STEP_S = 0.5
+STALL_S = 1.0
 
 # Asked with a send's whole time limit (seconds) just before it starts: may it start? (It may
 # renew the message's lease first: pipeline.lease.Leases.ready.)
@@ -105,8 +112,12 @@ class ProviderLane:
                 ), 0.0
             started = time.perf_counter()
             try:
-                async with asyncio.timeout(self._timeout_s):
-                    result = await self.provider.send(envelope)
+                async with asyncio.timeout(None) as timeout:
+                    deadline = ActiveDeadline(timeout, self._timeout_s)
+                    try:
+                        result = await self.provider.send(envelope)
+                    finally:
+                        deadline.cancel()
             except TimeoutError:
                 result = SendResult(
                     self.name, Outcome.TRANSIENT, reason=f"timed out after {self._timeout_s:g} s"
@@ -123,6 +134,48 @@ class ProviderLane:
             metrics.PROVIDER_SEND_SECONDS.labels(self.name).observe(seconds)
             metrics.PROVIDER_SENDS.labels(self.name, result.outcome.value).inc()
             return result, seconds
+
+
+class ActiveDeadline:
+    """Expires `timeout` once `limit_s` seconds passed *while the event loop ran*.
+
+    Checked every STEP_S (or what is left); a gap between checks longer than STEP_S + STALL_S
+    is a stall (the process stopped, or its machine): not counted, and at least one STEP_S is
+    left after it, so that an answer that arrived meanwhile is read before the limit. A loop
+    merely slow (CPU starved, gaps under STALL_S) keeps the plain wall-clock limit."""
+
+    def __init__(
+        self,
+        timeout: asyncio.Timeout,
+        limit_s: float,
+        *,
+        step_s: float = STEP_S,
+        stall_s: float = STALL_S,
+    ) -> None:
+        self._timeout = timeout
+        self._loop = asyncio.get_running_loop()
+        self._left = limit_s
+        self._step_s = step_s
+        self._stall_s = stall_s
+        self._last = self._loop.time()
+        self.stalled_s = 0.0  # seconds not counted
+        self._handle = self._loop.call_later(min(step_s, limit_s), self._check)
+
+    def _check(self) -> None:
+        now = self._loop.time()
+        gap, self._last = now - self._last, now
+        if gap > self._step_s + self._stall_s:
+            self.stalled_s += gap
+            self._left = max(self._left, self._step_s)
+        else:
+            self._left -= gap
+        if self._left <= 0:
+            self._timeout.reschedule(now)  # expires at once
+        else:
+            self._handle = self._loop.call_later(min(self._step_s, self._left), self._check)
+
+    def cancel(self) -> None:
+        self._handle.cancel()
 
 
 async def offer_elsewhere(

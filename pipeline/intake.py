@@ -8,12 +8,17 @@ Each message goes through three steps:
 - look its record up in the delivery store (gomailpy.deliveries): one batched read for the whole
   batch. Already sent (a node died, or its delete failed, after the send): deleted without
   sending again. The same email already in this node's hands (it was queued twice): released
-  until that send is over. The store unreachable: sent anyway (the old at-least-once
-  behaviour, rather than stopping the mail). Another node cannot be sending it meanwhile: SQS
-  gives a message to one node at a time, and a node's lease outlasts its sends (pipeline.lease).
+  until that send is over. Another node's open intent (`sending`: that node may be frozen with
+  a send the provider accepted, or dead; gomailpy.deliveries.intents): held, released until
+  its lease end plus `pipeline.in_doubt_grace_s`; past that, sent *in doubt*. The store
+  unreachable, or status off: sent anyway (the old at-least-once behaviour, rather than
+  stopping the mail).
 - load a reference from S3 (gomailpy.claim_check), after the look-up so that only the node that
   sends pays for it. S3 failing: released for a retry. The object gone or unreadable:
   dead-lettered.
+
+Just before the sends start, `intend` writes the intents of what is about to go (one batched
+write, like the outcomes after it).
 """
 
 from __future__ import annotations
@@ -22,11 +27,21 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Sequence
 
+from gomailpy import metrics
 from gomailpy.claim_check import ClaimCheck, ReferenceEnvelope, decode_message
 from gomailpy.deadletter import FailureKind
-from gomailpy.deliveries import DeliveryRecord, DeliveryState, DeliveryStore, after_attempt
+from gomailpy.deliveries import (
+    DeliveryRecord,
+    DeliveryState,
+    DeliveryStore,
+    Verdict,
+    after_attempt,
+    decide,
+    intent_record,
+)
 from gomailpy.envelope import Envelope
 from gomailpy.errors import ClaimCheckError, DeliveryStoreError, EnvelopeError
 from gomailpy.queue import ReceivedMessage
@@ -37,6 +52,7 @@ from pipeline.settlement import Item, IterationReport, Plan, write_records
 log = logging.getLogger("gomailpy.pipeline")
 
 Body = Envelope | ReferenceEnvelope
+MAX_HOLD_S = 43200  # SQS's longest visibility timeout
 
 
 class Intake:
@@ -46,10 +62,14 @@ class Intake:
         *,
         status: DeliveryStore | None = None,
         claim_check: ClaimCheck | None = None,
+        node_id: str | None = None,
     ) -> None:
         self._settings = settings
         self._status = status
         self._claim_check = claim_check
+        self.node_id = node_id or uuid.uuid4().hex[:12]  # this process, in its intents
+        grace_s = settings.pipeline.in_doubt_grace_s
+        self.grace_s = settings.queues.visibility_timeout_s if grace_s is None else grace_s
         self._taken: dict[str, str] = {}  # email id -> receipt handle, while this node has it
 
     def done(self, messages: Iterable[ReceivedMessage]) -> None:
@@ -74,10 +94,12 @@ class Intake:
         taken_at = time.time()
         claimed: list[tuple[ReceivedMessage, Body]] = []
         previous: dict[str, DeliveryRecord | None] = {}
+        in_doubt: set[str] = set()
         for message, body in decoded:
             extra = {"message_id": body.id}
             record = records.get(body.id)
-            if record is not None and record.state is DeliveryState.SENT:
+            decision = decide(record, node=self.node_id, now=taken_at, grace_s=self.grace_s)
+            if decision.verdict is Verdict.DELETE:
                 plan.delete(message, body if isinstance(body, ReferenceEnvelope) else None)
                 report.already_sent += 1
                 log.warning(
@@ -90,7 +112,21 @@ class Intake:
                 plan.release(message, delay)
                 report.retried += 1
                 log.info("email %s is queued twice; back in %d s", body.id, delay, extra=extra)
+            elif decision.verdict is Verdict.HOLD:
+                delay = min(math.ceil(decision.hold_s), MAX_HOLD_S)
+                plan.release(message, delay)
+                report.held += 1
+                log.info(
+                    "email %s: node %s said it was sending it and has not said how that ended;"
+                    " held, back in %d s",
+                    body.id,
+                    decision.node,
+                    delay,
+                    extra=extra,
+                )
             else:
+                if decision.verdict is Verdict.SEND_IN_DOUBT:
+                    in_doubt.add(body.id)
                 self._taken[body.id] = message.receipt_handle
                 previous[body.id] = record
                 claimed.append((message, body))
@@ -101,7 +137,9 @@ class Intake:
             record = previous[body.id]
             if isinstance(result, Envelope):
                 reference = body if isinstance(body, ReferenceEnvelope) else None
-                items.append(Item(message, result, reference, record, taken_at))
+                items.append(
+                    Item(message, result, reference, record, taken_at, body.id in in_doubt)
+                )
                 continue
             retry = isinstance(result, ClaimCheckError) and not result.missing
             outcomes.append(
@@ -122,6 +160,54 @@ class Intake:
         if self._status is not None:
             await write_records(self._status, [r for r in outcomes if r is not None])
         return items, plan
+
+    async def intend(
+        self, items: Sequence[Item], lease_until: Callable[[ReceivedMessage], float | None]
+    ) -> None:
+        """Record that this node is about to send `items` (one batched write), each with its
+        lease's end (epoch s; None: the lease is gone, the send will not start). A failed write
+        is logged and the sends go ahead (at-least-once, as with status off)."""
+        now = time.time()
+        intents: list[tuple[Item, DeliveryRecord]] = []
+        for item in items:
+            until = lease_until(item.message)
+            if until is None:
+                continue
+            if item.in_doubt:
+                message_id = item.envelope.id
+                metrics.SENDS_IN_DOUBT.inc()
+                log.warning(
+                    "email %s: sending in doubt: another node said it was sending it and never"
+                    " said how that ended (it died, or stalled past %g s); it may arrive twice",
+                    message_id,
+                    self.grace_s,
+                    extra={"message_id": message_id},
+                )
+            if self._status is None:
+                continue
+            record = intent_record(
+                item.record,
+                item.envelope.id,
+                queued_at=item.envelope.created_at.timestamp(),
+                node=self.node_id,
+                attempt=item.message.receive_count,
+                lease_until=until,
+                now=now,
+                in_doubt=item.in_doubt,
+            )
+            if record is not None:
+                intents.append((item, record))
+        if self._status is None or not intents:
+            return
+        try:
+            await self._status.put_many([record for _, record in intents])
+        except DeliveryStoreError as exc:
+            # Fail open, as for reads: without its intent a stall here may mean a second send.
+            log.warning("could not record %d intent(s) (%s); sending anyway", len(intents), exc)
+            return
+        for item, record in intents:
+            item.record = record
+            item.intended = True
 
     async def _read(self, message_ids: list[str]) -> dict[str, DeliveryRecord]:
         if self._status is None or not message_ids:

@@ -22,8 +22,9 @@ much later: an idle long poll can answer while the node is busy), and:
   released either (its receipt handle may act on another node's hold): it comes back by itself.
 A node paused (SIGSTOP) or starved of CPU for longer than the visibility timeout therefore finds
 its leases run out when it resumes and sends none of those messages; the node that received
-them meanwhile does. What a pause cannot undo is a send a provider had already accepted before
-it: that message comes back too (see the README's fault table).
+them meanwhile does. A send a provider had already accepted before the pause comes back too;
+with the delivery store on, the intent the node wrote before it makes the other node wait for
+its outcome (gomailpy.deliveries.intents; docs/tests.md has the fault table).
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Mapping, Sequence
 from functools import partial
@@ -70,6 +71,7 @@ class PipelineNode:
         status: DeliveryStore | None = None,
         claim_check: ClaimCheck | None = None,
         after_send: AfterSend | None = None,
+        node_id: str | None = None,
     ) -> None:
         self.settings = settings
         self._queues = queues
@@ -101,7 +103,8 @@ class PipelineNode:
             idle_wait_s=settings.queues.wait_time_s,
             on_receive=self.leases.hold,  # kept from the receive on, also while a poll waits
         )
-        self._intake = Intake(settings, status=status, claim_check=claim_check)
+        self._intake = Intake(settings, status=status, claim_check=claim_check, node_id=node_id)
+        self.node_id = self._intake.node_id
         self.settlement = Settlement(
             settings, queues, self.leases, status, claim_check=claim_check, after_send=after_send
         )
@@ -319,6 +322,9 @@ class PipelineNode:
         # came from a long poll that answered late); each send checks its lease as it starts.
         need_s = max(lane.timeout_s for lane in self.lanes.values())
         await self.leases.ensure([i.message for i in items], need_s)
+        # Intent before send: a stall or crash from here on leaves a record that says so.
+        assigned = [i for batch in assignment.values() for i in batch]
+        await self._intake.intend(assigned, self._lease_end)
         answers = await asyncio.gather(
             *(
                 self.lanes[name].send_all(
@@ -345,6 +351,15 @@ class PipelineNode:
             self._checks(sent),
         )
         return await early.rest(list(zip(sent, results, strict=True)))
+
+    def _lease_end(self, message: ReceivedMessage) -> float | None:
+        """When the lease on `message` ends (epoch s); None when it is gone."""
+        left = self.leases.remaining_s(message)
+        if left == -math.inf:
+            return None
+        if left == math.inf:  # not held (run_iteration's callers): at most one visibility
+            left = self.settings.queues.visibility_timeout_s
+        return time.time() + left
 
     def _checks(self, items: Sequence[Item]) -> list[MayStart]:
         return [partial(self.leases.ready, i.message) for i in items]  # checked at each start

@@ -64,28 +64,33 @@ class IterationReport:
     failed: int = 0  # permanent failures, recorded in the dead-letter queue
     dead_lettered: int = 0  # unreadable messages
     already_sent: int = 0  # redelivered after their send: deleted without sending again
+    held: int = 0  # another node's send of them may have gone out: released until it is known
     changes: dict[str, CircuitState] = field(default_factory=dict)
 
     def summary(self) -> str:
         sent = ", ".join(f"{name}={n}" for name, n in sorted(self.sent.items())) or "none"
         changes = "".join(f"; {name} now {state}" for name, state in self.changes.items())
         duplicates = f"; already sent {self.already_sent}" if self.already_sent else ""
+        held = f"; held {self.held}" if self.held else ""
         return (
             f"iteration: read {self.read}; sent {sent}; retry later {self.retried};"
-            f" failed {self.failed}; dead-lettered {self.dead_lettered}{duplicates}{changes}"
+            f" failed {self.failed}; dead-lettered {self.dead_lettered}{duplicates}{held}{changes}"
         )
 
 
 @dataclass(slots=True)
 class Item:
     """A message ready to send: its envelope, the S3 reference it was loaded from (if any), its
-    delivery record as the node found it, and when the node took it (epoch s)."""
+    delivery record as the node found it (its intent once written), when the node took it
+    (epoch s), and whether another node's send of it may have gone out (`in_doubt`)."""
 
     message: ReceivedMessage
     envelope: Envelope
     reference: ReferenceEnvelope | None = None
     record: DeliveryRecord | None = None
     taken_at: float = 0.0
+    in_doubt: bool = False
+    intended: bool = False  # `record` is this node's intent, written: it has the `sending` entry
 
 
 # Called with a batch's send outcomes once they are recorded: who each email went to, for the
@@ -365,7 +370,7 @@ class Settlement:
                     state=state,
                     now=now,
                     attempt=deliveries,
-                    sending_at=item.taken_at or now,
+                    sending_at=None if item.intended else item.taken_at or now,
                     provider=result.provider,
                     provider_message_id=result.provider_message_id or "",
                     reason=reason,

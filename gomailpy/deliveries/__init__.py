@@ -14,6 +14,9 @@ Off the hot path: under 0.1 store calls per email, all batched, none in the API.
   without sending again. The node's lease on the message (pipeline.lease) is what keeps two
   nodes from sending it at once: SQS hands a message to one node at a time, and a node starts
   a send only while its lease outlasts the send.
+- Just before sending, the node writes each record as `sending` (its intent: node, attempt,
+  lease end; `intents`), batched like the outcomes: a node stalled or killed mid-send leaves an
+  open intent, and the next node holds the email for a grace period instead of repeating it.
 - After the attempt it writes each record whole (`put_many`, BatchWriteItem, calls shared by
   the chunks a node settles at once: `coalesce`; `records` builds it: the previous timeline,
   `sending`, the outcome) *before* deleting the message, so a crash between send and delete
@@ -43,11 +46,13 @@ from gomailpy.deliveries.base import (
 )
 from gomailpy.deliveries.dynamodb import DynamoDeliveryStore
 from gomailpy.deliveries.ids import MessageIds, message_ids
+from gomailpy.deliveries.intents import Decision, Verdict, decide, intent_record
 from gomailpy.deliveries.memory import MemoryDeliveryStore
 from gomailpy.deliveries.records import after_attempt
 from gomailpy.settings import Settings
 
 __all__ = [
+    "Decision",
     "DeliveryRecord",
     "DeliveryState",
     "DeliveryStore",
@@ -55,7 +60,10 @@ __all__ = [
     "IdempotencyRecord",
     "MemoryDeliveryStore",
     "MessageIds",
+    "Verdict",
     "after_attempt",
+    "decide",
+    "intent_record",
     "message_ids",
     "open_delivery_store",
 ]

@@ -38,6 +38,10 @@ class DeliveryRecord:
     reason: str | None = None
     timeline: list[dict[str, Any]] = field(default_factory=list)
     expires_at: float = 0.0  # set by the store as it writes the record
+    # While `sending` (an open intent, gomailpy.deliveries.intents): the node sending it, and
+    # when its lease on the message ends (epoch s).
+    node: str | None = None
+    lease_until: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The API's answer to GET /email/{messageId}."""

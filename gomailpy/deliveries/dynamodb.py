@@ -79,6 +79,8 @@ def _record(message_id: str, data: dict[str, Any], now: float) -> DeliveryRecord
         reason=data.get("reason"),
         timeline=list(data.get("timeline", [])),
         expires_at=float(data.get("expires_at", 0)),
+        node=data.get("node"),
+        lease_until=float(data["lease_until"]) if "lease_until" in data else None,
     )
 
 
@@ -94,6 +96,8 @@ def _item(record: DeliveryRecord, expires_at: int) -> dict[str, Any]:
         "reason": record.reason,
         "timeline": record.timeline,
         "expires_at": expires_at,
+        "node": record.node,
+        "lease_until": record.lease_until,
     }
     return {k: _to_ddb(v) for k, v in values.items() if v is not None}
 

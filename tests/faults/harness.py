@@ -255,6 +255,19 @@ class System:
                             self.seen_states.setdefault(name, set()).add(p["state"])
         return self.seen_states
 
+    async def in_doubt(self) -> int:
+        """Sends counted in doubt (`gomailpy_sends_in_doubt_total`) by the nodes still up."""
+        total = 0.0
+        timeout = aiohttp.ClientTimeout(total=2)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            for url in self.admin_urls:
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with session.get(url + "/metrics") as response:
+                        for line in (await response.text()).splitlines():
+                            if line.startswith("gomailpy_sends_in_doubt_total "):
+                                total += float(line.split()[1])
+        return int(total)
+
     async def watch_states(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             await self.sample_states()
