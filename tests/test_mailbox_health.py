@@ -45,7 +45,7 @@ NAMES = ("ses", "sendgrid", "smtp")
         ("yandex.ru", "yandex"),
         ("example.org", "example.org"),
         ("hotmail.example.org", "hotmail.example.org"),  # not Microsoft's
-        ("example-blocked.test.", "example-blocked.test"),
+        ("blocked.example.net.", "blocked.example.net"),
     ],
 )
 def test_groups(domain: str, group: str) -> None:
