@@ -155,14 +155,14 @@ class Exclusion:
     probe_id: str | None = None  # the probe's message id, once sent
     probe_sent_at: float | None = None
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self, now: float) -> dict[str, object]:
         return {
             "provider": self.provider,
             "domain": self.group,
-            "since": self.since,
             "why": self.why,
-            "probe_at": self.probe_at,
-            "probing": self.probe_id is not None,
+            "excluded_s": round(now - self.since, 1),  # for how long so far
+            "probe_in_s": round(max(0.0, self.probe_at - now), 1),
+            "probing": self.probe_id is not None,  # a probe was sent: its outcome decides
         }
 
 
@@ -309,4 +309,4 @@ class MailboxHealth:
 
     def snapshot(self, now: float) -> list[dict[str, object]]:
         """The exclusions, for /status and the operator page."""
-        return [e.to_json() for e in self.excluded_pairs.values()]
+        return [e.to_json(now) for e in self.excluded_pairs.values()]
