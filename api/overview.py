@@ -1,7 +1,8 @@
 """What the operator page (webclient/operator/) shows, in one JSON answer: GET /admin/overview.
 
     {"at": epoch s, "queues": [...], "regions": {region: depth}, "accepted": {queue: n},
-     "providers": {name: {...}}, "nodes": [...], "controls": {...} | null,
+     "providers": {name: {...}}, "nodes": [...] (each with its per-domain exclusions,
+     `domains_excluded`), "controls": {...} | null,
      "history": [the last HISTORY_SHOWN changes to the controls, newest first] | null}
 
 The API's own part: each queue's depth, region and circuit as its gateway last read them, and
@@ -158,6 +159,9 @@ async def overview(request: web.Request) -> web.Response:
                     "ok": node["ok"],
                     "problem": node.get("problem"),
                     "paused": node["status"].get("paused") if node["ok"] else None,
+                    "domains_excluded": (
+                        node["status"].get("domains_excluded", []) if node["ok"] else []
+                    ),
                 }
                 for node in nodes
             ],

@@ -144,6 +144,23 @@ SENDING_PAUSED = Gauge(
     " reputation (every provider it may use is held for its bounce or complaint rate)",
     ["reason"],
 )
+DOMAIN_OUTCOMES = Counter(
+    "gomailpy_domain_outcomes_total",
+    "Outcomes per provider at a recipient domain group (delivered, deferred, bounced, blocked);"
+    " domain: a well-known mailbox provider (google, microsoft, …) or other",
+    ["provider", "domain", "outcome"],
+)
+DOMAIN_EXCLUDED = Gauge(
+    "gomailpy_domain_excluded",
+    "1 while this node keeps a recipient domain group's mail off a provider that is blocked or"
+    " deferred there (pipeline.mailbox_health)",
+    ["provider", "domain"],
+)
+DOMAIN_EXCLUSIONS = Counter(
+    "gomailpy_domain_exclusions_total",
+    "Per-domain exclusions that started (change=start) or ended (change=end)",
+    ["provider", "domain", "change"],
+)
 
 # -- webhooks (gomailpy.webhooks, pipeline.webhooks) ---------------------------------------------
 WEBHOOKS_PUBLISHED = Counter(

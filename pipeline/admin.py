@@ -3,7 +3,8 @@
     GET /metrics   Prometheus text
     GET /healthz   200 while the process runs
     GET /readyz    200 once the queues answered the last iteration, else 503
-    GET /status    JSON: provider health, streaks and reputation holds, queues, a pause
+    GET /status    JSON: provider health, streaks and reputation holds, queues, a pause, the
+                   per-domain exclusions
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ def status_of(node: PipelineNode) -> dict[str, Any]:
         "stopping": node.stopping,
         "iterations": node.iterations,
         "paused": node.paused_by,  # why sending is paused (every provider held), or null
+        # (provider, domain group) pairs whose mail goes elsewhere (pipeline.mailbox_health)
+        "domains_excluded": node.domains.snapshot(),
         "queues": [queue_name(url) for url in node.urls],
         "providers": {
             name: {

@@ -12,7 +12,8 @@ never take one of their slots, so a flood of events never holds up sending. Per 
   suppression rules to them, and let the reputation guard count the new ones. An SMTP report
   (DSN, ARF: anyone can mail one to the bounce listener) counts for neither unless its
   recipient is one its email was sent to (gomailpy.suppression_trust); it is kept all the same,
-  and the log says why it did not suppress;
+  and the log says why it did not suppress; the node's health per mailbox provider
+  (pipeline.domain_steering) counts the new trusted ones too;
 - delete the batch. If the store could not be written, nothing is deleted: the reports come
   back after their visibility timeout (at-least-once; every step is idempotent).
 
@@ -46,6 +47,7 @@ from gomailpy.settings import Settings
 from gomailpy.suppression import SuppressionStore
 from gomailpy.suppression_trust import sent_through_smtp, vouched
 from gomailpy.webhooks.outbox import with_webhooks
+from pipeline.domain_steering import DomainSteering
 from pipeline.node import PipelineNode
 from pipeline.reputation import ReputationGuard
 from pipeline.settlement import Item
@@ -67,12 +69,14 @@ class EventConsumer(AsyncResource):
         outcomes: OutcomeStore | None,
         suppression: SuppressionStore | None,
         reputation: ReputationGuard | None = None,
+        domains: DomainSteering | None = None,
     ) -> None:
         self._settings = settings
         self._queues = queues
         self._outcomes = outcomes
         self._suppression = suppression
         self._reputation = reputation
+        self._domains = domains
         self._tasks: list[asyncio.Task[None]] = []
         self.recorded = 0  # new events recorded (tests, bench)
         self.dead_lettered = 0
@@ -131,7 +135,10 @@ class EventConsumer(AsyncResource):
                         why,
                         extra={"message_id": event.message_id, "event": event.id},
                     )
-                await self.record(events, suppressing=trusted)
+                new = await self.record(events, suppressing=trusted)
+                if self._domains is not None:  # reports only: send results count in the node
+                    vouched_for = {e.id for e in trusted}
+                    self._domains.observe_events(e for e in new if e.id in vouched_for)
             except DeliveryStoreError as exc:
                 log.warning("%d event(s) not recorded (%s): they come back later", len(events), exc)
                 readable = []
@@ -210,6 +217,7 @@ async def open_feedback(
         outcomes=stores.outcomes,
         suppression=stores.suppression,
         reputation=reputation,
+        domains=node.domains,
     )
     # Events in send results (recipients refused at RCPT time) go the same way as reports.
     node.settlement.record_events = consumer.record

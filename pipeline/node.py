@@ -6,7 +6,8 @@
 Each iteration reads a pool (pipeline.reader) and hands it to a dispatch task, which
 - holds a lease on each message until it is settled (pipeline.lease: a heartbeat renews it);
 - prepares it: decodes, skips what was sent before, loads each message (pipeline.intake);
-- splits what is ready across the providers by health (pipeline.splitter);
+- splits what is ready across the providers by health (pipeline.splitter), keeping each
+  recipient domain's mail off a provider blocked or deferred there (pipeline.domain_steering);
 - sends through each provider's lane (pipeline.dispatch), judges each one's part (pipeline.health);
 - settles every message: deleted, released with a delay, or dead-lettered (pipeline.settlement).
 Later iterations read while earlier dispatches send, within a window sized by Little's law, and
@@ -44,13 +45,14 @@ from gomailpy.settings import Settings
 from pipeline.ages import note_ages
 from pipeline.controls import Steer, unsteered
 from pipeline.dispatch import MayStart, ProviderLane, announce_health, offer_elsewhere
+from pipeline.domain_steering import DomainSteering
 from pipeline.health import Health, judge
 from pipeline.inflight import InFlightWindow, SettleAsTheyFinish
 from pipeline.intake import Intake
 from pipeline.lease import Leases
 from pipeline.reader import QueueReader
 from pipeline.settlement import AfterSend, Item, IterationReport, Settlement
-from pipeline.splitter import ProviderView, paused, split
+from pipeline.splitter import ProviderView, paused, sharing_views, split
 from pipeline.suppress import Screen, unscreened
 
 __all__ = ["AfterSend", "IterationReport", "PipelineNode"]
@@ -95,6 +97,8 @@ class PipelineNode:
         }
         for name in providers:
             metrics.PROVIDER_HEALTHY.labels(name).set(1)
+        # health per mailbox provider: fed by send results and events (pipeline.feedback)
+        self.domains = DomainSteering(settings.steering.domains, self.lanes)
         self.urls: list[str] = []
         self.leases = Leases(queues, settings.queues.visibility_timeout_s, pipeline.send_timeout_s)
         self._reader = QueueReader(
@@ -318,6 +322,9 @@ class PipelineNode:
             log.error("no provider is enabled: releasing %d message(s)", len(items))
             unsent = SendResult("none", Outcome.TRANSIENT, reason="no provider enabled")
             return [(item, unsent) for item in items]
+        # Per recipient domain: mail kept off a provider blocked or deferred there.
+        candidates = [v.name for v in sharing_views(views)]
+        assignment = self.domains.steer(assignment, candidates, self._rotation)
         # Renew now the leases too short for a whole send (messages that waited in intake, or
         # came from a long poll that answered late); each send checks its lease as it starts.
         need_s = max(lane.timeout_s for lane in self.lanes.values())
@@ -338,10 +345,12 @@ class PipelineNode:
         for (name, batch), batch_results in zip(assignment.items(), answers, strict=True):
             sent += batch
             results += batch_results
+            self.domains.observe_results(zip(batch, batch_results, strict=True))
             change = self.health[name].record(judge(batch_results))
             if change is not None:
                 announce_health(name, change)
                 report.changes[name] = change
+        first = results
         results = await offer_elsewhere(
             [i.envelope for i in sent],
             results,
@@ -349,6 +358,11 @@ class PipelineNode:
             lambda name: name in {v.name for v in self.views() if v.healthy and not v.held},
             self._rotation,
             self._checks(sent),
+        )
+        self.domains.observe_results(
+            (item, second)
+            for item, once, second in zip(sent, first, results, strict=True)
+            if second is not once
         )
         return await early.rest(list(zip(sent, results, strict=True)))
 

@@ -14,13 +14,19 @@ Rules:
 - when every provider is held, nothing is assigned: sending pauses (`paused`; pipeline.node
   stops reading and leaves the mail on the queues).
 
+**Per recipient domain** (`avoid_excluded`, after `split`): a provider excluded at a recipient
+domain group (pipeline.mailbox_health) gets none of that group's mail. An email whose provider
+is excluded at one of its recipients' groups goes to the provider, among those sharing, that
+may take the most of its recipients (each recipient counts once; ties go round in turn); when
+none may take more than its own, it stays. A pair due for a probe keeps one email of its group.
+
 `rotation` breaks ties between equal remainders in turn, so with small pools (one message an
 iteration) the spare message goes round the providers instead of always to the first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -67,16 +73,68 @@ def split(
     healthy = [p for p in providers if p.healthy]
     unhealthy = [p for p in providers if not p.healthy]
     pool = list(messages)
-    if healthy and unhealthy:
-        if len(pool) > len(unhealthy):
-            for provider in unhealthy:
-                assignment[provider.name].append(pool.pop())
-        sharing = healthy
-    else:
-        sharing = list(providers)
+    if healthy and unhealthy and len(pool) > len(unhealthy):
+        for provider in unhealthy:
+            assignment[provider.name].append(pool.pop())
+    sharing = sharing_views(providers)
     counts = shares(len(pool), [p.weight for p in sharing], rotation)
     start = 0
     for provider, count in zip(sharing, counts, strict=True):
         assignment[provider.name].extend(pool[start : start + count])
         start += count
     return assignment
+
+
+def sharing_views(providers: Sequence[ProviderView]) -> list[ProviderView]:
+    """The providers that share the messages by weight: the healthy ones not held, or, when
+    none is healthy, every one not held."""
+    available = [p for p in providers if not p.held]
+    return [p for p in available if p.healthy] or available
+
+
+def suits(provider: str, groups: Sequence[str], excluded: Mapping[str, Collection[str]]) -> int:
+    """How many of an email's recipients (given by their groups) `provider` may take."""
+    return sum(1 for group in groups if provider not in excluded.get(group, ()))
+
+
+def avoid_excluded(
+    assignment: Mapping[str, Sequence[T]],
+    candidates: Sequence[str],
+    groups: Callable[[T], Sequence[str]],
+    excluded: Mapping[str, Collection[str]],
+    probing: Mapping[str, Collection[str]] | None = None,
+    rotation: int = 0,
+) -> tuple[dict[str, list[T]], list[tuple[str, str, T]]]:
+    """`assignment` (from `split`) with each email moved off a provider excluded at its
+    recipients' groups (`excluded`: group -> providers) to the best of `candidates` (see the
+    module's docstring); and the probes kept: (provider, group, email), one per pair of
+    `probing` (group -> providers due for a probe) that had an email of its group."""
+    moved: dict[str, list[T]] = {name: [] for name in assignment}
+    probes: list[tuple[str, str, T]] = []
+    probing = probing or {}
+    taken: set[tuple[str, str]] = set()
+    turn = rotation
+    for name, batch in assignment.items():
+        for item in batch:
+            mine = list(groups(item))
+            refused = {g for g in mine if name in excluded.get(g, ())}
+            if refused and all(
+                name in probing.get(g, ()) and (name, g) not in taken for g in refused
+            ):
+                for group in sorted(refused):
+                    taken.add((name, group))
+                    probes.append((name, group, item))
+                refused = set()
+            if not refused:
+                moved[name].append(item)
+                continue
+            scores = {c: suits(c, mine, excluded) for c in candidates}
+            best = max(scores.values(), default=0)
+            if best <= suits(name, mine, excluded):
+                moved[name].append(item)  # nowhere better: it stays
+                continue
+            top = [c for c in candidates if scores[c] == best]
+            choice = top[turn % len(top)]
+            turn += 1
+            moved.setdefault(choice, []).append(item)
+    return moved, probes

@@ -130,7 +130,11 @@ async def test_a_relay_policy_refusal_bounces_nobody(standin: SmtpStandIn) -> No
         (550, "no such user", False, ("a@x.example", "bounced", "hard")),
         (552, "5.2.2 mailbox full", False, ("a@x.example", "bounced", "soft")),
         (452, "4.2.2 mailbox full", True, ("a@x.example", "bounced", "soft")),
-        (550, "5.7.1 not allowed", True, ("a@x.example", "rejected", None)),
+        (550, "5.7.1 not allowed", True, ("a@x.example", "blocked", "soft")),
+        (550, "5.7.1 blocked by policy", True, ("a@x.example", "blocked", "soft")),
+        (550, "spam detected", False, ("a@x.example", "blocked", "soft")),  # never suppresses
+        (451, "4.7.1 too many connections", True, ("a@x.example", "blocked", "soft")),
+        (530, "5.7.0 authentication required", True, ("a@x.example", "blocked", "soft")),
         (452, "4.2.2 mailbox full", False, None),  # the email is tried again
         (550, "5.7.1 not allowed", False, None),  # the email goes out elsewhere
     ],

@@ -26,7 +26,16 @@ const STATUS_TIMEOUT_MS = 5_000;
 const FINAL_STATES = new Set(["sent", "failed"]);
 // Per-recipient outcomes (GET /email/{id} `recipients`, from the providers' events) that will
 // not change again; while one is missing or still "sent"/"deferred", the form keeps following.
-const FINAL_OUTCOMES = new Set(["delivered", "bounced", "complained", "dropped", "rejected", "failed"]);
+const FINAL_OUTCOMES = new Set([
+  "delivered",
+  "bounced",
+  "blocked", // refused for the sender's or the message's sake: that email is refused for good
+  "autoresponded", // an auto-reply: it was delivered
+  "complained",
+  "dropped",
+  "rejected",
+  "failed",
+]);
 const HISTORY_MAX = 20;
 
 /**

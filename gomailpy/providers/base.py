@@ -55,6 +55,10 @@ class SendResult:
     # What the provider learnt about single recipients during the send, whatever the outcome
     # (SMTP: a recipient refused at RCPT time); the pipeline records them like any event.
     events: tuple[Event, ...] = ()
+    # Every recipient refused at RCPT time, as (address, reply code, reply text), whatever the
+    # outcome: what the sending provider learnt about the recipient's domain (the pipeline's
+    # health per mailbox provider, pipeline.mailbox_health).
+    refused: tuple[tuple[str, int, str], ...] = ()
 
     @property
     def ok(self) -> bool:

@@ -31,12 +31,14 @@ A message some recipients refused and others accepted is ACCEPTED (retrying woul
 to those who have it); the reason lists the refused ones.
 
 A recipient refused at RCPT time is reported in `SendResult.events` (`refusal_events`): a 5xx
-about the recipient is a synchronous bounce whatever the email's outcome — hard (which
-suppresses the address) unless it is about the message, as 5.2.2 mailbox full is (soft; the
-same rule as for DSNs, `gomailpy.events.dsn.bounce_subtype`). When the email is accepted for
-others, nobody will try the refused ones again, so a 4xx gives `bounced/soft` and a policy
-refusal `rejected`; when it is not accepted at all, those are left out, since the email is
-retried or goes out elsewhere.
+about the recipient is a synchronous bounce whatever the email's outcome, classified by reason
+(gomailpy.events.bounce_reasons, the same rules as for DSNs): hard (which suppresses the
+address) only for a bad address, soft for a full mailbox, `blocked` when the reason is about the
+sender or the message (a policy, a blocklist: the address is fine). When the email is accepted
+for others, nobody will try the refused ones again, so a refusal about the sender gives
+`blocked`, another 4xx `bounced/soft` and another policy refusal `rejected`; when it is not
+accepted at all, those are left out, since the email is retried or goes out elsewhere. Every
+refusal is also in `SendResult.refused`, for the pipeline's health per mailbox provider.
 
 With events on (`events.enabled`), the envelope sender is the VERP address
 `bounces+<message id>@<events.bounce_domain>` (gomailpy.verp), so the relay's later DSNs reach
@@ -68,7 +70,8 @@ from gomailpy.dkim_signing import DkimSigner
 from gomailpy.envelope import Envelope
 from gomailpy.event_settings import EventsSettings
 from gomailpy.events import Event, EventType, Subtype, iso, stable_id
-from gomailpy.events.dsn import bounce_subtype
+from gomailpy.events.bounce_reasons import Category, classify
+from gomailpy.events.bounce_reasons import outcome as bounce_outcome
 from gomailpy.lifecycle import AsyncResource
 from gomailpy.mime import (
     all_recipients,
@@ -229,10 +232,13 @@ class SmtpProvider(AsyncResource):
                 reusable = isinstance(exc, SMTPResponseException | SMTPRecipientsRefused)
                 outcome, reason = classify_error(exc)
                 events: tuple[Event, ...] = ()
+                refusals: list[tuple[str, int, str]] = []
                 if isinstance(exc, SMTPRecipientsRefused):
                     refusals = [(r.recipient, r.code, r.message) for r in exc.recipients]
                     events = refusal_events(envelope.id, refusals, accepted=False)
-                return SendResult(NAME, outcome, reason=reason, events=events)
+                return SendResult(
+                    NAME, outcome, reason=reason, events=events, refused=tuple(refusals)
+                )
             except (OSError, ValueError) as exc:
                 # OSError: no connection; ValueError: an address aiosmtplib will not put on the
                 # wire (checked before anything is sent).
@@ -275,6 +281,7 @@ class SmtpProvider(AsyncResource):
             provider_message_id=_queue_id(reply),
             reason=reason,
             events=refusal_events(envelope.id, refusals, accepted=True),
+            refused=tuple(refusals),
         )
 
     def _return_path(self, envelope: Envelope) -> str | None:
@@ -302,15 +309,18 @@ def refusal_events(
     events = []
     for recipient, code, text in refusals:
         outcome = classify_reply(code, text)
+        reply = _reply(code, text)
+        found = classify(reply)
         if outcome is Outcome.PERMANENT:
-            kind, subtype = EventType.BOUNCED, bounce_subtype(text, code)
+            kind, subtype = bounce_outcome(found)
         elif not accepted:
             continue  # retried, or sent elsewhere: its outcome is still to come
+        elif found.category is Category.REFUSED:
+            kind, subtype = EventType.BLOCKED, Subtype.SOFT.value  # the sender, not the address
         elif outcome is Outcome.ACCOUNT:
             kind, subtype = EventType.REJECTED, None
         else:
             kind, subtype = EventType.BOUNCED, Subtype.SOFT.value
-        reply = _reply(code, text)
         events.append(
             Event(
                 # The same refusal on a later try of the same email is the same event.
@@ -321,7 +331,7 @@ def refusal_events(
                 type=kind,
                 at=at,
                 subtype=subtype,
-                reason="refused at RCPT time",
+                reason=found.reason.value,
                 mta_response=reply,
                 raw={"stage": "RCPT", "code": code, "message": text},
             )

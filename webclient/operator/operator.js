@@ -158,6 +158,7 @@ function render(data) {
   renderProviders(data);
   renderHistory(data);
   renderNodes(data);
+  renderDomains(data);
   const queueNames = data.queues.map((q) => q.name);
   drawChart(
     $("chart-depth"),
@@ -215,6 +216,31 @@ function renderHistory(data) {
     cell(row, what.filter((w) => w).join(" "));
     cell(row, `${entry.before} → ${entry.after}`);
     cell(row, entry.reason);
+    body.appendChild(row);
+  }
+}
+
+// A provider blocked or deferred at a recipient domain group: that group's mail goes through the
+// others until a probe succeeds (pipeline.mailbox_health). One row per node and pair.
+function renderDomains(data) {
+  const body = $("domains");
+  body.replaceChildren();
+  const rows = data.nodes.flatMap((node) => (node.domains_excluded || []).map((pair) => [node, pair]));
+  if (rows.length === 0) {
+    const row = document.createElement("tr");
+    cell(row, "None: every provider takes every domain's mail.");
+    row.firstChild.colSpan = 5;
+    body.appendChild(row);
+  }
+  for (const [node, pair] of rows) {
+    const row = document.createElement("tr");
+    row.className = "problem-text";
+    cell(row, pair.provider);
+    cell(row, pair.domain);
+    const probe = pair.probing ? "a probe is out" : `probe in ${Math.round(pair.probe_in_s)} s`;
+    cell(row, `${Math.round(pair.excluded_s)} s (${probe})`);
+    cell(row, pair.why);
+    cell(row, node.url.replace(/^https?:\/\//, ""));
     body.appendChild(row);
   }
 }

@@ -3,7 +3,7 @@
 Used by the tests, by `gomail up` (a local relay and a local SendGrid) and by the fault suite:
 
 - `SmtpStandIn`: an SMTP server (aiosmtpd) that records messages; modes ok/fail/reject/
-  relay-denied/hang.
+  relay-denied/hang/block-domain (policy refusals for @blocked.example.net only).
 - `SendGridStandIn`: an HTTP server for `POST /v3/mail/send`; modes ok/fail/throttle/hang, and
   the control API (`/_standin/...`) for itself and any other stand-in.
 

@@ -13,7 +13,10 @@ share one loop. Modes:
 - "fail": answer DATA with 451 (a temporary failure);
 - "reject": refuse every recipient with 550 5.1.1 (a bad mailbox: the email's fault);
 - "relay-denied": refuse every recipient with 550 5.7.1 relaying denied (the account's fault);
-- "hang": accept the connection and the envelope, but never answer DATA.
+- "hang": accept the connection and the envelope, but never answer DATA;
+- "block-domain": as "ok", except that every recipient at BLOCKED_DOMAIN (blocked.example.net)
+  is refused at RCPT time with 550 5.7.1 blocked by policy: a mailbox provider that refuses this
+  relay's mail, as the pipeline's health per mailbox provider sees it (pipeline.mailbox_health).
 
 In mode "ok", recipients choose what happens to them by their local part, as at every stand-in
 (gomailpy_local.standins.events.outcome_for): `reject…` is refused at RCPT time (550 5.1.1);
@@ -42,7 +45,8 @@ from gomailpy_local.standins.control import StandIn
 from gomailpy_local.standins.events import BOUNCE, COMPLAIN, DEFER, outcome_for
 from gomailpy_local.standins.reports import complaint_report, delivery_report, mail_report
 
-MODES = ("ok", "fail", "reject", "relay-denied", "hang")
+MODES = ("ok", "fail", "reject", "relay-denied", "hang", "block-domain")
+BLOCKED_DOMAIN = "blocked.example.net"  # refused by policy in mode "block-domain"
 REJECT = "reject"  # a local part starting with it is refused at RCPT time
 REPORT_RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0)
 _HOSTNAME = "standin.localhost"  # fixed: aiosmtpd would otherwise resolve the FQDN per connection
@@ -100,6 +104,8 @@ class _Handler:
             return "550 5.1.1 Recipient address rejected: no such mailbox (stand-in)"
         if self._owner.mode == "relay-denied":
             return "550 5.7.1 Relaying denied (stand-in)"
+        if self._owner.mode == "block-domain" and address.lower().endswith("@" + BLOCKED_DOMAIN):
+            return f"550 5.7.1 <{address}>: blocked by policy (stand-in)"
         if address.rpartition("@")[0].lower().startswith(REJECT):
             return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown (stand-in)"
         envelope.rcpt_tos.append(address)
