@@ -230,10 +230,11 @@ class SendGridProvider(AsyncResource):
     """Sends through SendGrid's v3 API over one aiohttp session; a one-shot async context
     manager (`gomailpy.lifecycle`). Build it inside a running loop; `aclose` closes the session."""
 
-    name = NAME
+    kind = NAME
 
     def __init__(self, settings: SendGridSettings) -> None:
         self._settings = settings
+        self.name = settings.name  # the instance: labels, health, controls
         self.timeout_s = settings.timeout_s
         # The pipeline starts at most this many sends at once, so none waits for a connection
         # inside its time limit.
@@ -254,7 +255,7 @@ class SendGridProvider(AsyncResource):
     async def send(self, envelope: Envelope) -> SendResult:
         if needs_smtputf8(envelope.email):
             return SendResult(
-                NAME, Outcome.ACCOUNT, reason="SendGrid cannot send to a non-ASCII local part"
+                self.name, Outcome.ACCOUNT, reason="SendGrid cannot send to a non-ASCII local part"
             )
         try:
             payload = payload_for(envelope)
@@ -263,7 +264,7 @@ class SendGridProvider(AsyncResource):
                 outcome = classify_status(status)
                 if outcome is Outcome.ACCEPTED:
                     return SendResult(
-                        NAME, outcome, provider_message_id=response.headers.get("X-Message-Id")
+                        self.name, outcome, provider_message_id=response.headers.get("X-Message-Id")
                     )
                 try:
                     body: Any = await response.json(content_type=None)
@@ -271,7 +272,7 @@ class SendGridProvider(AsyncResource):
                     body = None
                 detail = _error_messages(body) or response.reason or ""
                 return SendResult(
-                    NAME,
+                    self.name,
                     outcome,
                     reason=f"HTTP {status}: {detail}"[:_MAX_REASON],
                     retry_after_s=retry_after_s(response.headers)
@@ -279,4 +280,4 @@ class SendGridProvider(AsyncResource):
                     else None,
                 )
         except (aiohttp.ClientError, OSError) as exc:  # refused, reset, DNS: no answer at all
-            return SendResult(NAME, Outcome.TRANSIENT, reason=f"{type(exc).__name__}: {exc}")
+            return SendResult(self.name, Outcome.TRANSIENT, reason=f"{type(exc).__name__}: {exc}")
