@@ -56,8 +56,9 @@ class _ProviderSection(_Section):
 
 class SesSettings(_ProviderSection):
     kind: Literal["ses"] = "ses"
-    # v2: sesv2 SendEmail with raw content (40 MB); v1: SendRawEmail (10 MB)
-    api_version: Literal["v1", "v2"] = "v2"
+    # v2: sesv2 SendEmail with raw content (40 MB); v1: SendRawEmail (10 MB). v1 stays the
+    # default while LocalStack (the local stack's SES) does not emulate sesv2.
+    api_version: Literal["v1", "v2"] = "v1"
     region: str | None = None  # None: aws.region
     endpoint_url: str | None = None  # None: aws.endpoint_url
     configuration_set: str | None = None

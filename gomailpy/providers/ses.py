@@ -3,10 +3,10 @@
     async with SesProvider(settings.providers["ses-eu"], settings.aws, events=...) as ses:
         result = await ses.send(envelope)                # opened its client on entering
 
-`api_version: v2` (the default) sends through the `sesv2` API, `SendEmail` with
-`Content.Raw.Data` (messages up to 40 MB); `v1` through `SendRawEmail` (10 MB). Both carry the
-same MIME message, recipients, configuration set and tags. Each instance sends in its own
-`region` (default `aws.region`).
+`api_version: v2` sends through the `sesv2` API, `SendEmail` with `Content.Raw.Data` (messages
+up to 40 MB); `v1` (the default: LocalStack's community edition does not emulate sesv2, moto's
+server does) through `SendRawEmail` (10 MB). Both carry the same MIME message, recipients,
+configuration set and tags. Each instance sends in its own `region` (default `aws.region`).
 
 The message is built by `gomailpy.mime` (so SES sends exactly what SMTP would), `Source` is the
 sender and `Destinations` every recipient, Bcc included. botocore retries are off

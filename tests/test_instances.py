@@ -1,0 +1,321 @@
+"""Providers as named instances of a kind (issue #29): the settings (list form, the three-key form
+still read, duplicate names and unknown kinds refused naming the key), then a real pipeline
+node over five instances — SES in two regions on LocalStack (v2 API), SendGrid and two SMTP
+relays on their stand-ins — with one relay failing and one SES region refusing, and what the
+node's /status (`gomail status`) and the operator overview show of all five.
+
+Waits are for outcomes; no test asserts a time.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import logging
+import uuid
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from pydantic import ValidationError
+
+from api.app import create_app
+from api.auth import hash_key
+from gomailpy.aws import open_aws_client
+from gomailpy.errors import ConfigError
+from gomailpy.providers import open_providers
+from gomailpy.providers.base import Outcome
+from gomailpy.providers.sendgrid import MESSAGE_ID_ARG
+from gomailpy.queue import create_queue_client
+from gomailpy.settings import Settings, load_settings
+from gomailpy_local.standins import SendGridStandIn, SmtpStandIn
+from gomailpy_local.up import _every_kind, _start_standins
+from pipeline.admin import start_admin
+from pipeline.node import PipelineNode
+from tests.conftest import StartClient
+from tests.support import create_queues, make_envelope, merge, queue_totals
+from tests.test_pipeline import pipeline_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY = "instances-test-key"
+SENDGRID_KEY = "SG.instances"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gomailpy.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# --- settings -------------------------------------------------------------------------------
+
+
+def test_the_three_key_form_still_starts_with_one_deprecation_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write(tmp_path, "providers:\n  ses: {enabled: true, region: eu-west-1}\n  smtp: {}\n")
+    with caplog.at_level(logging.WARNING, "gomailpy.settings"):
+        settings = load_settings(path, env={"GOMAILPY_PROVIDERS__SMTP__PORT": "2526"})
+    [line] = [r.getMessage() for r in caplog.records if "three-key form" in r.getMessage()]
+    assert line == (
+        "providers: the three-key form (ses:, sendgrid:, smtp:) is deprecated; write a list of"
+        " named instances instead: providers: [{name: ses, kind: ses, enabled: true, region:"
+        " eu-west-1}, {name: smtp, kind: smtp, port: 2526, enabled: false}]"
+    )
+    assert settings.providers.names() == ["ses", "smtp"]
+    assert list(settings.providers.enabled()) == ["ses"]  # disabled unless enabled, as before
+    assert settings.providers["smtp"].kind == "smtp"
+
+
+def test_the_list_form_reads_without_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    env = {
+        "GOMAILPY_PROVIDERS__SENDGRID__API_KEY": "SG.x",
+        "GOMAILPY_PROVIDERS__RELAY_B__PORT": "7",
+    }
+    with caplog.at_level(logging.WARNING, "gomailpy.settings"):
+        settings = load_settings(ROOT / "config" / "five-providers.yaml", env=env)
+    assert not caplog.records
+    assert settings.providers.names() == ["ses-us", "ses-eu", "sendgrid", "relay-a", "relay-b"]
+    assert [s.region for s in settings.providers.ses()] == ["us-east-1", "eu-west-1"]
+    assert [s.port for s in settings.providers.smtp()] == [2525, 7]  # RELAY_B: relay-b
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "problem"),
+    [
+        (
+            "providers:\n  - {name: relay, kind: smtp}\n  - {name: relay, kind: smtp, port: 26}\n",
+            "providers[1].name: 'relay' is already the name of providers[0]; every instance"
+            " needs its own name",
+        ),
+        (  # unnamed: named after the kind, so a second of a kind needs a name
+            "providers:\n  - {kind: smtp}\n  - {kind: smtp}\n",
+            "providers[1].name: 'smtp' is already the name of providers[0]; every instance"
+            " needs its own name",
+        ),
+        (
+            "providers:\n  - {name: ses-eu, kind: ses}\n  - {name: pm, kind: postmark}\n",
+            "providers[1] (pm).kind: unknown kind 'postmark'; one of 'ses', 'sendgrid', 'smtp'",
+        ),
+        (
+            "providers:\n  - {name: nokind}\n",
+            "providers[0] (nokind).kind: is required: one of ses, sendgrid, smtp",
+        ),
+        (
+            "providers:\n  - {name: ses-eu, kind: ses, regoin: eu-west-1}\n",
+            "providers[0] (ses-eu).regoin: unknown key; known keys here: name, enabled, weight,"
+            " timeout_s, kind, api_version, region, endpoint_url, configuration_set, events_topic",
+        ),
+        (
+            "providers:\n  - {name: relay-a, kind: smtp, port: 70000}\n",
+            "providers[0] (relay-a).port: must be <= 65535",
+        ),
+        (
+            "providers:\n  - {name: sg, kind: sendgrid, api_key: SG.oops}\n",
+            "providers[0].api_key: secrets are read from the environment only; remove it from"
+            " the file and set GOMAILPY_PROVIDERS__SG__API_KEY",
+        ),
+    ],
+)
+def test_bad_instances_are_refused_naming_the_instance_and_key(
+    tmp_path: Path, yaml_text: str, problem: str
+) -> None:
+    path = write(tmp_path, yaml_text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, env={})
+    assert caught.value.problems == [f"{path}: {problem}"]
+
+
+def test_a_variable_for_no_instance_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "providers:\n  - {name: relay-a, kind: smtp}\n")
+    with pytest.raises(ConfigError, match="GOMAILPY_PROVIDERS__RELAY_C__PORT: no provider"):
+        load_settings(path, env={"GOMAILPY_PROVIDERS__RELAY_C__PORT": "25"})
+
+
+def test_settings_built_from_data_refuse_duplicates_too() -> None:
+    with pytest.raises(ValidationError, match=r"providers\[1\].name"):
+        Settings.model_validate({"providers": [{"kind": "ses"}, {"kind": "ses"}]})
+
+
+# --- five instances under a real pipeline node ----------------------------------------------
+
+
+async def ses_sent(endpoint: str, sender: str) -> dict[str, list[str]]:
+    """Message-IDs LocalStack's SES sent from `sender`, by region."""
+    async with aiohttp.ClientSession() as session, session.get(f"{endpoint}/_aws/ses") as answer:
+        body = await answer.json()
+    sent: dict[str, list[str]] = {}
+    for message in body["messages"]:
+        if message.get("Source") != sender:
+            continue
+        parsed = email.message_from_string(message["RawData"], policy=email.policy.default)
+        sent.setdefault(message.get("Region", "?"), []).append(str(parsed["Message-ID"]))
+    return sent
+
+
+def five_settings(endpoint: str, sendgrid: str, relay_a: int, relay_b: int) -> Settings:
+    base = pipeline_settings(endpoint, healthy_threshold=50)  # a failed relay stays out
+    instances: list[dict[str, Any]] = [
+        {"name": "ses-us", "kind": "ses", "region": "us-east-1"},
+        {"name": "ses-eu", "kind": "ses", "region": "eu-west-1"},
+        {"name": "sendgrid", "kind": "sendgrid", "base_url": sendgrid, "api_key": SENDGRID_KEY},
+        {"name": "relay-a", "kind": "smtp", "port": relay_a},
+        {"name": "relay-b", "kind": "smtp", "port": relay_b},
+    ]
+    data = merge(base.model_dump(mode="python"), {"api": {"api_key_hashes": [hash_key(KEY)]}})
+    data["providers"] = instances
+    return Settings.model_validate(data)
+
+
+async def test_five_instances_a_failing_relay_and_a_refusing_region_lose_nothing(
+    sqs_endpoint: str, start_client: StartClient
+) -> None:
+    # A domain verified in us-east-1 only: ses-eu's region refuses it (ACCOUNT), ses-us sends.
+    domain = f"{uuid.uuid4().hex[:10]}.instances.example.net"
+    sender = f"sender@{domain}"
+    count = 60
+    async with AsyncExitStack() as stack:
+        relay_a = await stack.enter_async_context(SmtpStandIn(mode="fail"))  # 451 at DATA
+        relay_b = await stack.enter_async_context(SmtpStandIn())
+        sendgrid = await stack.enter_async_context(SendGridStandIn(api_key=SENDGRID_KEY))
+        settings = five_settings(sqs_endpoint, sendgrid.base_url, relay_a.port, relay_b.port)
+        await create_queues(settings)
+        ses_us = await open_aws_client(stack, "ses", settings.aws, region="us-east-1")
+        await ses_us.verify_domain_identity(Domain=domain)
+
+        envelopes = [make_envelope(n, fromEmail=sender) for n in range(count)]
+        ids = [envelope.id for envelope in envelopes]
+        async with create_queue_client(settings) as queues:
+            urls = await queues.resolve_all()
+            for start in range(0, count, 10):
+                batch = [(str(n), envelopes[n].encode()) for n in range(start, start + 10)]
+                assert not (await queues.send_batch(urls[start // 10 % 2], batch)).failed
+
+        providers = await open_providers(stack, settings)
+        assert list(providers) == ["ses-us", "ses-eu", "sendgrid", "relay-a", "relay-b"]
+        assert {p.name for p in providers.values()} == set(providers)
+        queues = await stack.enter_async_context(create_queue_client(settings))
+        node = await stack.enter_async_context(PipelineNode(settings, queues, providers))
+        admin = await start_admin(stack, node, "127.0.0.1", 0)
+
+        async def delivered() -> list[str]:
+            by_region = await ses_sent(sqs_endpoint, sender)
+            return [
+                *by_region.get("us-east-1", []),
+                *by_region.get("eu-west-1", []),
+                *(str(m.message_id) for m in relay_a.messages),
+                *(str(m.message_id) for m in relay_b.messages),
+                *(
+                    f"<{m.payload['custom_args'][MESSAGE_ID_ARG]}@gomailpy>"
+                    for m in sendgrid.messages
+                ),
+            ]
+
+        for _ in range(300):
+            await node.run_iteration()
+            if len(await delivered()) >= count and set((await queue_totals(settings)).values()) == {
+                0
+            }:
+                break
+
+        by_region = await ses_sent(sqs_endpoint, sender)
+        sent = await delivered()
+        # Nothing lost, nothing twice: every email went out exactly once, and left its queue.
+        assert sorted(sent) == sorted(f"<{i}@gomailpy>" for i in ids)
+        assert set((await queue_totals(settings)).values()) == {0}
+        # The failing relay and the refusing region took none; the others shared their part.
+        assert relay_a.messages == [] and "eu-west-1" not in by_region
+        assert by_region["us-east-1"] and relay_b.messages and sendgrid.messages
+
+        # What `gomail status` reads: the node's /status lists all five with their health.
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{admin}/status") as answer:
+                status = await answer.json()
+        states = {name: p["state"] for name, p in status["providers"].items()}
+        assert set(states) == {"ses-us", "ses-eu", "sendgrid", "relay-a", "relay-b"}
+        assert states["relay-a"] != "healthy"
+        assert states["ses-us"] == states["relay-b"] == states["sendgrid"] == "healthy"
+
+        # The operator page's data: every instance with its kind and its health on the node.
+        operator = merge(
+            settings.model_dump(mode="python"),
+            {"operator": {"node_admin_urls": [f"http://127.0.0.1:{admin}"]}},
+        )
+        client = await start_client(create_app(Settings.model_validate(operator)))
+        answer = await client.get("/admin/overview", headers={"X-Api-Key": KEY})
+        assert answer.status == 200, await answer.text()
+        shown = (await answer.json())["providers"]
+        assert {name: p["kind"] for name, p in shown.items()} == {
+            "ses-us": "ses",
+            "ses-eu": "ses",
+            "sendgrid": "sendgrid",
+            "relay-a": "smtp",
+            "relay-b": "smtp",
+        }
+        node_url = f"http://127.0.0.1:{admin}"
+        assert {name: p["health"][node_url] for name, p in shown.items()} == states
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+async def test_ses_sends_in_each_instances_own_region(
+    sqs_endpoint: str, moto_endpoint: str, version: str
+) -> None:
+    """v1 on LocalStack; v2 (sesv2 SendEmail, raw content) on moto's server, since LocalStack's
+    community edition answers sesv2 with 501. The domain is verified in eu-west-1 only."""
+    endpoint = sqs_endpoint if version == "v1" else moto_endpoint
+    sender = f"sender@{uuid.uuid4().hex[:10]}.regions.example.net"
+    data = pipeline_settings(sqs_endpoint).model_dump(mode="python")
+    data["providers"] = [
+        {
+            "name": f"ses-{region}",
+            "kind": "ses",
+            "api_version": version,
+            "region": region,
+            "endpoint_url": endpoint,
+        }
+        for region in ("us-east-1", "eu-west-1")
+    ]
+    settings = Settings.model_validate(data)
+    async with AsyncExitStack() as stack:
+        ses = await open_aws_client(
+            stack, "ses", settings.aws, region="eu-west-1", endpoint_url=endpoint
+        )
+        await ses.verify_domain_identity(Domain=sender.split("@")[1])
+        if version == "v2":  # moto verifies a domain identity on request
+            await ses.verify_email_identity(EmailAddress=sender)
+        providers = await open_providers(stack, settings)
+        results = {
+            name: await provider.send(make_envelope(n, fromEmail=sender))
+            for n, (name, provider) in enumerate(providers.items())
+        }
+    us, eu = results["ses-us-east-1"], results["ses-eu-west-1"]
+    assert (us.outcome, eu.outcome) == (Outcome.ACCOUNT, Outcome.ACCEPTED), (us, eu)
+    assert "authority" in us.reason or "not verified" in us.reason
+    assert (us.provider, eu.provider) == ("ses-us-east-1", "ses-eu-west-1")
+    assert eu.provider_message_id
+    if version == "v1":
+        sent = await ses_sent(sqs_endpoint, sender)
+        assert {region: len(ids) for region, ids in sent.items()} == {"eu-west-1": 1}
+
+
+async def test_gomail_up_starts_a_stand_in_per_instance() -> None:
+    settings = load_settings(
+        ROOT / "config" / "five-providers.yaml", env={"GOMAILPY_PROVIDERS__SENDGRID__API_KEY": "k"}
+    )
+    async with AsyncExitStack() as stack:
+        smtps, sendgrids = await _start_standins(stack, _every_kind(settings))
+        assert list(smtps) == ["relay-a", "relay-b"] and list(sendgrids) == ["sendgrid"]
+        assert smtps["relay-a"].port != smtps["relay-b"].port
+        smtps["relay-b"].set_mode("fail")
+        async with aiohttp.ClientSession() as session:  # one control API for all
+            base = sendgrids["sendgrid"].base_url + "/_standin"
+            for name, mode in (("relay-a", "ok"), ("relay-b", "fail")):
+                async with session.get(f"{base}/{name}/mode") as answer:
+                    assert (await answer.json())["mode"] == mode
+    # A config without some kind still gets one instance of each, as `gomail up` always had.
+    only_smtp = Settings.model_validate({"providers": [{"name": "relay", "kind": "smtp"}]})
+    assert _every_kind(only_smtp).providers.names() == ["relay", "ses", "sendgrid"]
