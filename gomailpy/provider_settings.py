@@ -72,6 +72,9 @@ class SendGridSettings(_ProviderSection):
     base_url: str = "https://api.sendgrid.com"
     api_key: SecretStr | None = None
     max_connections: Annotated[int, Field(ge=1)] = 50
+    # The Event Webhook's verification key of this account (base64 DER, public: no secret), for
+    # posts to /events/sendgrid/<name>; None: events.sendgrid_public_key
+    webhook_public_key: str | None = None
 
 
 class SmtpSettings(_ProviderSection):

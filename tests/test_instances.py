@@ -9,8 +9,10 @@ Waits are for outcomes; no test asserts a time.
 
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
+import json
 import logging
 import uuid
 from contextlib import AsyncExitStack
@@ -25,12 +27,15 @@ from api.app import create_app
 from api.auth import hash_key
 from gomailpy.aws import open_aws_client
 from gomailpy.errors import ConfigError
+from gomailpy.events.parse import parse_report
 from gomailpy.providers import open_providers
 from gomailpy.providers.base import Outcome
 from gomailpy.providers.sendgrid import MESSAGE_ID_ARG
 from gomailpy.queue import create_queue_client
 from gomailpy.settings import Settings, load_settings
+from gomailpy.verp import instance_from, message_id_from, verp_address
 from gomailpy_local.standins import SendGridStandIn, SmtpStandIn
+from gomailpy_local.standins.events import WebhookPoster
 from gomailpy_local.up import _every_kind, _start_standins
 from pipeline.admin import start_admin
 from pipeline.node import PipelineNode
@@ -319,3 +324,112 @@ async def test_gomail_up_starts_a_stand_in_per_instance() -> None:
     # A config without some kind still gets one instance of each, as `gomail up` always had.
     only_smtp = Settings.model_validate({"providers": [{"name": "relay", "kind": "smtp"}]})
     assert _every_kind(only_smtp).providers.names() == ["relay", "ses", "sendgrid"]
+
+
+# --- events find their instance -------------------------------------------------------------
+
+
+def test_verp_addresses_name_the_relay_instance() -> None:
+    address = verp_address("0b6c1d2e", "bounces.example.com", instance="relay-b")
+    assert address == "bounces+0b6c1d2e=relay-b@bounces.example.com"
+    assert message_id_from(address, "bounces.example.com") == "0b6c1d2e"
+    assert instance_from(address) == "relay-b"
+    assert instance_from("bounces+0b6c1d2e@bounces.example.com") is None  # none named
+    too_long = verp_address("a" * 40, "b.example", instance="r" * 30)  # past 64 octets: no name
+    assert too_long == f"bounces+{'a' * 40}@b.example"
+
+
+def test_a_relay_report_finds_its_instance_through_the_verp_address() -> None:
+    rcpt = verp_address("0b6c1d2e", "bounces.example.com", instance="relay-b")
+    dsn = (
+        f"From: MAILER-DAEMON@relay.example\r\nTo: {rcpt}\r\nSubject: failed\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status;"
+        ' boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nfailed\r\n--b\r\n'
+        "Content-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; relay.example\r\n\r\n"
+        "Final-Recipient: rfc822; gone@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+        "Diagnostic-Code: smtp; 550 5.1.1 no such user\r\n\r\n--b--\r\n"
+    )
+    report = {
+        "source": "smtp",
+        "receivedAt": 1_800_000_000.0,
+        "mailFrom": "",
+        "rcptTo": [rcpt],
+        "message": base64.b64encode(dsn.encode()).decode(),
+    }
+    [event] = parse_report(json.dumps(report))
+    assert (event.provider, event.instance, event.message_id) == ("smtp", "relay-b", "0b6c1d2e")
+    assert event.to_json()["instance"] == "relay-b"
+
+
+def test_ses_events_name_the_instance_by_its_tag() -> None:
+    message = {
+        "eventType": "Bounce",
+        "mail": {
+            "messageId": "ses-1",
+            "timestamp": "2026-12-04T10:00:00.000Z",
+            "tags": {"gomailpy-id": ["0b6c1d2e"], "gomailpy-provider": ["ses-eu"]},
+        },
+        "bounce": {
+            "bounceType": "Permanent",
+            "bounceSubType": "General",
+            "bouncedRecipients": [{"emailAddress": "gone@example.org"}],
+            "timestamp": "2026-12-04T10:00:01.000Z",
+        },
+    }
+    envelope = {"Type": "Notification", "MessageId": "sns-1", "Message": json.dumps(message)}
+    [event] = parse_report(json.dumps(envelope))
+    assert (event.provider, event.instance, event.message_id) == ("ses", "ses-eu", "0b6c1d2e")
+
+
+async def test_each_sendgrid_instance_has_its_webhook_route_and_key(
+    sqs_endpoint: str, start_client: StartClient
+) -> None:
+    first, second = WebhookPoster(), WebhookPoster()  # two accounts, two keys
+    data = pipeline_settings(sqs_endpoint).model_dump(mode="python")
+    data["events"].update(enabled=True, queue=f"events-{uuid.uuid4().hex[:8]}")
+    data["providers"] = [
+        {
+            "name": "sg-a",
+            "kind": "sendgrid",
+            "api_key": "a",
+            "webhook_public_key": first.public_key,
+        },
+        {
+            "name": "sg-b",
+            "kind": "sendgrid",
+            "api_key": "b",
+            "webhook_public_key": second.public_key,
+        },
+    ]
+    settings = Settings.model_validate(data)
+    async with create_queue_client(settings) as queues:
+        events_url = await queues.ensure_queue(settings.events.queue)
+        client = await start_client(create_app(settings))
+        body = json.dumps(
+            [
+                {
+                    "email": "gone@example.org",
+                    "event": "bounce",
+                    "timestamp": 1_800_000_000,
+                    "sg_event_id": "e1",
+                    "type": "bounce",
+                    "gomailpy_id": "0b6c1d2e",
+                }
+            ]
+        ).encode()
+
+        answer = await client.post("/events/sendgrid/sg-a", data=body, headers=first.signed(body))
+        assert answer.status == 200, await answer.text()
+        # Forged: signed with another account's key, or with none; and a route of no instance.
+        forged = await client.post("/events/sendgrid/sg-a", data=body, headers=second.signed(body))
+        assert forged.status == 403
+        unsigned = await client.post("/events/sendgrid/sg-b", data=body)
+        assert unsigned.status == 401
+        nobody = await client.post("/events/sendgrid/sg-c", data=body, headers=first.signed(body))
+        assert nobody.status == 404
+        assert (await client.post("/events/sendgrid", data=body)).status == 404  # no shared key
+
+        [queued] = await queues.receive(events_url, wait_time_s=1)
+    assert json.loads(queued.body)["instance"] == "sg-a"
+    [event] = parse_report(queued.body)
+    assert (event.provider, event.instance, event.message_id) == ("sendgrid", "sg-a", "0b6c1d2e")

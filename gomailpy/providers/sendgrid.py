@@ -62,6 +62,7 @@ from gomailpy.submitted import as_named
 NAME = "sendgrid"
 SEND_PATH = "/v3/mail/send"
 MESSAGE_ID_ARG = "gomailpy_id"  # SendGrid copies custom_args into every event it reports
+INSTANCE_ARG = "gomailpy_provider"  # providers[].name of the instance that sent it
 _MAX_REASON = 300
 # SendGrid refuses a request that sets these itself (or any X-SG-* header).
 _RESERVED_HEADERS = frozenset(
@@ -133,8 +134,9 @@ def _personalization(to: list[Address], cc: list[Address], bcc: list[Address]) -
     return personalization
 
 
-def payload_for(envelope: Envelope) -> dict[str, Any]:
-    """The v3 `/mail/send` JSON body for `envelope`."""
+def payload_for(envelope: Envelope, instance: str | None = None) -> dict[str, Any]:
+    """The v3 `/mail/send` JSON body for `envelope`, sent by the SendGrid instance `instance`
+    (named in a custom arg, so its events find it; None: not named)."""
     email: Email = envelope.email
     mail = Mail()
     mail.from_email = From(ascii_domain(email.sender.email), email.sender.name or None)
@@ -168,6 +170,8 @@ def payload_for(envelope: Envelope) -> dict[str, Any]:
     # custom_args come back in SendGrid's event webhook: the gomailpy id ties events to the API's
     # answer (gomailpy.events.sendgrid). The headers let a recipient's copy be traced the same way.
     mail.add_custom_arg(CustomArg(MESSAGE_ID_ARG, envelope.id))
+    if instance is not None:  # the SendGrid instance that sent it: its events say so
+        mail.add_custom_arg(CustomArg(INSTANCE_ARG, instance))
     # A v3 request's own custom_args and categories (gomailpy.v3) ride along the same way.
     for key, value in (envelope.custom_args or {}).items():
         if key != MESSAGE_ID_ARG:
@@ -258,7 +262,7 @@ class SendGridProvider(AsyncResource):
                 self.name, Outcome.ACCOUNT, reason="SendGrid cannot send to a non-ASCII local part"
             )
         try:
-            payload = payload_for(envelope)
+            payload = payload_for(envelope, self.name)
             async with self._session.post(self._url, json=payload) as response:
                 status = response.status
                 outcome = classify_status(status)

@@ -31,8 +31,9 @@ How SES errors map to outcomes (see `classify_client_error`):
 | a non-ASCII local part (SES v1 has no SMTPUTF8), without a call | ACCOUNT |
 
 Events (`events.enabled`): sends carry the configuration set whose SNS event destination
-`gomail init` creates (`configuration_set_for`) and the message tag `gomailpy-id=<message id>`,
-which SES hands back in every event (`mail.tags`), so an event finds its email.
+`gomail init` creates (`configuration_set_for`) and the message tags `gomailpy-id=<message id>`
+and `gomailpy-provider=<instance name>`, which SES hands back in every event (`mail.tags`), so an
+event finds its email and the instance that sent it.
 
 The daily quota is an account limit that lasts hours, so another provider should take the email
 rather than this one being retried. Unknown errors are TRANSIENT: failing an email for good on an
@@ -64,6 +65,7 @@ from gomailpy.settings import AwsSettings
 
 NAME = "ses"
 MESSAGE_ID_TAG = "gomailpy-id"
+INSTANCE_TAG = "gomailpy-provider"  # which SES instance sent it: gomailpy.events.ses
 # What SES allows in a tag value. Message ids are UUIDs; one that is not (an envelope written by
 # another tool) goes untagged, and its events join by SES's message id instead.
 _TAG_VALUE = re.compile(r"[A-Za-z0-9_-]{1,255}")
@@ -194,11 +196,11 @@ class SesProvider(AwsResource):
             )
         try:
             raw = message_bytes(build_message(envelope))
-            tags = (
-                [{"Name": MESSAGE_ID_TAG, "Value": envelope.id}]
-                if self._tag_sends and _TAG_VALUE.fullmatch(envelope.id)
-                else []
-            )
+            tags = []
+            if self._tag_sends:  # SES hands tags back in every event: they find the instance
+                tags.append({"Name": INSTANCE_TAG, "Value": self.name})
+                if _TAG_VALUE.fullmatch(envelope.id):
+                    tags.append({"Name": MESSAGE_ID_TAG, "Value": envelope.id})
             if self._settings.api_version == "v2":
                 request: dict[str, Any] = {
                     "FromEmailAddress": envelope_sender(email),

@@ -282,7 +282,7 @@ class SmtpProvider(AsyncResource):
         """The VERP envelope sender when events are on (None: the email's own sender)."""
         if self._bounce_domain is None:
             return None
-        return verp_address(envelope.id, self._bounce_domain)
+        return verp_address(envelope.id, self._bounce_domain, instance=self.name)
 
     async def _stop(self) -> None:
         self._closed = True
