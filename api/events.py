@@ -174,7 +174,7 @@ def add_event_routes(app: web.Application) -> None:
             if sendgrid.webhook_public_key
             else shared
         )
-        for sendgrid in settings.providers.sendgrid()
+        for sendgrid in settings.providers.sendgrid_instances()
     }
     checked = {name: verifier for name, verifier in instances.items() if verifier is not None}
     if shared is not None or checked:

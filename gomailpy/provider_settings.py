@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import Field, RootModel, SecretStr, model_validator
@@ -107,6 +107,9 @@ KIND_MODELS: dict[str, type[_ProviderSection]] = {
 }
 
 
+_Kind = TypeVar("_Kind", "SesSettings", "SendGridSettings", "SmtpSettings")
+
+
 def is_legacy(value: Any) -> bool:
     """True for the three-key form: a mapping whose keys are kinds and whose entries name no
     kind of their own."""
@@ -142,7 +145,8 @@ def env_name(instance: str) -> str:
 
 
 class ProvidersSettings(RootModel[list[ProviderSettings]]):
-    """The provider instances, in the order written; see the module docstring."""
+    """The provider instances, in the order written: each has a unique `name` (default: its
+    kind), a `kind` and that kind's keys (gomailpy.provider_settings)."""
 
     root: list[ProviderSettings] = []
 
@@ -216,14 +220,35 @@ class ProvidersSettings(RootModel[list[ProviderSettings]]):
         """The enabled instances of `kind`, in the order written."""
         return [i for i in self.root if i.enabled and i.kind == kind]
 
-    def ses(self) -> list[SesSettings]:
+    def ses_instances(self) -> list[SesSettings]:
         """The enabled SES instances."""
         return [i for i in self.root if i.enabled and isinstance(i, SesSettings)]
 
-    def sendgrid(self) -> list[SendGridSettings]:
+    def sendgrid_instances(self) -> list[SendGridSettings]:
         """The enabled SendGrid instances."""
         return [i for i in self.root if i.enabled and isinstance(i, SendGridSettings)]
 
-    def smtp(self) -> list[SmtpSettings]:
+    def smtp_instances(self) -> list[SmtpSettings]:
         """The enabled SMTP instances."""
         return [i for i in self.root if i.enabled and isinstance(i, SmtpSettings)]
+
+    # The three-key form's view, for code written before instances had names: the instance
+    # named after the kind, else the first of that kind, else a disabled one (as its default was).
+
+    @property
+    def ses(self) -> SesSettings:
+        return self._one(SesSettings)
+
+    @property
+    def sendgrid(self) -> SendGridSettings:
+        return self._one(SendGridSettings)
+
+    @property
+    def smtp(self) -> SmtpSettings:
+        return self._one(SmtpSettings)
+
+    def _one(self, model: type[_Kind]) -> _Kind:
+        kind = model.model_fields["kind"].default
+        of_kind = [i for i in self.root if isinstance(i, model)]
+        named = [i for i in of_kind if i.name == kind]
+        return (named or of_kind or [model(name=kind, enabled=False)])[0]

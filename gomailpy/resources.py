@@ -94,7 +94,8 @@ async def ensure_events(settings: Settings) -> list[str]:
             raise _Failed(step, exc) from exc
         queue_arn = str(answer["Attributes"]["QueueArn"])
         topics: list[str] = []
-        for ses_settings in settings.providers.ses():
+        # With no SES instance enabled yet, the path of the one it would be (as before).
+        for ses_settings in settings.providers.ses_instances() or [settings.providers.ses]:
             region = ses_settings.region or settings.aws.region  # SES publishes in its region
             sns = await open_aws_client(stack, "sns", settings.aws, region=region)
             ses = await open_aws_client(
@@ -118,14 +119,15 @@ async def ensure_events(settings: Settings) -> list[str]:
             except (ClientError, BotoCoreError, OSError) as exc:
                 raise _Failed(step, exc) from exc
             ready += [
-                f"{ses_settings.name}: topic {topic_arn} -> events queue {name}",
-                f"{ses_settings.name}: configuration set {configuration_set} in {region}"
-                f" -> topic ({', '.join(types)})",
+                f"topic {topic_arn} -> events queue {name} (SES {ses_settings.name})",
+                f"configuration set {configuration_set} in {region} -> topic"
+                f" ({', '.join(types)}; SES {ses_settings.name})",
             ]
     return ready
 
 
 def _queue_policy(queue_arn: str, topic_arns: list[str]) -> str:
+    sources: str | list[str] = topic_arns[0] if len(topic_arns) == 1 else topic_arns
     return json.dumps(
         {
             "Version": "2012-10-17",
@@ -136,7 +138,7 @@ def _queue_policy(queue_arn: str, topic_arns: list[str]) -> str:
                     "Principal": {"Service": "sns.amazonaws.com"},
                     "Action": "sqs:SendMessage",
                     "Resource": queue_arn,
-                    "Condition": {"ArnEquals": {"aws:SourceArn": topic_arns}},
+                    "Condition": {"ArnEquals": {"aws:SourceArn": sources}},
                 }
             ],
         }

@@ -407,12 +407,12 @@ def missing_secrets(settings: Settings) -> list[str]:
     """Secrets that an enabled part of the configuration needs but nobody set."""
     missing = []
     numbers = {name: n for n, name in enumerate(settings.providers.names())}
-    for sendgrid in settings.providers.sendgrid():
+    for sendgrid in settings.providers.sendgrid_instances():
         if sendgrid.api_key is None:
             where = f"providers[{numbers[sendgrid.name]}] ({sendgrid.name}).api_key"
             variable = provider_var(sendgrid.name, "api_key")
             missing.append(f"{where}: missing secret: SendGrid is enabled, so set {variable}")
-    for smtp in settings.providers.smtp():
+    for smtp in settings.providers.smtp_instances():
         if smtp.username and smtp.password is None:
             where = f"providers[{numbers[smtp.name]}] ({smtp.name}).password"
             variable = provider_var(smtp.name, "password")

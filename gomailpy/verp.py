@@ -12,7 +12,8 @@ itself quotes. Message ids are UUIDs or hex: they fit a local part as they are. 
 would not (another character, or too long for the 64 octets of a local part) gets no VERP
 address: such an email is sent with its own sender as envelope sender, as without events.
 The provider instance (an SMTP relay's `providers[].name`) follows the id after `=` when it
-fits the local part, so a report also finds the relay that sent the email; else it is left out.
+fits the local part, so a report also finds the relay that sent the email; else it is left out,
+as it is for a relay named `smtp` (its reports are the kind's, as before instances had names).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def verp_address(message_id: str, bounce_domain: str, instance: str | None = Non
     if not _SAFE_ID.fullmatch(message_id):
         return None
     local = f"{PREFIX}{_SEPARATOR}{message_id}"
-    if instance is not None and _SAFE_INSTANCE.fullmatch(instance):
+    # A relay named after its kind (the one of the three-key form) is the kind's: not named.
+    if instance is not None and instance != "smtp" and _SAFE_INSTANCE.fullmatch(instance):
         tagged = f"{local}{_INSTANCE_SEPARATOR}{instance}"
         local = tagged if len(tagged) <= _MAX_LOCAL else local
     return f"{local}@{bounce_domain}"

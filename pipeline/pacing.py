@@ -242,7 +242,7 @@ async def open_rates(
     (default: the status table; memory: this process alone)."""
     steering = settings.steering
     paced: dict[str, PacedProvider] = {}
-    ses = {instance.name for instance in settings.providers.ses()}
+    ses = {instance.name for instance in settings.providers.ses_instances()}
     for name, provider in providers.items():
         rate = steering.rate_for(name)
         if rate > 0 or (name in ses and steering.ses_quota):

@@ -32,6 +32,7 @@ from gomailpy.providers import open_providers
 from gomailpy.providers.base import Outcome
 from gomailpy.providers.sendgrid import MESSAGE_ID_ARG
 from gomailpy.queue import create_queue_client
+from gomailpy.resources import ensure_resources
 from gomailpy.settings import Settings, load_settings
 from gomailpy.verp import instance_from, message_id_from, verp_address
 from gomailpy_local.standins import SendGridStandIn, SmtpStandIn
@@ -85,8 +86,8 @@ def test_the_list_form_reads_without_warning(
         settings = load_settings(ROOT / "config" / "five-providers.yaml", env=env)
     assert not caplog.records
     assert settings.providers.names() == ["ses-us", "ses-eu", "sendgrid", "relay-a", "relay-b"]
-    assert [s.region for s in settings.providers.ses()] == ["us-east-1", "eu-west-1"]
-    assert [s.port for s in settings.providers.smtp()] == [2525, 7]  # RELAY_B: relay-b
+    assert [s.region for s in settings.providers.ses_instances()] == ["us-east-1", "eu-west-1"]
+    assert [s.port for s in settings.providers.smtp_instances()] == [2525, 7]  # RELAY_B: relay-b
 
 
 @pytest.mark.parametrize(
@@ -433,3 +434,26 @@ async def test_each_sendgrid_instance_has_its_webhook_route_and_key(
     assert json.loads(queued.body)["instance"] == "sg-a"
     [event] = parse_report(queued.body)
     assert (event.provider, event.instance, event.message_id) == ("sendgrid", "sg-a", "0b6c1d2e")
+
+
+async def test_init_creates_each_ses_instances_events_path_in_its_region(sqs_endpoint: str) -> None:
+    data = pipeline_settings(sqs_endpoint).model_dump(mode="python")
+    tag = uuid.uuid4().hex[:8]
+    data["events"].update(enabled=True, queue=f"events-{tag}", ses_configuration_set=f"set-{tag}")
+    data["providers"] = [
+        {"name": "ses-us", "kind": "ses", "region": "us-east-1", "events_topic": f"us-{tag}"},
+        {"name": "ses-eu", "kind": "ses", "region": "eu-west-1", "events_topic": f"eu-{tag}"},
+    ]
+    settings = Settings.model_validate(data)
+    ready = await ensure_resources(settings)
+    assert any("eu-west-1" in line and "SES ses-eu" in line for line in ready), ready
+    async with AsyncExitStack() as stack:
+        for region, topic in (("us-east-1", f"us-{tag}"), ("eu-west-1", f"eu-{tag}")):
+            ses = await open_aws_client(stack, "ses", settings.aws, region=region)
+            described = await ses.describe_configuration_set(
+                ConfigurationSetName=f"set-{tag}",
+                ConfigurationSetAttributeNames=["eventDestinations"],
+            )
+            [destination] = described["EventDestinations"]
+            arn = destination["SNSDestination"]["TopicARN"]
+            assert arn.startswith(f"arn:aws:sns:{region}:") and arn.endswith(f":{topic}"), arn

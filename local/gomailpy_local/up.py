@@ -144,7 +144,9 @@ def _child_config(settings: Settings, directory: Path) -> tuple[Path, dict[str, 
 
 async def _verify_ses_senders(settings: Settings) -> None:
     """Verify the local sender domains in the region of every SES instance."""
-    regions = {instance.region or settings.aws.region for instance in settings.providers.ses()}
+    regions = {
+        instance.region or settings.aws.region for instance in settings.providers.ses_instances()
+    }
     async with AsyncExitStack() as stack:
         for region in sorted(regions):
             ses = await open_aws_client(stack, "ses", settings.aws, region=region)
@@ -238,7 +240,7 @@ async def status_line(running: Running) -> str:
         name: len(standin.messages) for name, standin in running.standins.items()
     }
     by_region = await _ses_counts(running.endpoint_url)
-    for ses in running.settings.providers.ses():
+    for ses in running.settings.providers.ses_instances():
         region = ses.region or running.settings.aws.region
         captured[ses.name] = None if by_region is None else by_region.get(region, 0)
     providers = []
@@ -367,11 +369,11 @@ async def _start_standins(
     SendGrid stand-in serves the control API of all: `/_standin/<smtp instance>`,
     `/_standin/sendgrid/<other sendgrid instance>`."""
     smtps: dict[str, SmtpStandIn] = {}
-    for smtp_instance in settings.providers.smtp():
+    for smtp_instance in settings.providers.smtp_instances():
         smtps[smtp_instance.name] = SmtpStandIn()
         await smtps[smtp_instance.name].start()
         stack.push_async_callback(smtps[smtp_instance.name].stop)
-    names = [instance.name for instance in settings.providers.sendgrid()]
+    names = [instance.name for instance in settings.providers.sendgrid_instances()]
     sendgrids = {name: SendGridStandIn(api_key=STANDIN_API_KEY) for name in names[1:]}
     controls: dict[str, Controllable] = {
         **smtps,
