@@ -9,11 +9,16 @@ Waits are for outcomes; no test asserts a time.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import email
 import email.policy
 import json
 import logging
+import os
+import re
+import signal
+import sys
 import uuid
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -21,6 +26,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from api.app import create_app
@@ -34,15 +40,18 @@ from gomailpy.providers.sendgrid import MESSAGE_ID_ARG
 from gomailpy.queue import create_queue_client
 from gomailpy.resources import ensure_resources
 from gomailpy.settings import Settings, load_settings
+from gomailpy.up_state import STATE_ENV
 from gomailpy.verp import instance_from, message_id_from, verp_address
+from gomailpy_local.localstack import free_port
 from gomailpy_local.standins import SendGridStandIn, SmtpStandIn
 from gomailpy_local.standins.events import WebhookPoster
 from gomailpy_local.up import _every_kind, _start_standins
 from pipeline.admin import start_admin
 from pipeline.node import PipelineNode
 from tests.conftest import StartClient
-from tests.support import create_queues, make_envelope, merge, queue_totals
+from tests.support import create_queues, email_request, make_envelope, merge, queue_totals
 from tests.test_pipeline import pipeline_settings
+from tests.test_up import read_banner
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "instances-test-key"
@@ -457,3 +466,64 @@ async def test_init_creates_each_ses_instances_events_path_in_its_region(sqs_end
             [destination] = described["EventDestinations"]
             arn = destination["SNSDestination"]["TopicARN"]
             assert arn.startswith(f"arn:aws:sns:{region}:") and arn.endswith(f":{topic}"), arn
+
+
+# --- `gomail up --config config/five-providers.yaml` -----------------------------------------
+
+
+async def test_gomail_up_runs_the_five_provider_example(tmp_path: Path) -> None:
+    config = yaml.safe_load((ROOT / "config" / "five-providers.yaml").read_text())
+    config["aws"]["endpoint_url"] = f"http://127.0.0.1:{free_port()}"
+    config["queues"]["wait_time_s"] = 1
+    config["pipeline"]["healthy_threshold"] = 1000  # a failed relay stays out once it failed
+    config_path = tmp_path / "five.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "gomailpy.cli", "up", "--config", str(config_path)),
+        *("--api-port", "0", "--no-open", "--nodes", "1"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", STATE_ENV: str(tmp_path / "up.json")},
+    )
+    try:
+        banner = await read_banner(process)
+        api = re.search(r"web form\s+(http://\S+)/", banner)
+        control = re.search(r"SMTP: (http://\S+/_standin)/relay-a/messages", banner)
+        assert api and control and "SMTP relay-b: " in banner, banner
+        api_url, standins = api.group(1), control.group(1)
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{standins}/relay-a/mode", json={"mode": "fail"}) as answer:
+                assert answer.status == 200
+            ids = []
+            for n in range(20):
+                async with session.post(api_url + "/email/send", json=email_request(n)) as r:
+                    assert r.status == 200, await r.text()
+                    ids.append((await r.json())["messageId"])
+
+            async def captured(path: str) -> str:
+                async with session.get(path) as answer:
+                    return await answer.text()
+
+            async with asyncio.timeout(90):
+                while True:
+                    relay_b = await captured(f"{standins}/relay-b/messages")
+                    sendgrid = await captured(f"{standins}/messages")
+                    ses = await captured(config["aws"]["endpoint_url"] + "/_aws/ses")
+                    if all(i in relay_b + sendgrid + ses for i in ids):
+                        break
+                    await asyncio.sleep(0.3)
+            assert json.loads(await captured(f"{standins}/relay-a/messages")) == []
+            async with session.get(api_url + "/admin/overview") as answer:
+                overview = await answer.json()
+        providers = overview["providers"]
+        assert list(providers) == ["ses-us", "ses-eu", "sendgrid", "relay-a", "relay-b"]
+        assert sum(p["sent"] for p in providers.values()) == 20
+        assert providers["relay-a"]["sent"] == 0
+        assert set(providers["relay-a"]["health"].values()) != {"healthy"}
+        assert set(providers["relay-b"]["health"].values()) == {"healthy"}
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGINT)
+        async with asyncio.timeout(60):
+            rest = (await process.communicate())[0].decode()
+    assert process.returncode == 0, rest

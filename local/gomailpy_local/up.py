@@ -531,8 +531,23 @@ async def _report_until(
             await asyncio.wait_for(stop.wait(), options.status_interval_s)
 
 
+def _standin_lines(running: Running, control: str) -> list[str]:
+    """Where each stand-in's captured mail is: the first SMTP and SendGrid instance's on the
+    first line, any other instance's on one line each."""
+    smtp = [n for n, s in running.standins.items() if isinstance(s, SmtpStandIn)]
+    sendgrid = [n for n, s in running.standins.items() if isinstance(s, SendGridStandIn)]
+    lines = [f"  captured mail   SMTP: {control}/{smtp[0]}/messages   SendGrid: {control}/messages"]
+    lines += [f"                  SMTP {name}: {control}/{name}/messages" for name in smtp[1:]]
+    lines += [
+        f"                  SendGrid {name}: {control}/sendgrid/{name}/messages"
+        for name in sendgrid[1:]
+    ]
+    return lines
+
+
 def _banner(running: Running, workdir: Path, options: UpOptions) -> str:
     control = running.standin_url + "/_standin"
+    first_smtp = next(n for n, s in running.standins.items() if isinstance(s, SmtpStandIn))
     lines = [
         "",
         "gomailpy is up.",
@@ -555,7 +570,7 @@ def _banner(running: Running, workdir: Path, options: UpOptions) -> str:
     lines += [
         f"  SQS/SES/S3      {running.endpoint_url or 'AWS'}"
         f"   (mail sent through SES: {running.endpoint_url}/_aws/ses)",
-        f"  captured mail   SMTP: {control}/smtp/messages   SendGrid: {control}/messages",
+        *_standin_lines(running, control),
         f"  SMTP bounces    {running.settings.events.bounce_host}:"
         f"{running.settings.events.bounce_port}   (gomail bounces: the stand-in's DSNs go here)",
         f"  logs            {workdir}",
@@ -563,7 +578,7 @@ def _banner(running: Running, workdir: Path, options: UpOptions) -> str:
         "Try it:",
         f"  gomail send --api {running.api_url} --count 100",
         "Make a provider fail, hang or recover, and watch the traffic move:",
-        f'  curl -X POST {control}/smtp/mode -d \'{{"mode": "fail"}}\'      # or hang, ok',
+        f'  curl -X POST {control}/{first_smtp}/mode -d \'{{"mode": "fail"}}\'      # or hang, ok',
         f'  curl -X POST {control}/mode -d \'{{"mode": "hang"}}\'           # SendGrid',
         "Make an address bounce or complain (SendGrid and SMTP report it; SES on LocalStack",
         "only reports sent and delivered): the recipient's local part decides",
