@@ -417,7 +417,9 @@ def missing_secrets(settings: Settings) -> list[str]:
             where = f"providers[{numbers[smtp.name]}] ({smtp.name}).password"
             variable = provider_var(smtp.name, "password")
             missing.append(f"{where}: missing secret: username is set, so set {variable}")
-        missing.extend(key_problems(smtp.dkim, smtp.dkim_keys))
+        where = f"providers[{numbers[smtp.name]}] ({smtp.name})"
+        variable = provider_var(smtp.name, "dkim_keys")
+        missing.extend(key_problems(smtp.dkim, smtp.dkim_keys, instance=where, variable=variable))
     aws = settings.aws
     if (aws.access_key_id is None) != (aws.secret_access_key is None):
         have, lack = (

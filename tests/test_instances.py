@@ -130,6 +130,12 @@ def test_the_list_form_reads_without_warning(
             "providers[0] (relay-a).port: must be <= 65535",
         ),
         (
+            "providers:\n  - {name: relay-a, kind: smtp}\n  - {name: relay-b, kind: smtp,"
+            " dkim: [{domain: example.com, selector: s1}]}\n",
+            "providers[1] (relay-b).dkim.0: missing secret: no key_file, so set"
+            " GOMAILPY_PROVIDERS__RELAY_B__DKIM_KEYS with a key for example.com",
+        ),
+        (
             "providers:\n  - {name: sg, kind: sendgrid, api_key: SG.oops}\n",
             "providers[0].api_key: secrets are read from the environment only; remove it from"
             " the file and set GOMAILPY_PROVIDERS__SG__API_KEY",
