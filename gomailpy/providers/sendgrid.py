@@ -262,7 +262,9 @@ class SendGridProvider(AsyncResource):
                 self.name, Outcome.ACCOUNT, reason="SendGrid cannot send to a non-ASCII local part"
             )
         try:
-            payload = payload_for(envelope, self.name)
+            # An instance named after its kind goes unnamed: the kind's events are its own.
+            named = self.name if self.name != NAME else None
+            payload = payload_for(envelope, named)
             async with self._session.post(self._url, json=payload) as response:
                 status = response.status
                 outcome = classify_status(status)

@@ -196,11 +196,13 @@ class SesProvider(AwsResource):
             )
         try:
             raw = message_bytes(build_message(envelope))
+            # SES hands tags back in every event: they find the email and the instance (one
+            # named after its kind goes unnamed: the kind's events are its own).
             tags = []
-            if self._tag_sends:  # SES hands tags back in every event: they find the instance
+            if self._tag_sends and _TAG_VALUE.fullmatch(envelope.id):
+                tags.append({"Name": MESSAGE_ID_TAG, "Value": envelope.id})
+            if self._tag_sends and self.name != NAME:
                 tags.append({"Name": INSTANCE_TAG, "Value": self.name})
-                if _TAG_VALUE.fullmatch(envelope.id):
-                    tags.append({"Name": MESSAGE_ID_TAG, "Value": envelope.id})
             if self._settings.api_version == "v2":
                 request: dict[str, Any] = {
                     "FromEmailAddress": envelope_sender(email),
