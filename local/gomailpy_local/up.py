@@ -294,12 +294,16 @@ def _local_settings(
     return Settings.model_validate(data)
 
 
-def _with_events(settings: Settings, sendgrid_public_key: str) -> Settings:
+def _with_events(settings: Settings, sendgrid_keys: dict[str, str]) -> Settings:
     """Events on: SES sends carry the configuration set that publishes to the events queue,
-    and the SendGrid stand-in signs its webhook posts with the key the API checks."""
+    and each SendGrid stand-in signs its webhook posts with the key the API checks on that
+    instance's route (`sendgrid_keys`: name -> public key; the first also on the shared one)."""
     data = settings.model_dump(mode="python")
-    data["events"].update(enabled=True, sendgrid_public_key=sendgrid_public_key)
+    first = next(iter(sendgrid_keys.values()))
+    data["events"].update(enabled=True, sendgrid_public_key=first)
     for entry in data["providers"]:
+        if entry["kind"] == "sendgrid":
+            entry["webhook_public_key"] = sendgrid_keys[entry["name"]]
         if entry["kind"] == "ses":  # the same set's name in each instance's region
             entry["configuration_set"] = entry["configuration_set"] or (
                 settings.events.ses_configuration_set
@@ -413,7 +417,7 @@ async def run_up(settings: Settings, options: UpOptions, echo: Echo = print) -> 
             {name: s.port for name, s in smtps.items()},
             {name: s.base_url for name, s in sendgrids.items()},
         )
-        settings = _with_events(settings, sendgrid.public_key)
+        settings = _with_events(settings, {n: s.public_key for n, s in sendgrids.items()})
         receiver = await stack.enter_async_context(WebhookReceiver())  # webhooks land here
         settings = with_local_receiver(settings, receiver)
         settings = await _status_store(stack, settings, endpoint, workdir, echo)
@@ -427,8 +431,8 @@ async def run_up(settings: Settings, options: UpOptions, echo: Echo = print) -> 
 
         api_port = settings.api.port if options.api_port is None else options.api_port
         api_port = api_port or free_port()
-        for sendgrid_standin in sendgrids.values():
-            sendgrid_standin.events_url = f"http://127.0.0.1:{api_port}/events/sendgrid"
+        for name, sendgrid_standin in sendgrids.items():  # each on its instance's route
+            sendgrid_standin.events_url = f"http://127.0.0.1:{api_port}/events/sendgrid/{name}"
         for smtp_standin in smtps.values():
             smtp_standin.report_to = (settings.events.bounce_host, settings.events.bounce_port)
         node_ports = [free_port() for _ in range(options.nodes)]
