@@ -35,7 +35,6 @@ from gomailpy.controls import (
     open_control_store,
 )
 from gomailpy.errors import MalformedRequestError
-from gomailpy.steering_settings import PROVIDER_NAMES
 
 CONTROL_STORE = web.AppKey("control_store", ControlStore)
 ADMIN_PREFIX = "/admin/"
@@ -71,8 +70,9 @@ async def change_control(request: web.Request) -> web.Response:
     if who is None:
         return error_response(403, KEYS_REQUIRED)
     name, action = request.match_info["name"], request.match_info["action"]
-    if name not in PROVIDER_NAMES:
-        return error_response(404, f"No provider {name!r}: one of {', '.join(PROVIDER_NAMES)}")
+    names = request.app[CONTROL_STORE].names
+    if name not in names:
+        return error_response(404, f"No provider {name!r}: one of {', '.join(names)}")
     if action not in ACTIONS:
         return error_response(404, f"No action {action!r}: one of {', '.join(ACTIONS)}")
     data = await read_json(request, MAX_BODY_BYTES) if request.can_read_body else {}
@@ -91,8 +91,9 @@ async def control_history(request: web.Request) -> web.Response:
     if _who(request) is None:
         return error_response(403, KEYS_REQUIRED)
     provider = request.query.get("provider") or None
-    if provider is not None and provider not in PROVIDER_NAMES:
-        return error_response(400, f"No provider {provider!r}: one of {', '.join(PROVIDER_NAMES)}")
+    names = request.app[CONTROL_STORE].names
+    if provider is not None and provider not in names:
+        return error_response(400, f"No provider {provider!r}: one of {', '.join(names)}")
     limit_text = request.query.get("limit", "50")
     if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_HISTORY_LIMIT:
         return error_response(400, f"limit must be a whole number from 1 to {MAX_HISTORY_LIMIT}")

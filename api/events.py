@@ -1,4 +1,4 @@
-"""POST /events/sendgrid: SendGrid's Event Webhook, signed, onto the events queue.
+"""POST /events/sendgrid[/{instance}]: SendGrid's Event Webhook, signed, onto the events queue.
 
     SendGrid --POST [events] + signature--> API --{"source": "sendgrid", ...}--> events queue
 
@@ -11,6 +11,12 @@ messages when large); when the queue cannot take them the answer is 503 and Send
 again later (it retries for 24 hours; duplicates are dropped by `sg_event_id`).
 
 With events off (`events.enabled`) or no public key configured, the route answers 404.
+
+Each SendGrid instance (providers[].name, kind sendgrid) has its own route,
+`/events/sendgrid/<name>`, checked with its own account's key (`webhook_public_key`, else
+`events.sendgrid_public_key`); its events go on the queue with `"instance": <name>`, so they
+count for that instance (reputation) even when they carry no custom arg naming it. A name that is
+no SendGrid instance answers 404.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -54,24 +60,28 @@ NOT_CONFIGURED = (
 )
 MISSING = f"Signed requests only: {SIGNATURE_HEADER} and {TIMESTAMP_HEADER} are required"
 INVALID = "The signature does not verify with the configured SendGrid public key"
+NO_INSTANCE = "No SendGrid provider instance of that name takes events here"
 REPLAYED = "The signature's timestamp is outside the replay window"
 NOT_AN_ARRAY = "The body must be a JSON array of SendGrid events"
 
 
 @dataclass
 class EventsSink:
-    """What the handler needs: the signature check and the events queue."""
+    """What the handler needs: the signature checks (the shared route's, and each SendGrid
+    instance's by name) and the events queue."""
 
-    verifier: WebhookVerifier
+    verifier: WebhookVerifier | None
+    instances: dict[str, WebhookVerifier] = field(default_factory=dict)
     queues: QueueClient | None = None  # set once the app has started
     queue: str = ""
 
-    async def put(self, events: list[Any], received_at: float) -> None:
+    async def put(self, events: list[Any], received_at: float, instance: str | None = None) -> None:
         """Put the events on the events queue, or raise QueueError."""
         assert self.queues is not None, "the app has not started"
         url = await self.queues.resolve(self.queue)
+        named = {} if instance is None else {"instance": instance}
         bodies = [
-            json.dumps({"source": "sendgrid", "receivedAt": received_at, "events": chunk})
+            json.dumps({"source": "sendgrid", "receivedAt": received_at, **named, "events": chunk})
             for chunk in _chunks(events)
         ]
         result = await self.queues.send_batch(url, [(str(i), b) for i, b in enumerate(bodies)])
@@ -98,11 +108,15 @@ def _chunks(events: list[Any]) -> list[list[Any]]:
 
 async def sendgrid_events(request: web.Request) -> web.Response:
     sink = request.app.get(EVENTS_SINK)
+    instance = request.match_info.get("instance")
     if sink is None:
         return error_response(404, NOT_CONFIGURED)
+    verifier = sink.verifier if instance is None else sink.instances.get(instance)
+    if verifier is None:
+        return error_response(404, NOT_CONFIGURED if instance is None else NO_INSTANCE)
     body = await read_body(request, MAX_BODY_BYTES)
     received_at = time.time()
-    verdict = sink.verifier.check(
+    verdict = verifier.check(
         request.headers.get(SIGNATURE_HEADER),
         request.headers.get(TIMESTAMP_HEADER),
         body,
@@ -124,7 +138,7 @@ async def sendgrid_events(request: web.Request) -> web.Response:
     except EventFormatError as exc:
         return error_response(400, f"{NOT_AN_ARRAY}: {exc}")
     if events:
-        await sink.put(events, received_at)
+        await sink.put(events, received_at, instance)
     return web.json_response({"received": len(events)})
 
 
@@ -144,13 +158,27 @@ def add_event_routes(app: web.Application) -> None:
     with the app. A public key that cannot be read raises ConfigError here, at startup."""
     settings: Settings = app[SETTINGS]
     app.router.add_post(PATH, sendgrid_events, name="sendgrid_events")
+    app.router.add_post(PATH + "/{instance}", sendgrid_events, name="sendgrid_instance_events")
     events = settings.events
-    if events.enabled and events.sendgrid_public_key:
-        app[EVENTS_SINK] = EventsSink(
-            WebhookVerifier(
-                events.sendgrid_public_key, replay_window_s=events.sendgrid_replay_window_s
-            )
+    if not events.enabled:
+        return
+    window = events.sendgrid_replay_window_s
+    shared = (
+        WebhookVerifier(events.sendgrid_public_key, replay_window_s=window)
+        if events.sendgrid_public_key
+        else None
+    )
+    instances = {
+        sendgrid.name: (
+            WebhookVerifier(sendgrid.webhook_public_key, replay_window_s=window)
+            if sendgrid.webhook_public_key
+            else shared
         )
+        for sendgrid in settings.providers.sendgrid_instances()
+    }
+    checked = {name: verifier for name, verifier in instances.items() if verifier is not None}
+    if shared is not None or checked:
+        app[EVENTS_SINK] = EventsSink(shared, checked)
         app.cleanup_ctx.append(_open_events_queue)
 
 
@@ -202,5 +230,28 @@ OPENAPI_PATHS: dict[str, Any] = {
                 "503": _errors("The events queue did not take the events: post again"),
             },
         }
+    }
+}
+
+# The route of one SendGrid instance: the same request, checked with that instance's key.
+OPENAPI_PATHS[PATH + "/{instance}"] = {
+    "post": {
+        **OPENAPI_PATHS[PATH]["post"],
+        "operationId": "sendgridInstanceEvents",
+        "summary": "One SendGrid instance's Event Webhook: its signed events onto the events queue",
+        "description": (
+            "Not behind the API key: the ECDSA signature, checked with the instance's"
+            " webhook_public_key (else events.sendgrid_public_key), is the authentication."
+        ),
+        "parameters": [
+            {
+                "name": "instance",
+                "in": "path",
+                "required": True,
+                "description": "The SendGrid provider instance (providers[].name)",
+                "schema": {"type": "string"},
+            },
+            *OPENAPI_PATHS[PATH]["post"]["parameters"],
+        ],
     }
 }

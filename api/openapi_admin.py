@@ -13,7 +13,7 @@ from gomailpy.controls import (
     MAX_REASON,
     MAX_WEIGHT,
 )
-from gomailpy.steering_settings import PROVIDER_NAMES
+from gomailpy.provider_settings import NAME_PATTERN
 
 _ERRORS_REF = {"$ref": "#/components/schemas/Errors"}
 
@@ -110,7 +110,7 @@ _HISTORY_PARAMETERS = [
         "in": "query",
         "required": False,
         "description": "Only the changes about this provider (its pin and unpin included)",
-        "schema": {"type": "string", "enum": list(PROVIDER_NAMES)},
+        "schema": {"type": "string", "pattern": NAME_PATTERN},
     },
     {
         "name": "limit",
@@ -124,8 +124,8 @@ _PATH_PARAMETERS = [
         "name": "name",
         "in": "path",
         "required": True,
-        "description": "The provider (any, for unpin)",
-        "schema": {"type": "string", "enum": list(PROVIDER_NAMES)},
+        "description": "The provider instance, `providers[].name` (any, for unpin)",
+        "schema": {"type": "string", "pattern": NAME_PATTERN},
     },
     {
         "name": "action",

@@ -34,7 +34,7 @@ from api.auth import API_KEY_ID
 from api.controls import CONTROL_STORE
 from api.keys import GATEWAY, SETTINGS
 from gomailpy.errors import GomailError
-from gomailpy.steering_settings import PROVIDER_NAMES
+from gomailpy.provider_settings import ProvidersSettings
 
 NODE_TIMEOUT_S = 1.5  # a node slower than this is shown as not answering, not waited for
 HISTORY_SHOWN = 20  # the operator page's recent changes (all: GET /admin/providers/history)
@@ -90,13 +90,18 @@ async def _read_node(session: aiohttp.ClientSession, url: str) -> dict[str, Any]
     return {"url": url, "ok": True, "status": status, "figures": figures}
 
 
-def _providers(settings_providers: Any, nodes: list[dict[str, Any]]) -> dict[str, Any]:
+def _providers(
+    settings_providers: ProvidersSettings, nodes: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Every provider instance by name, with its kind, configuration, health on each node and
+    figures summed over the nodes."""
     providers: dict[str, Any] = {}
-    for name in PROVIDER_NAMES:
-        configured = getattr(settings_providers, name)
+    for name in settings_providers.known():
+        configured = settings_providers.get(name)
         entry: dict[str, Any] = {
-            "enabled": configured.enabled,
-            "weight": configured.weight,
+            "kind": configured.kind if configured is not None else name,
+            "enabled": configured is not None and configured.enabled,
+            "weight": configured.weight if configured is not None else 1.0,
             "health": {},
             "held": {},  # node URL -> why it holds this provider for its reputation
             "sent": 0.0,

@@ -255,17 +255,28 @@ def _key_anchor(path: tuple[str, ...]) -> str:
 
 
 def _section(
-    root: type[BaseModel], model: type[BaseModel], path: tuple[str, ...], in_list: bool
+    root: type[BaseModel],
+    model: type[BaseModel],
+    path: tuple[str, ...],
+    in_list: bool,
+    kind: str | None = None,
 ) -> Iterator[str]:
+    """`kind`: the item is one member of a union discriminated on `kind` (its own heading)."""
     dotted = ".".join(path)
     level = "#" * min(len(path) + 1, 4)
-    yield f"{level} `{dotted}` {{#{_key_anchor(path)}}}"
+    if kind is None:
+        yield f"{level} `{dotted}` {{#{_key_anchor(path)}}}"
+    else:
+        yield f"{level} `{dotted}` of kind `{kind}` {{#{_key_anchor(path)}-{kind}}}"
     yield ""
     doc = _docstring(model)
     if doc:
         yield doc
         yield ""
-    if in_list:
+    if in_list and kind is not None:
+        yield f"An item of the list `{dotted[:-2]}` with `kind: {kind}` has these keys:"
+        yield ""
+    elif in_list:
         yield f"Each item of the list `{dotted[:-2]}` has these keys:"
         yield ""
     comments = field_comments(model)
@@ -323,11 +334,47 @@ def configuration_reference(model: type[BaseModel] | None = None) -> str:
     lines += ["Sections: " + ", ".join(f"[`{name}`](#{name})" for name in top) + ".", ""]
     for name, field in model.model_fields.items():
         nested = _model_of(field.annotation)
-        if nested is not None:
+        kinds = _list_kinds(nested)
+        if nested is not None and kinds:
+            lines += list(_kinds_section(model, nested, name, kinds))
+        elif nested is not None:
             lines += list(_section(model, nested, (name,), False))
         else:
             lines += list(_section_for_leaf(model, name, field))
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _list_kinds(model: type[BaseModel] | None) -> dict[str, type[BaseModel]]:
+    """A root model holding a list of a union discriminated on `kind`: kind -> member model."""
+    if model is None or "root" not in model.model_fields:
+        return {}
+    items = _unwrap(model.model_fields["root"].annotation)[0]
+    args = typing.get_args(items) if typing.get_origin(items) is list else ()
+    members = typing.get_args(_unwrap(args[0])[0]) if args else ()
+    kinds = {}
+    for member in members:
+        if isinstance(member, type) and issubclass(member, BaseModel):
+            kinds[str(member.model_fields["kind"].default)] = member
+    return kinds
+
+
+def _kinds_section(
+    root: type[BaseModel], model: type[BaseModel], name: str, kinds: dict[str, type[BaseModel]]
+) -> Iterator[str]:
+    yield f"## `{name}` {{#{name}}}"
+    yield ""
+    doc = _docstring(model)
+    if doc:
+        yield doc
+        yield ""
+    yield (
+        f"A list; its items' `kind` says which keys they have ({', '.join(kinds)}). Environment:"
+        f" {code(env_var(root, (name,)))} (the whole list) or"
+        f" {code(env_var(root, (name, '<NAME>', '<KEY>')))} (one key of the item of that name)."
+    )
+    yield ""
+    for kind, member in kinds.items():
+        yield from _section(root, member, (f"{name}[]",), True, kind=kind)
 
 
 def _section_for_leaf(root: type[BaseModel], name: str, field: Any) -> Iterator[str]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
@@ -160,6 +161,7 @@ class Pin:
 class Controls:
     providers: dict[str, ProviderControl] = field(default_factory=dict)
     pin: Pin = field(default_factory=Pin)
+    names: tuple[str, ...] = PROVIDER_NAMES  # every instance the controls know of
 
     def of(self, provider: str) -> ProviderControl:
         return self.providers.get(provider, ProviderControl())
@@ -221,9 +223,9 @@ def check_reason(reason: str | None) -> str:
     return text
 
 
-def check_provider(provider: str) -> str:
-    if provider not in PROVIDER_NAMES:
-        raise ControlError(f"unknown provider {provider!r}: one of {', '.join(PROVIDER_NAMES)}")
+def check_provider(provider: str, names: Sequence[str] = PROVIDER_NAMES) -> str:
+    if provider not in names:
+        raise ControlError(f"unknown provider {provider!r}: one of {', '.join(names)}")
     return provider
 
 
@@ -270,13 +272,20 @@ def _number(value: Any, what: str, low: float, high: float, *, positive: bool) -
 class ControlStore:
     """The controls on an `ItemTable` (the status table's `ctl#` items)."""
 
-    def __init__(self, table: ItemTable, *, clock: Any = time.time) -> None:
+    def __init__(
+        self,
+        table: ItemTable,
+        *,
+        clock: Any = time.time,
+        names: Sequence[str] = PROVIDER_NAMES,
+    ) -> None:
+        self.names = tuple(names)  # the provider instances (providers[].name)
         self._table = table
         self._clock = clock
 
     async def load(self) -> Controls:
         providers: dict[str, ProviderControl] = {}
-        for name in PROVIDER_NAMES:
+        for name in self.names:
             item = await self._table.get(PREFIX + name)
             if item is not None:
                 providers[name] = _control_from(json.loads(str(item.get("c", "{}"))))
@@ -285,8 +294,8 @@ class ControlStore:
         if pin_item is not None:
             data = json.loads(str(pin_item.get("c", "{}")))
             provider = data.get("provider")
-            pin = Pin(provider if provider in PROVIDER_NAMES else None, _changed_from(data))
-        return Controls(providers, pin)
+            pin = Pin(provider if provider in self.names else None, _changed_from(data))
+        return Controls(providers, pin, self.names)
 
     async def change(
         self, provider: str | None, action: str, value: Any = None, *, who: str, why: str | None
@@ -298,7 +307,7 @@ class ControlStore:
         controls = await self.load()
         if action in ("pin", "unpin"):
             before = controls.pin.provider
-            pinned = check_provider(provider or "") if action == "pin" else None
+            pinned = check_provider(provider or "", self.names) if action == "pin" else None
             await self._append(
                 changed, action, pinned or before, None, _pin_state(before), _pin_state(pinned)
             )
@@ -311,7 +320,7 @@ class ControlStore:
                 reason,
             )
             return await self.load()
-        name = check_provider(provider or "")
+        name = check_provider(provider or "", self.names)
         current = controls.of(name)
         after = replace(updated(current, action, value, now=changed.at), changed=changed)
         shown = None if value is None or action == "release" else str(value)
@@ -353,7 +362,7 @@ class ControlStore:
         """The last `limit` changes, newest first; with `provider`, those about it (its pin and
         unpin included), looking back at most HISTORY_SCAN entries."""
         if provider is not None:
-            check_provider(provider)
+            check_provider(provider, self.names)
         limit = max(1, min(limit, MAX_HISTORY_LIMIT))
         counter = await self._table.get(HISTORY_SEQ)
         seq = int(counter.get("n", 0)) if counter else 0
@@ -384,8 +393,10 @@ class ControlStore:
                 continue
             shares = json.loads(str(item.get("shares", "{}")))
             rates = ", ".join(f"{name} {share:.1f}/s" for name, share in sorted(shares.items()))
-            left = item.get("ses_left")
-            quota = f"; SES quota left today {float(left):.0f}" if left is not None else ""
+            left = json.loads(str(item.get("quota_left", "{}")))
+            quota = "".join(
+                f"; {name} quota left today {float(n):.0f}" for name, n in sorted(left.items())
+            )
             lines.append(f"node {node_id}: {rates or 'no rates'}{quota}")
         return lines
 
@@ -398,4 +409,6 @@ async def open_control_store(stack: AsyncExitStack, settings: Settings) -> Contr
     """The controls on the status table; with `status.backend: none`, in this process's memory
     (a node then has no controls but its own)."""
     table = await open_item_table(stack, settings)
-    return ControlStore(table if table is not None else MemoryItemTable())
+    return ControlStore(
+        table if table is not None else MemoryItemTable(), names=settings.providers.known()
+    )

@@ -66,16 +66,23 @@ def parse_keys(secret: SecretStr | None) -> dict[str, str]:
     return {domain.lower().rstrip("."): key for domain, key in data.items()}
 
 
-def key_problems(domains: list[DkimDomainSettings], secret: SecretStr | None) -> list[str]:
-    """What is wrong with the DKIM configuration, without reading any key file."""
+def key_problems(
+    domains: list[DkimDomainSettings],
+    secret: SecretStr | None,
+    *,
+    instance: str = "providers.smtp",
+    variable: str = _KEYS_VARIABLE,
+) -> list[str]:
+    """What is wrong with the DKIM configuration of the SMTP instance written `instance`
+    (`providers[3] (relay-b)`) whose keys are in `variable`, without reading any key file."""
     try:
         keys = parse_keys(secret)
     except ConfigError as exc:
-        return [str(exc)]
+        return [str(exc).replace(_KEYS_VARIABLE, variable)]
     problems = []
     seen: set[str] = set()
     for number, entry in enumerate(domains):
-        where = f"providers.smtp.dkim.{number}"
+        where = f"{instance}.dkim.{number}"
         domain = entry.domain.lower().rstrip(".")
         if not domain.isascii():
             problems.append(f"{where}.domain: write {domain} in its IDNA (xn--) form")
@@ -84,12 +91,11 @@ def key_problems(domains: list[DkimDomainSettings], secret: SecretStr | None) ->
         seen.add(domain)
         if entry.key_file is None and domain not in keys:
             problems.append(
-                f"{where}: missing secret: no key_file, so set {_KEYS_VARIABLE} with a key for"
-                f" {domain}"
+                f"{where}: missing secret: no key_file, so set {variable} with a key for {domain}"
             )
         elif entry.key_file is not None and domain in keys:
             problems.append(
-                f"{where}: {domain} has both a key_file and a key in {_KEYS_VARIABLE}; keep one"
+                f"{where}: {domain} has both a key_file and a key in {variable}; keep one"
             )
     return problems
 

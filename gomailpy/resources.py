@@ -1,8 +1,8 @@
 """Create what the delivery store, the claim check and the events need (`gomail init`, `gomail
 up`, tests).
 
-With `events.enabled`, the SES events path (AWS's durable one: nothing is lost while the nodes
-are down, and no endpoint is public):
+With `events.enabled`, the SES events path of each SES instance, in its region (AWS's durable
+one: nothing is lost while the nodes are down, and no endpoint is public):
 
     SES configuration set (events.ses_configuration_set)
       -> event destination "gomailpy-sns-<set>" (send, reject, bounce, complaint, delivery,
@@ -75,45 +75,59 @@ def _code(exc: ClientError) -> str:
 
 
 async def ensure_events(settings: Settings) -> list[str]:
-    """The events queue, the SNS topic subscribed to it and the SES configuration set that
-    publishes to the topic (see the module docstring). BackendError names the failed step."""
+    """The events queue, and for each SES instance the SNS topic (in the instance's region)
+    subscribed to it and the configuration set that publishes to the topic (see the module
+    docstring). BackendError names the failed step."""
     events = settings.events
-    ses_settings = settings.providers.ses
-    region = ses_settings.region or settings.aws.region  # SES publishes to SNS in its region
+    ready: list[str] = []
     async with create_queue_client(settings) as queues, AsyncExitStack() as stack:
         queue_url = await queues.ensure_queue(events.queue)
         sqs = queues.client
-        sns = await open_aws_client(stack, "sns", settings.aws, region=region)
-        ses = await open_aws_client(
-            stack, "ses", settings.aws, region=region, endpoint_url=ses_settings.endpoint_url
+        name = queue_name(queue_url)
+        ready.append(
+            f"events queue {queue_url} (dead-letter queue: {name}{settings.queues.dlq_suffix})"
         )
-        step = "sns create_topic"
+        step = "sqs get_queue_attributes"
         try:
-            topic_arn = str((await sns.create_topic(Name=events.ses_topic))["TopicArn"])
-            step = "sqs get_queue_attributes"
             answer = await sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
-            queue_arn = str(answer["Attributes"]["QueueArn"])
-            step = "sqs set_queue_attributes (policy)"
-            await sqs.set_queue_attributes(
-                QueueUrl=queue_url, Attributes={"Policy": _queue_policy(queue_arn, topic_arn)}
-            )
-            step = "sns subscribe"
-            await _subscribe(sns, topic_arn, queue_arn)
-            configuration_set = configuration_set_for(ses_settings, events)
-            assert configuration_set is not None  # events are enabled
-            step = "ses configuration set"
-            types = await _ensure_configuration_set(ses, configuration_set, topic_arn)
         except (ClientError, BotoCoreError, OSError) as exc:
             raise _Failed(step, exc) from exc
-    name = queue_name(queue_url)
-    return [
-        f"events queue {queue_url} (dead-letter queue: {name}{settings.queues.dlq_suffix})",
-        f"topic {topic_arn} -> events queue {name}",
-        f"configuration set {configuration_set} -> topic ({', '.join(types)})",
-    ]
+        queue_arn = str(answer["Attributes"]["QueueArn"])
+        topics: list[str] = []
+        # With no SES instance enabled yet, the path of the one it would be (as before).
+        for ses_settings in settings.providers.ses_instances() or [settings.providers.ses]:
+            region = ses_settings.region or settings.aws.region  # SES publishes in its region
+            sns = await open_aws_client(stack, "sns", settings.aws, region=region)
+            ses = await open_aws_client(
+                stack, "ses", settings.aws, region=region, endpoint_url=ses_settings.endpoint_url
+            )
+            step = f"{ses_settings.name}: sns create_topic"
+            try:
+                topic = ses_settings.events_topic or events.ses_topic
+                topic_arn = str((await sns.create_topic(Name=topic))["TopicArn"])
+                topics.append(topic_arn)
+                step = f"{ses_settings.name}: sqs set_queue_attributes (policy)"
+                await sqs.set_queue_attributes(
+                    QueueUrl=queue_url, Attributes={"Policy": _queue_policy(queue_arn, topics)}
+                )
+                step = f"{ses_settings.name}: sns subscribe"
+                await _subscribe(sns, topic_arn, queue_arn)
+                configuration_set = configuration_set_for(ses_settings, events)
+                assert configuration_set is not None  # events are enabled
+                step = f"{ses_settings.name}: ses configuration set"
+                types = await _ensure_configuration_set(ses, configuration_set, topic_arn)
+            except (ClientError, BotoCoreError, OSError) as exc:
+                raise _Failed(step, exc) from exc
+            ready += [
+                f"topic {topic_arn} -> events queue {name} (SES {ses_settings.name})",
+                f"configuration set {configuration_set} in {region} -> topic"
+                f" ({', '.join(types)}; SES {ses_settings.name})",
+            ]
+    return ready
 
 
-def _queue_policy(queue_arn: str, topic_arn: str) -> str:
+def _queue_policy(queue_arn: str, topic_arns: list[str]) -> str:
+    sources: str | list[str] = topic_arns[0] if len(topic_arns) == 1 else topic_arns
     return json.dumps(
         {
             "Version": "2012-10-17",
@@ -124,7 +138,7 @@ def _queue_policy(queue_arn: str, topic_arn: str) -> str:
                     "Principal": {"Service": "sns.amazonaws.com"},
                     "Action": "sqs:SendMessage",
                     "Resource": queue_arn,
-                    "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}},
+                    "Condition": {"ArnEquals": {"aws:SourceArn": sources}},
                 }
             ],
         }

@@ -17,12 +17,14 @@ environment variable) and the dotted key, e.g.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import yaml
 from pydantic import (
     Field,
     SecretStr,
@@ -37,13 +39,19 @@ from gomailpy.errors import ConfigError
 from gomailpy.event_settings import EventsSettings, SuppressionSettings
 from gomailpy.operator_settings import OperatorSettings
 from gomailpy.provider_settings import (
+    KIND_MODELS,
+    SECRET_KEYS,
     ProvidersSettings,
+    env_name,
+    instance_names,
+    is_legacy,
 )
 from gomailpy.region_settings import RegionSettings
 from gomailpy.reputation import ReputationSettings
 from gomailpy.settings_base import Port, PositiveSeconds
 from gomailpy.settings_base import Section as _Section
 from gomailpy.settings_sources import (
+    ENV_NULLS,
     Environment,
     env_origins,
     find_secrets,
@@ -351,27 +359,40 @@ def load_settings(
 ) -> Settings:
     """Read settings from `path` (None: defaults only) and `env` (default: `os.environ`).
 
-    Raises `ConfigError` listing every problem, each naming its file or variable and key.
+    Raises `ConfigError` listing every problem, each naming its file or variable and key (and,
+    under `providers`, the instance: `providers[1] (ses-eu).region`).
     """
     env = os.environ if env is None else env
     source = str(path) if path is not None else "defaults"
     data = read_yaml(Path(path), Settings.model_fields) if path is not None else {}
-    secrets_in_file = find_secrets(data, SECRET_PATHS)
+    secrets_in_file = [
+        (".".join(p), env_var_for(p)) for p in find_secrets(data, SECRET_PATHS)
+    ] + provider_secrets_in(data.get("providers"))
     if secrets_in_file:
         refused = [
-            f"{source}: {'.'.join(p)}: secrets are read from the environment only;"
-            f" remove it from the file and set {env_var_for(p)}"
-            for p in secrets_in_file
+            f"{source}: {where}: secrets are read from the environment only;"
+            f" remove it from the file and set {variable}"
+            for where, variable in secrets_in_file
         ]
         raise ConfigError("\n".join(refused), problems=refused)
-    origins, unknown = env_origins(Settings, env)
+    # Provider instances are a list: their variables name the instance (_provider_env), not an
+    # index, so pydantic-settings never sees them.
+    provider_prefix = env_var_for(("providers",))
+    general = {k: v for k, v in env.items() if not k.upper().startswith(provider_prefix)}
+    origins, unknown = env_origins(Settings, general)
     if unknown:
         raise ConfigError("\n".join(unknown), problems=unknown)
-    environment = Environment(Settings, env, exact={env_var_for(p) for p in SECRET_PATHS})
+    environment = Environment(Settings, general, exact={env_var_for(p) for p in SECRET_PATHS})
+    data = overlay(data, environment())
     try:
-        settings = Settings.model_validate(overlay(data, environment()))
+        data = _provider_env(data, env, origins)
+    except ValueError as exc:
+        raise ConfigError(str(exc), problems=[str(exc)]) from None
+    try:
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
-        found = problems(exc, Settings, source, origins)
+        names = {"providers": instance_names(data.get("providers"))}
+        found = problems(exc, Settings, source, origins, names=names, kinds=KIND_MODELS)
         raise ConfigError("\n".join(found), problems=found) from None
     missing = [f"{source}: {message}" for message in missing_secrets(settings)]
     if missing:
@@ -379,22 +400,111 @@ def load_settings(
     return settings
 
 
+def provider_secrets_in(providers: Any) -> list[tuple[str, str]]:
+    """(key, variable) of each secret a file's `providers:` gives a value."""
+    found = []
+    if is_legacy(providers):
+        entries = [(f"providers.{n}", n, e) for n, e in providers.items()]
+    elif isinstance(providers, list):
+        entries = [
+            (f"providers[{i}]", str(e.get("name", i)), e)
+            for i, e in enumerate(providers)
+            if isinstance(e, dict)
+        ]
+    else:
+        return []
+    for where, name, entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        for key in sorted(SECRET_KEYS & set(entry)):
+            if entry[key] not in (None, ""):
+                found.append((f"{where}.{key}", provider_var(name, key)))
+    return found
+
+
+def provider_var(instance: str, key: str) -> str:
+    """The variable of one instance's key: GOMAILPY_PROVIDERS__SES_EU__REGION."""
+    return f"{ENV_PREFIX}PROVIDERS{ENV_NESTING}{env_name(instance)}{ENV_NESTING}{key.upper()}"
+
+
+def _provider_env(
+    data: dict[str, Any], env: Mapping[str, str], origins: dict[tuple[str, ...], str]
+) -> dict[str, Any]:
+    """`data` with the provider variables laid over it: `GOMAILPY_PROVIDERS` (the whole list,
+    YAML) first, then `GOMAILPY_PROVIDERS__<INSTANCE>__<KEY>` on the instance of that name
+    (three-key form: on that key, created if absent). ValueError naming a variable that fits no
+    instance."""
+    prefix = env_var_for(("providers",))
+    whole = next((v for k, v in env.items() if k.upper() == prefix), None)
+    if whole not in (None, ""):
+        data = {**data, "providers": yaml.safe_load(str(whole))}
+        origins[("providers",)] = f"environment {prefix}"
+    variables = sorted((k, v) for k, v in env.items() if k.upper().startswith(prefix + ENV_NESTING))
+    if not variables:
+        return data
+    providers = data.get("providers")
+    if providers is None:
+        providers = {}  # only variables: the three-key form, as before instances had names
+    providers = copy.deepcopy(providers)
+    for variable, text in variables:
+        parts = variable[len(prefix) + len(ENV_NESTING) :].split(ENV_NESTING)
+        if len(parts) != 2 or not all(parts):
+            raise ValueError(
+                f"environment {variable}: must name an instance and a key,"
+                f" {prefix}{ENV_NESTING}<INSTANCE>{ENV_NESTING}<KEY>"
+            )
+        instance, key = parts[0].upper(), parts[1].lower()
+        value: Any = text if key in SECRET_KEYS else _env_value(text)
+        if isinstance(providers, dict):
+            name = instance.lower()
+            providers.setdefault(name, {})[key] = value
+            origins[("providers", name, key)] = f"environment {variable}"
+            continue
+        number = next(
+            (
+                i
+                for i, entry in enumerate(providers)
+                if isinstance(entry, dict) and env_name(str(entry.get("name", ""))) == instance
+            ),
+            None,
+        )
+        if number is None:
+            known = ", ".join(str(n) for n in instance_names(providers) if n) or "none"
+            raise ValueError(
+                f"environment {variable}: no provider instance is named {instance.lower()!r}"
+                f" (instances: {known})"
+            )
+        providers[number][key] = value
+        origins[("providers", str(number), key)] = f"environment {variable}"
+    return {**data, "providers": providers}
+
+
+def _env_value(text: str) -> Any:
+    if text in ENV_NULLS:
+        return None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
 def missing_secrets(settings: Settings) -> list[str]:
     """Secrets that an enabled part of the configuration needs but nobody set."""
     missing = []
-    sendgrid = settings.providers.sendgrid
-    if sendgrid.enabled and sendgrid.api_key is None:
-        path = ("providers", "sendgrid", "api_key")
-        missing.append(
-            f"{'.'.join(path)}: missing secret: SendGrid is enabled, so set {env_var_for(path)}"
-        )
-    smtp = settings.providers.smtp
-    if smtp.enabled and smtp.username and smtp.password is None:
-        path = ("providers", "smtp", "password")
-        missing.append(
-            f"{'.'.join(path)}: missing secret: smtp.username is set, so set {env_var_for(path)}"
-        )
-    missing.extend(key_problems(smtp.dkim, smtp.dkim_keys) if smtp.enabled else [])
+    numbers = {name: n for n, name in enumerate(settings.providers.names())}
+    for sendgrid in settings.providers.sendgrid_instances():
+        if sendgrid.api_key is None:
+            where = f"providers[{numbers[sendgrid.name]}] ({sendgrid.name}).api_key"
+            variable = provider_var(sendgrid.name, "api_key")
+            missing.append(f"{where}: missing secret: SendGrid is enabled, so set {variable}")
+    for smtp in settings.providers.smtp_instances():
+        if smtp.username and smtp.password is None:
+            where = f"providers[{numbers[smtp.name]}] ({smtp.name}).password"
+            variable = provider_var(smtp.name, "password")
+            missing.append(f"{where}: missing secret: username is set, so set {variable}")
+        where = f"providers[{numbers[smtp.name]}] ({smtp.name})"
+        variable = provider_var(smtp.name, "dkim_keys")
+        missing.extend(key_problems(smtp.dkim, smtp.dkim_keys, instance=where, variable=variable))
     aws = settings.aws
     if (aws.access_key_id is None) != (aws.secret_access_key is None):
         have, lack = (

@@ -141,28 +141,61 @@ def problems(
     settings_cls: type[BaseModel],
     source: str,
     origins: dict[tuple[str, ...], str],
+    names: Mapping[str, list[str | None]] | None = None,
+    kinds: Mapping[str, type[BaseModel]] | None = None,
 ) -> list[str]:
     """Each error of `exc` as `<where>: <dotted key>: <what is wrong>`; `where` is the variable
-    that set the key (or a whole section around it), else `source`."""
+    that set the key (or a whole section around it), else `source`. In a list of named items
+    (`names`: section -> each item's name), an item is written `section[1] (its-name)`; `kinds`
+    are the tags of a discriminated union in such a list (tag -> model)."""
     found = []
+    kinds = kinds or {}
     for error in exc.errors():
-        loc = tuple(error["loc"])
-        key = ".".join(str(part) for part in loc)
+        loc, model = _without_tag(tuple(error["loc"]), kinds)
+        if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            loc = (*loc, str((error.get("ctx") or {}).get("discriminator", "")).strip("'"))
+        key = _key(loc, names or {})
         path = tuple(str(part) for part in loc)
         where = next(
             (origins[path[:n]] for n in range(len(path), 0, -1) if path[:n] in origins), source
         )
-        if not key:  # a rule across sections: its message names the keys itself
-            found.append(f"{where}: {_describe(error)}")
+        described = _describe(error, kinds)
+        if not key or described.startswith(f"{key.split(' ')[0]}["):  # it names its keys
+            found.append(f"{where}: {described}")
         elif error["type"] == "extra_forbidden":
-            known = ", ".join(_known_keys(settings_cls, loc[:-1]))
+            known = ", ".join(
+                model.model_fields if model is not None else _known_keys(settings_cls, loc[:-1])
+            )
             found.append(f"{where}: {key}: unknown key; known keys here: {known}")
         else:
-            found.append(f"{where}: {key}: {_describe(error)}")
+            found.append(f"{where}: {key}: {described}")
     return found
 
 
-def _describe(error: Any) -> str:
+def _without_tag(
+    loc: tuple[Any, ...], kinds: Mapping[str, type[BaseModel]]
+) -> tuple[tuple[Any, ...], type[BaseModel] | None]:
+    """`loc` without the tag a discriminated union puts after the item's index
+    (providers.1.ses.region: the item's own `kind` says it), and the model of that tag."""
+    for n in range(1, len(loc) - 1):
+        if isinstance(loc[n - 1], int) and isinstance(loc[n], str) and loc[n] in kinds:
+            return (*loc[:n], *loc[n + 1 :]), kinds[loc[n]]
+    return loc, None
+
+
+def _key(loc: tuple[Any, ...], names: Mapping[str, list[str | None]]) -> str:
+    key = ""
+    for n, part in enumerate(loc):
+        if isinstance(part, int):
+            listed = names.get(str(loc[n - 1]), []) if n == 1 else []
+            name = listed[part] if part < len(listed) else None
+            key += f"[{part}]" + (f" ({name})" if name else "")
+        else:
+            key += f".{part}" if key else str(part)
+    return key
+
+
+def _describe(error: Any, kinds: Mapping[str, Any] | None = None) -> str:
     kind, ctx = error["type"], error.get("ctx") or {}
     messages: dict[str, Callable[[], str]] = {
         "greater_than_equal": lambda: f"must be >= {ctx.get('ge')}",
@@ -183,6 +216,14 @@ def _describe(error: Any) -> str:
         "missing": lambda: "is required",
         "literal_error": lambda: f"must be one of {ctx.get('expected')}",
         "too_short": lambda: f"must have at least {ctx.get('min_length')} item(s)",
+        "union_tag_invalid": lambda: (
+            f"unknown kind {ctx.get('tag')!r}; one of {ctx.get('expected_tags')}"
+        ),
+        "union_tag_not_found": lambda: f"is required: one of {', '.join(kinds or ())}",
+        "string_pattern_mismatch": lambda: (
+            "must be lower-case letters, digits, '-' or '_' (at most 63, starting with a letter"
+            " or digit)"
+        ),
     }
     if kind in messages:
         return messages[kind]()

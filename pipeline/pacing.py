@@ -157,14 +157,14 @@ class Heartbeats(PeriodicRefresh):
         *,
         node_id: str | None = None,
         clock: Clock = time.time,
-        quota: SesQuota | None = None,
+        quotas: Mapping[str, SesQuota] | None = None,
     ) -> None:
         super().__init__(heartbeat_s)
         self.node_id = node_id or uuid.uuid4().hex[:12]
         self._table = table
         self._rates = rates
         self._clock = clock
-        self._quota = quota
+        self._quotas = dict(quotas or {})
         self.live = 1
 
     async def _stop(self) -> None:
@@ -183,8 +183,13 @@ class Heartbeats(PeriodicRefresh):
             expires = self._clock() + 3 * self._every_s
             shares = {name: rate.share() for name, rate in self._rates.items()}
             item: dict[str, str | float] = {"at": self._clock(), "shares": json.dumps(shares)}
-            if self._quota is not None and self._quota.remaining_today is not None:
-                item["ses_left"] = self._quota.remaining_today
+            left = {
+                name: q.remaining_today
+                for name, q in self._quotas.items()
+                if q.remaining_today is not None
+            }
+            if left:
+                item["quota_left"] = json.dumps(left)
             await self._table.put(NODE_PREFIX + self.node_id, item, expires_at=expires)
             await self._table.add_member(NODE_INDEX, self.node_id)
             live = 0
@@ -211,15 +216,15 @@ class Rates:
         self,
         providers: dict[str, Provider],
         paced: dict[str, PacedProvider],
-        quota: SesQuota | None = None,
+        quotas: Mapping[str, SesQuota] | None = None,
     ) -> None:
         self.providers = providers  # what the node sends through: paced where rated
         self.paced = paced
-        self.quota = quota
+        self.quotas = dict(quotas or {})  # SES instance -> its account's quota
 
     def spent(self) -> set[str]:
         """Providers whose daily quota is nearly spent: traffic moves away (pipeline.controls)."""
-        return {"ses"} if self.quota is not None and self.quota.nearly_spent else set()
+        return {name for name, quota in self.quotas.items() if quota.nearly_spent}
 
     def gate(self, inner: Screen, usable: Callable[[], list[str]]) -> Screen:
         if not self.paced:
@@ -237,21 +242,23 @@ async def open_rates(
     (default: the status table; memory: this process alone)."""
     steering = settings.steering
     paced: dict[str, PacedProvider] = {}
+    ses = {instance.name for instance in settings.providers.ses_instances()}
     for name, provider in providers.items():
         rate = steering.rate_for(name)
-        if rate > 0 or (name == "ses" and steering.ses_quota):
+        if rate > 0 or (name in ses and steering.ses_quota):
             max_wait_s = min(settings.pipeline.send_timeout_s, provider.timeout_s) / 2
             paced[name] = PacedProvider(
                 provider, ProviderRate(rate), max_wait_s=max_wait_s, clock=time.monotonic
             )
-    quota = None
-    if "ses" in paced and steering.ses_quota:
-        quota = await open_ses_quota(stack, settings, paced["ses"].rate)
+    quotas = {}
+    if steering.ses_quota:
+        for name in ses & set(paced):
+            quotas[name] = await open_ses_quota(stack, settings, name, paced[name].rate)
     if paced:
         if table is None:
             table = await open_item_table(stack, settings) or MemoryItemTable()
         rates = {name: p.rate for name, p in paced.items()}
-        beats = Heartbeats(table, rates, steering.heartbeat_s, quota=quota)
+        beats = Heartbeats(table, rates, steering.heartbeat_s, quotas=quotas)
         await stack.enter_async_context(beats)
     wrapped: dict[str, Provider] = {name: paced.get(name, p) for name, p in providers.items()}
-    return Rates(wrapped, paced, quota)
+    return Rates(wrapped, paced, quotas)

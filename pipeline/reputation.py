@@ -65,7 +65,9 @@ class ReputationGuard:
         """Count new (never seen before) events, then judge every provider."""
         self._count_sends()
         for event in events:
-            rates = self.rates.get(event.provider)
+            # The instance that sent it, when the report names it (else a kind's only instance
+            # of that name, as before instances had names of their own).
+            rates = self.rates.get(event.instance or event.provider)
             if rates is None:
                 continue
             if event.type is EventType.BOUNCED and event.subtype == Subtype.HARD.value:

@@ -21,7 +21,6 @@ from gomailpy import metrics
 from gomailpy.controls import Controls, ControlStore, open_control_store
 from gomailpy.errors import GomailError
 from gomailpy.settings import Settings
-from gomailpy.steering_settings import PROVIDER_NAMES
 from pipeline.controls import Steering
 from pipeline.health import Health
 from pipeline.node import PipelineNode
@@ -64,7 +63,7 @@ class ControlPoller(PeriodicRefresh):
         self.steering.controls = controls
 
     def _apply_releases(self, controls: Controls) -> None:
-        released = {name: controls.of(name).released_at for name in PROVIDER_NAMES}
+        released = {name: controls.of(name).released_at for name in self._health}
         seen, self._released = self._released, released
         if seen is None:
             return
@@ -86,7 +85,7 @@ class ControlPoller(PeriodicRefresh):
 
 
 def _export(controls: Controls) -> None:
-    for name in PROVIDER_NAMES:
+    for name in controls.names:
         control = controls.of(name)
         active = {
             "disabled": control.disabled,

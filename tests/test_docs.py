@@ -14,7 +14,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, RootModel
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,6 +36,12 @@ def leaf_keys(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> list[tupl
     for name, field in model.model_fields.items():
         annotation = field.annotation
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if isinstance(annotation, type) and issubclass(annotation, RootModel):
+            # A list of a union on `kind` (providers): every member's keys, as items.
+            items = typing.get_args(annotation.model_fields["root"].annotation)[0]
+            for member in typing.get_args(typing.get_args(items)[0]):
+                keys += leaf_keys(member, (*prefix, f"{name}[]"))
+            continue
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             keys += leaf_keys(annotation, (*prefix, name))
             continue
@@ -67,7 +73,7 @@ def test_configuration_reference_shows_types_defaults_constraints_and_comments()
 
     port = rows["| `api.port`"]
     assert "integer (≥ 0, ≤ 65535)" in port and "`8000`" in port
-    secret = rows["| `providers.sendgrid.api_key`"]
+    secret = rows["| `providers[].api_key`"]  # of the sendgrid kind only
     assert "secret or null" in secret and "read from the environment only" in secret
     choice = rows["| `api.queue_choice`"]
     assert '`"least-depth"` or `"round-robin"`' in choice

@@ -221,13 +221,13 @@ async def test_a_nearly_spent_daily_quota_moves_traffic_away_and_status_shows_it
     await quota.refresh()
     assert rate.ceiling == 14 and not quota.nearly_spent
     table = MemoryItemTable()
-    beats = Heartbeats(table, {"ses": rate}, 5.0, node_id="n1", quota=quota)
+    beats = Heartbeats(table, {"ses": rate}, 5.0, node_id="n1", quotas={"ses": quota})
     await beats.beat()
     lines = await ControlStore(table).node_rates()
-    assert lines == ["node n1: ses 14.0/s; SES quota left today 49000"]
+    assert lines == ["node n1: ses 14.0/s; ses quota left today 49000"]
     with caplog.at_level(logging.WARNING, "gomailpy.pipeline"):
         await quota.refresh()
     assert quota.nearly_spent and "SES daily quota nearly spent" in caplog.text
-    rates = Rates({}, {}, quota)
+    rates = Rates({}, {}, {"ses": quota})
     views = [ProviderView("ses", 1.0, True), ProviderView("smtp", 1.0, True)]
     assert [v.name for v in steer(views, Controls(), {}, 0, None, rates.spent())] == ["smtp"]

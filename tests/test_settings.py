@@ -29,13 +29,13 @@ def test_production_example_needs_its_secret_from_the_environment() -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(path, env={})
     assert str(caught.value) == (
-        f"{path}: providers.sendgrid.api_key: missing secret: SendGrid is enabled,"
+        f"{path}: providers[1] (sendgrid).api_key: missing secret: SendGrid is enabled,"
         " so set GOMAILPY_PROVIDERS__SENDGRID__API_KEY"
     )
     env = {"GOMAILPY_PROVIDERS__SENDGRID__API_KEY": "SG.0123"}
     settings = load_settings(path, env=env)
-    assert settings.providers.sendgrid.api_key is not None
-    assert settings.providers.sendgrid.api_key.get_secret_value() == "SG.0123"
+    assert settings.providers["sendgrid"].api_key is not None
+    assert settings.providers["sendgrid"].api_key.get_secret_value() == "SG.0123"
     assert "SG.0123" not in repr(settings)  # secrets never show in logs or reprs
 
 
@@ -57,7 +57,7 @@ def test_production_example_needs_its_secret_from_the_environment() -> None:
         ("queues:\n  wait_time_s: 30\n", "queues.wait_time_s: must be <= 20"),
         (
             "providers:\n  smtp:\n    enabled: maybe\n",
-            "providers.smtp.enabled: must be true or false",
+            "providers[0] (smtp).enabled: must be true or false",
         ),
         ("logging:\n  format: xml\n", "logging.format: must be one of 'text' or 'json'"),
         ("pipeline: 3\n", "pipeline: must be a mapping of keys"),
@@ -137,12 +137,12 @@ def test_secret_in_yaml_is_refused(tmp_path: Path) -> None:
 
 def test_missing_smtp_password_when_username_is_set(tmp_path: Path) -> None:
     path = write(tmp_path, "providers:\n  smtp:\n    enabled: true\n    username: relay-user\n")
-    with pytest.raises(ConfigError, match="providers.smtp.password: missing secret"):
+    with pytest.raises(ConfigError, match=r"providers\[0\] \(smtp\).password: missing secret"):
         load_settings(path, env={})
     settings = load_settings(path, env={"GOMAILPY_PROVIDERS__SMTP__PASSWORD": "123456"})
-    assert settings.providers.smtp.password is not None
+    assert settings.providers["smtp"].password is not None
     # a secret that looks like a number stays the exact string
-    assert settings.providers.smtp.password.get_secret_value() == "123456"
+    assert settings.providers["smtp"].password.get_secret_value() == "123456"
 
 
 def test_environment_overrides_the_file(tmp_path: Path) -> None:

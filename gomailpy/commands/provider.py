@@ -26,14 +26,14 @@ from gomailpy.controls import (
     HistoryEntry,
     open_control_store,
 )
-from gomailpy.steering_settings import PROVIDER_NAMES
 
 T = TypeVar("T")
 
 reason_option = click.option(
     "--reason", "-r", required=True, help="Why (required; logged and shown in `gomail status`)."
 )
-provider_argument = click.argument("name", type=click.Choice(PROVIDER_NAMES))
+# An instance name (providers[].name): checked against the configuration by the store.
+provider_argument = click.argument("name")
 
 
 def _with_store(config_path: Path | None, work: Callable[[ControlStore], Awaitable[T]]) -> T:
@@ -64,6 +64,9 @@ def _change(
     config_path: Path | None, name: str | None, action: str, value: Any, reason: str
 ) -> None:
     async def change(store: ControlStore) -> Controls:
+        if name is not None and name not in store.names:
+            known = ", ".join(store.names)
+            raise click.BadParameter(f"no provider {name!r}: one of {known}", param_hint="NAME")
         return await store.change(name, action, value, who=_who(), why=reason)
 
     try:
@@ -74,15 +77,16 @@ def _change(
 
 
 def _show(controls: Controls) -> None:
-    for name in PROVIDER_NAMES:
+    width = max(9, *(len(name) + 1 for name in controls.names))
+    for name in controls.names:
         control = controls.of(name)
         pinned = " (pinned)" if controls.pin.provider == name else ""
         active = ", ".join(control.active) or "as configured"
         changed = f"  [{control.changed.describe()}]" if control.changed.at else ""
-        click.echo(f"{name:<9} {active}{pinned}{changed}")
+        click.echo(f"{name:<{width}} {active}{pinned}{changed}")
     if controls.pin.changed.at:
         what = f"pinned to {controls.pin.provider}" if controls.pin.provider else "not pinned"
-        click.echo(f"pin       {what}  [{controls.pin.changed.describe()}]")
+        click.echo(f"{'pin':<{width}} {what}  [{controls.pin.changed.describe()}]")
 
 
 @click.group()
@@ -192,12 +196,15 @@ def release(config_path: Path | None, reason: str, name: str) -> None:
     help="How many changes, newest first.",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-@click.argument("name", type=click.Choice(PROVIDER_NAMES), required=False)
+@click.argument("name", required=False)
 def history(config_path: Path | None, limit: int, as_json: bool, name: str | None) -> None:
     """Every change to the controls (of NAME, if given), newest first: when, who, what, the
     state before and after, and why. Entries are appended, never rewritten."""
 
     async def read(store: ControlStore) -> list[HistoryEntry]:
+        if name is not None and name not in store.names:
+            known = ", ".join(store.names)
+            raise click.BadParameter(f"no provider {name!r}: one of {known}", param_hint="NAME")
         return await store.history(name, limit)
 
     entries = _with_store(config_path, read)

@@ -121,10 +121,13 @@ class Event:
     provider_message_id: str | None = None  # joins events to an email when message_id is None
     raw: dict[str, Any] = field(default_factory=dict)
     status: str | None = None  # the enhanced status code (RFC 3463), "5.1.1"
+    # The provider instance that sent the email (providers[].name: "ses-eu"), when the report
+    # names it: SES's tag, SendGrid's custom arg or webhook path, the VERP address.
+    instance: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The shape every API answer, webhook and export uses."""
-        return {
+        """The shape every API answer, webhook and export uses (`instance` only when known)."""
+        shown = {
             "id": self.id,
             "messageId": self.message_id,
             "recipient": self.recipient,
@@ -138,6 +141,9 @@ class Event:
             "providerMessageId": self.provider_message_id,
             "raw": self.raw,
         }
+        if self.instance is not None:
+            shown["instance"] = self.instance
+        return shown
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Event:
@@ -158,4 +164,5 @@ class Event:
             provider_message_id=data.get("providerMessageId"),
             raw=data.get("raw") or {},
             status=data.get("status"),
+            instance=data.get("instance"),
         )

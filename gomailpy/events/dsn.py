@@ -62,7 +62,7 @@ from gomailpy.events.autoreply import auto_reply_signal, looks_like_failure
 from gomailpy.events.bounce_reasons import Classification, Reason, classify, find_code, outcome
 from gomailpy.events.mta_bounces import diagnostic_windows, notification_text, read_failures
 from gomailpy.mime import MESSAGE_ID_DOMAIN
-from gomailpy.verp import message_id_from
+from gomailpy.verp import instance_from, message_id_from
 
 PROVIDER = "smtp"
 MAX_KEPT_BYTES = 64 * 1024  # of an unreadable report kept in its event's raw
@@ -166,6 +166,7 @@ class _Context:
         self.report_id = _text(message.get("Message-ID")) or hashlib.sha256(data).hexdigest()
         self.original = _returned_headers(self.parts)
         self.message_id = _message_id(report, self.original)
+        self.instance = _instance(report)  # the relay that sent it, from the VERP address
         # When the listener received it: our clock, to the microsecond, so a report sorts after
         # the send it is about; the report's own Date (whole seconds, the relay's clock) is kept
         # in raw.
@@ -186,6 +187,7 @@ class _Context:
             provider=PROVIDER,
             type=kind,
             at=self.at,
+            instance=self.instance,
             raw={"reportId": self.report_id, "fields": fields, **self._envelope()},
             **extra,
         )
@@ -223,6 +225,7 @@ class _Context:
             provider=PROVIDER,
             type=EventType.UNKNOWN,
             at=self.at,
+            instance=self.instance,
             reason=reason,
             raw={
                 "reportId": self.report_id,
@@ -556,6 +559,14 @@ def _returned_headers(parts: list[Message]) -> Message | None:
             raw = part.get_payload(decode=True)
             if isinstance(raw, bytes):
                 return HeaderParser().parsestr(raw.decode("utf-8", "replace"))
+    return None
+
+
+def _instance(report: dict[str, Any]) -> str | None:
+    rcpt_to = report.get("rcptTo")
+    for address in rcpt_to if isinstance(rcpt_to, list) else []:
+        if isinstance(address, str) and (found := instance_from(address)):
+            return found
     return None
 
 

@@ -48,6 +48,10 @@ def parse_report(body: str) -> list[Event]:
         if not isinstance(events, list):
             raise EventFormatError("sendgrid: `events` is not a list")
         parse = _parser("sendgrid", "parse_sendgrid")
+        instance = data.get("instance")  # the instance's webhook route took them (api.events)
+        if isinstance(instance, str):
+            of_instance = _parser("sendgrid", "parse_sendgrid_of")
+            return _guarded("sendgrid", lambda: of_instance(events, instance=instance))
         return _guarded("sendgrid", lambda: parse(events))
     if source == "smtp":
         parse = _parser("dsn", "parse_bounce")
@@ -60,9 +64,9 @@ def parse_report(body: str) -> list[Event]:
     )
 
 
-def _parser(module: str, function: str) -> Callable[[Any], list[Event]]:
+def _parser(module: str, function: str) -> Callable[..., list[Event]]:
     try:
-        found: Callable[[Any], list[Event]] = getattr(
+        found: Callable[..., list[Event]] = getattr(
             importlib.import_module(f"gomailpy.events.{module}"), function
         )
     except (ImportError, AttributeError) as exc:

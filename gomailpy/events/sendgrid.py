@@ -47,6 +47,7 @@ from gomailpy.events.bounce_reasons import Classification, Reason, classify, out
 
 PROVIDER = "sendgrid"
 MESSAGE_ID_ARG = "gomailpy_id"
+INSTANCE_ARG = "gomailpy_provider"  # the instance that sent it (providers[].name)
 _LEGACY_MESSAGE_ID_ARG = "gomailpy_message_id"
 _LATEST_EPOCH_S = 253_402_300_800  # 10000-01-01: past it, no date can be written
 
@@ -80,9 +81,15 @@ _CLASSIFICATIONS: dict[str, Reason] = {
 def parse_sendgrid(events: list[Any]) -> list[Event]:
     """The events of one webhook post; EventFormatError if it is not a list of event objects
     with a numeric `timestamp`."""
+    return parse_sendgrid_of(events, instance=None)
+
+
+def parse_sendgrid_of(events: list[Any], *, instance: str | None) -> list[Event]:
+    """`parse_sendgrid` for a post to the webhook route of SendGrid instance `instance`: its
+    events name that instance unless they name one themselves (custom arg)."""
     if not isinstance(events, list):
         raise EventFormatError("the SendGrid events are not a JSON array")
-    return [_event(entry, index) for index, entry in enumerate(events)]
+    return [_event(entry, index, instance) for index, entry in enumerate(events)]
 
 
 def provider_message_id(sg_message_id: Any) -> str | None:
@@ -97,7 +104,7 @@ def _text(value: Any) -> str | None:
     return None if value is None or value == "" else str(value)
 
 
-def _event(entry: Any, index: int) -> Event:
+def _event(entry: Any, index: int, instance: str | None = None) -> Event:
     if not isinstance(entry, dict):
         raise EventFormatError(f"event {index} is not a JSON object")
     timestamp = entry.get("timestamp")
@@ -140,6 +147,7 @@ def _event(entry: Any, index: int) -> Event:
         message_id=message_id,
         recipient=_text(entry.get("email")),
         provider=PROVIDER,
+        instance=_text(entry.get(INSTANCE_ARG)) or instance,
         type=kind,
         at=iso(float(timestamp)),
         subtype=subtype,

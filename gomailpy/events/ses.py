@@ -58,6 +58,7 @@ from gomailpy.events.bounce_reasons import Classification, Reason, classify, out
 
 PROVIDER = "ses"
 MESSAGE_ID_TAG = "gomailpy-id"
+INSTANCE_TAG = "gomailpy-provider"  # the SES instance that sent it (providers[].name)
 MESSAGE_ID_HEADER = "x-gomailpy-id"
 VALIDATION_TEXT = "Successfully validated SNS topic"
 # SNS messages that are about the subscription, not about any email.
@@ -174,13 +175,19 @@ class _SesEvent:
         self.sns_id = sns_id
         self.mail = _object(message.get("mail"), "mail")
         self.message_id = self._message_id()
+        self.instance = self._tag(INSTANCE_TAG)
         self.default_at = _at(self.mail.get("timestamp")) or _at(published_at) or iso(0)
 
-    def _message_id(self) -> str | None:
-        tags = _object(self.mail.get("tags"), "mail.tags")
-        tagged = tags.get(MESSAGE_ID_TAG)
+    def _tag(self, name: str) -> str | None:
+        tagged = _object(self.mail.get("tags"), "mail.tags").get(name)
         if isinstance(tagged, list) and tagged and isinstance(tagged[0], str):
             return tagged[0]
+        return None
+
+    def _message_id(self) -> str | None:
+        tagged = self._tag(MESSAGE_ID_TAG)
+        if tagged is not None:
+            return tagged
         for header in _list(self.mail.get("headers"), "mail.headers"):
             if isinstance(header, dict) and str(header.get("name", "")).lower() == (
                 MESSAGE_ID_HEADER
@@ -298,6 +305,7 @@ class _SesEvent:
             message_id=self.message_id,
             recipient=address,
             provider=PROVIDER,
+            instance=self.instance,
             type=event_type,
             at=_at(details.get("timestamp")) or self.default_at,
             subtype=subtype,

@@ -1,18 +1,20 @@
 """Email providers behind one interface (`base.Provider`): SES, SendGrid, SMTP.
 
     async with AsyncExitStack() as stack:
-        providers = await open_providers(stack, settings)   # {"ses": ..., "smtp": ...}
-        result = await providers["ses"].send(envelope)
+        providers = await open_providers(stack, settings)   # {"ses-eu": ..., "relay-a": ...}
+        result = await providers["ses-eu"].send(envelope)
 
-Each enabled provider is built once per process, entered on the stack (every provider is a
-one-shot async context manager) and closed when the stack closes. A provider's `send` is plain:
-the pipeline (pipeline.dispatch) bounds each call with the provider's `timeout_s` and guards it.
+Each enabled instance (`providers:`, gomailpy.provider_settings) is built once per process,
+entered on the stack (every provider is a one-shot async context manager) and closed when the
+stack closes. A provider's `send` is plain: the pipeline (pipeline.dispatch) bounds each call
+with the provider's `timeout_s` and guards it.
 """
 
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
 
+from gomailpy.provider_settings import SendGridSettings, SesSettings
 from gomailpy.providers.base import Outcome, Provider, SendResult
 from gomailpy.providers.sendgrid import SendGridProvider
 from gomailpy.providers.ses import SesProvider
@@ -31,19 +33,16 @@ __all__ = [
 
 
 async def open_providers(stack: AsyncExitStack, settings: Settings) -> dict[str, Provider]:
-    """Build every enabled provider (name -> provider); each is closed when `stack` closes."""
-    configured = settings.providers
+    """Build every enabled provider instance (name -> provider), in the order configured; each
+    is closed when `stack` closes."""
     providers: dict[str, Provider] = {}
-    if configured.ses.enabled:
-        providers[SesProvider.name] = await stack.enter_async_context(
-            SesProvider(configured.ses, settings.aws, events=settings.events)
-        )
-    if configured.sendgrid.enabled:
-        providers[SendGridProvider.name] = await stack.enter_async_context(
-            SendGridProvider(configured.sendgrid)
-        )
-    if configured.smtp.enabled:
-        providers[SmtpProvider.name] = await stack.enter_async_context(
-            SmtpProvider(configured.smtp, settings.events)
-        )
+    for instance in settings.providers.enabled().values():
+        provider: Provider
+        if isinstance(instance, SesSettings):
+            provider = SesProvider(instance, settings.aws, events=settings.events)
+        elif isinstance(instance, SendGridSettings):
+            provider = SendGridProvider(instance)
+        else:
+            provider = SmtpProvider(instance, settings.events)
+        providers[instance.name] = await stack.enter_async_context(provider)
     return providers

@@ -62,6 +62,7 @@ from gomailpy.submitted import as_named
 NAME = "sendgrid"
 SEND_PATH = "/v3/mail/send"
 MESSAGE_ID_ARG = "gomailpy_id"  # SendGrid copies custom_args into every event it reports
+INSTANCE_ARG = "gomailpy_provider"  # providers[].name of the instance that sent it
 _MAX_REASON = 300
 # SendGrid refuses a request that sets these itself (or any X-SG-* header).
 _RESERVED_HEADERS = frozenset(
@@ -133,8 +134,9 @@ def _personalization(to: list[Address], cc: list[Address], bcc: list[Address]) -
     return personalization
 
 
-def payload_for(envelope: Envelope) -> dict[str, Any]:
-    """The v3 `/mail/send` JSON body for `envelope`."""
+def payload_for(envelope: Envelope, instance: str | None = None) -> dict[str, Any]:
+    """The v3 `/mail/send` JSON body for `envelope`, sent by the SendGrid instance `instance`
+    (named in a custom arg, so its events find it; None: not named)."""
     email: Email = envelope.email
     mail = Mail()
     mail.from_email = From(ascii_domain(email.sender.email), email.sender.name or None)
@@ -168,6 +170,8 @@ def payload_for(envelope: Envelope) -> dict[str, Any]:
     # custom_args come back in SendGrid's event webhook: the gomailpy id ties events to the API's
     # answer (gomailpy.events.sendgrid). The headers let a recipient's copy be traced the same way.
     mail.add_custom_arg(CustomArg(MESSAGE_ID_ARG, envelope.id))
+    if instance is not None:  # the SendGrid instance that sent it: its events say so
+        mail.add_custom_arg(CustomArg(INSTANCE_ARG, instance))
     # A v3 request's own custom_args and categories (gomailpy.v3) ride along the same way.
     for key, value in (envelope.custom_args or {}).items():
         if key != MESSAGE_ID_ARG:
@@ -230,10 +234,11 @@ class SendGridProvider(AsyncResource):
     """Sends through SendGrid's v3 API over one aiohttp session; a one-shot async context
     manager (`gomailpy.lifecycle`). Build it inside a running loop; `aclose` closes the session."""
 
-    name = NAME
+    kind = NAME
 
     def __init__(self, settings: SendGridSettings) -> None:
         self._settings = settings
+        self.name = settings.name  # the instance: labels, health, controls
         self.timeout_s = settings.timeout_s
         # The pipeline starts at most this many sends at once, so none waits for a connection
         # inside its time limit.
@@ -254,16 +259,18 @@ class SendGridProvider(AsyncResource):
     async def send(self, envelope: Envelope) -> SendResult:
         if needs_smtputf8(envelope.email):
             return SendResult(
-                NAME, Outcome.ACCOUNT, reason="SendGrid cannot send to a non-ASCII local part"
+                self.name, Outcome.ACCOUNT, reason="SendGrid cannot send to a non-ASCII local part"
             )
         try:
-            payload = payload_for(envelope)
+            # An instance named after its kind goes unnamed: the kind's events are its own.
+            named = self.name if self.name != NAME else None
+            payload = payload_for(envelope, named)
             async with self._session.post(self._url, json=payload) as response:
                 status = response.status
                 outcome = classify_status(status)
                 if outcome is Outcome.ACCEPTED:
                     return SendResult(
-                        NAME, outcome, provider_message_id=response.headers.get("X-Message-Id")
+                        self.name, outcome, provider_message_id=response.headers.get("X-Message-Id")
                     )
                 try:
                     body: Any = await response.json(content_type=None)
@@ -271,7 +278,7 @@ class SendGridProvider(AsyncResource):
                     body = None
                 detail = _error_messages(body) or response.reason or ""
                 return SendResult(
-                    NAME,
+                    self.name,
                     outcome,
                     reason=f"HTTP {status}: {detail}"[:_MAX_REASON],
                     retry_after_s=retry_after_s(response.headers)
@@ -279,4 +286,4 @@ class SendGridProvider(AsyncResource):
                     else None,
                 )
         except (aiohttp.ClientError, OSError) as exc:  # refused, reset, DNS: no answer at all
-            return SendResult(NAME, Outcome.TRANSIENT, reason=f"{type(exc).__name__}: {exc}")
+            return SendResult(self.name, Outcome.TRANSIENT, reason=f"{type(exc).__name__}: {exc}")

@@ -1,7 +1,12 @@
-"""Amazon SES (v1 API): one `SendRawEmail` per email, through one long-lived aiobotocore client.
+"""Amazon SES: one raw send per email, through one long-lived aiobotocore client.
 
-    async with SesProvider(settings.providers.ses, settings.aws, events=settings.events) as ses:
+    async with SesProvider(settings.providers["ses-eu"], settings.aws, events=...) as ses:
         result = await ses.send(envelope)                # opened its client on entering
+
+`api_version: v2` sends through the `sesv2` API, `SendEmail` with `Content.Raw.Data` (messages
+up to 40 MB); `v1` (the default: LocalStack's community edition does not emulate sesv2, moto's
+server does) through `SendRawEmail` (10 MB). Both carry the same MIME message, recipients,
+configuration set and tags. Each instance sends in its own `region` (default `aws.region`).
 
 The message is built by `gomailpy.mime` (so SES sends exactly what SMTP would), `Source` is the
 sender and `Destinations` every recipient, Bcc included. botocore retries are off
@@ -13,18 +18,22 @@ How SES errors map to outcomes (see `classify_client_error`):
 | SES error                                                     | outcome   |
 |---------------------------------------------------------------|-----------|
 | Throttling "Maximum sending rate exceeded", TooManyRequests   | THROTTLED |
+| (v2) LimitExceeded                                            | THROTTLED |
 | Throttling "Daily message quota exceeded"                     | ACCOUNT   |
 | MessageRejected "not verified" / "Did not have authority"     | ACCOUNT   |
 | MailFromDomainNotVerified, sending paused, config set missing | ACCOUNT   |
+| (v2) AccountSuspended, NotFound (the configuration set)       | ACCOUNT   |
 | bad credentials, AccessDenied                                 | ACCOUNT   |
 | other MessageRejected, InvalidParameterValue (bad address)    | PERMANENT |
+| (v2) BadRequest                                               | PERMANENT |
 | HTTP 5xx, network errors, timeouts                            | TRANSIENT |
 | anything else                                                 | TRANSIENT |
 | a non-ASCII local part (SES v1 has no SMTPUTF8), without a call | ACCOUNT |
 
 Events (`events.enabled`): sends carry the configuration set whose SNS event destination
-`gomail init` creates (`configuration_set_for`) and the message tag `gomailpy-id=<message id>`,
-which SES hands back in every event (`mail.tags`), so an event finds its email.
+`gomail init` creates (`configuration_set_for`) and the message tags `gomailpy-id=<message id>`
+and `gomailpy-provider=<instance name>`, which SES hands back in every event (`mail.tags`), so an
+event finds its email and the instance that sent it.
 
 The daily quota is an account limit that lasts hours, so another provider should take the email
 rather than this one being retried. Unknown errors are TRANSIENT: failing an email for good on an
@@ -56,6 +65,7 @@ from gomailpy.settings import AwsSettings
 
 NAME = "ses"
 MESSAGE_ID_TAG = "gomailpy-id"
+INSTANCE_TAG = "gomailpy-provider"  # which SES instance sent it: gomailpy.events.ses
 # What SES allows in a tag value. Message ids are UUIDs; one that is not (an envelope written by
 # another tool) goes untagged, and its events join by SES's message id instead.
 _TAG_VALUE = re.compile(r"[A-Za-z0-9_-]{1,255}")
@@ -78,13 +88,26 @@ _ACCOUNT_CODES = frozenset(
         "ExpiredTokenException",
         "MissingAuthenticationToken",
         "InvalidAccessKeyId",
+        "AccountSuspendedException",  # v2
+        "NotFoundException",  # v2: the configuration set
     }
 )
 _THROTTLE_CODES = frozenset(
-    {"Throttling", "ThrottlingException", "TooManyRequestsException", "RequestThrottled"}
+    {
+        "Throttling",
+        "ThrottlingException",
+        "TooManyRequestsException",
+        "RequestThrottled",
+        "LimitExceededException",  # v2
+    }
 )
 _PERMANENT_CODES = frozenset(
-    {"InvalidParameterValue", "InvalidParameterCombination", "MessageRejected"}
+    {
+        "InvalidParameterValue",
+        "InvalidParameterCombination",
+        "MessageRejected",
+        "BadRequestException",  # v2
+    }
 )
 _ACCOUNT_REJECTIONS = ("not verified", "did not have authority", "not authorized")
 _MAX_REASON = 300
@@ -125,10 +148,11 @@ def configuration_set_for(ses: SesSettings, events: EventsSettings | None) -> st
 
 
 class SesProvider(AwsResource):
-    """Sends through SES `SendRawEmail` over one aiobotocore client; a one-shot async context
-    manager (see `gomailpy.aws.AwsResource`) that opens the client unless one is given."""
+    """Sends through SES (`sesv2` SendEmail, or v1 SendRawEmail) over one aiobotocore client; a
+    one-shot async context manager (see `gomailpy.aws.AwsResource`) that opens the client unless
+    one is given (an `sesv2` client for v2, `ses` for v1)."""
 
-    name = NAME
+    kind = NAME
 
     def __init__(
         self,
@@ -140,6 +164,7 @@ class SesProvider(AwsResource):
     ) -> None:
         super().__init__(client=client)
         self._settings = settings
+        self.name = settings.name  # the instance: labels, health, controls
         self._aws = aws
         self._configuration_set = configuration_set_for(settings, events)
         self._tag_sends = events is not None and events.enabled
@@ -154,7 +179,7 @@ class SesProvider(AwsResource):
     async def _open_client(self, stack: AsyncExitStack) -> Any:
         return await open_aws_client(
             stack,
-            "ses",
+            "sesv2" if self._settings.api_version == "v2" else "ses",
             self._aws,
             region=self._settings.region,
             endpoint_url=self._settings.endpoint_url,
@@ -167,22 +192,45 @@ class SesProvider(AwsResource):
         if needs_smtputf8(email):
             # SES takes only ASCII local parts; an SMTP relay with SMTPUTF8 may take this one.
             return SendResult(
-                NAME, Outcome.ACCOUNT, reason="SES cannot send to a non-ASCII local part"
+                self.name, Outcome.ACCOUNT, reason="SES cannot send to a non-ASCII local part"
             )
         try:
-            request: dict[str, Any] = {
-                "Source": envelope_sender(email),
-                "Destinations": all_recipients(email),
-                "RawMessage": {"Data": message_bytes(build_message(envelope))},
-            }
+            raw = message_bytes(build_message(envelope))
+            # SES hands tags back in every event: they find the email and the instance (one
+            # named after its kind goes unnamed: the kind's events are its own).
+            tags = []
+            if self._tag_sends and _TAG_VALUE.fullmatch(envelope.id):
+                tags.append({"Name": MESSAGE_ID_TAG, "Value": envelope.id})
+            if self._tag_sends and self.name != NAME:
+                tags.append({"Name": INSTANCE_TAG, "Value": self.name})
+            if self._settings.api_version == "v2":
+                request: dict[str, Any] = {
+                    "FromEmailAddress": envelope_sender(email),
+                    # The envelope: every recipient, Bcc included (the message has no Bcc).
+                    "Destination": {"ToAddresses": all_recipients(email)},
+                    "Content": {"Raw": {"Data": raw}},
+                }
+                if tags:
+                    request["EmailTags"] = tags
+            else:
+                request = {
+                    "Source": envelope_sender(email),
+                    "Destinations": all_recipients(email),
+                    "RawMessage": {"Data": raw},
+                }
+                if tags:
+                    request["Tags"] = tags
             if self._configuration_set:
                 request["ConfigurationSetName"] = self._configuration_set
-            if self._tag_sends and _TAG_VALUE.fullmatch(envelope.id):
-                request["Tags"] = [{"Name": MESSAGE_ID_TAG, "Value": envelope.id}]
-            response = await self._client.send_raw_email(**request)
+            if self._settings.api_version == "v2":
+                response = await self._client.send_email(**request)
+            else:
+                response = await self._client.send_raw_email(**request)
         except ClientError as exc:
             outcome, reason = classify_client_error(exc)
-            return SendResult(NAME, outcome, reason=reason)
+            return SendResult(self.name, outcome, reason=reason)
         except BotoCoreError as exc:  # no answer: connection refused or reset, read timeout
-            return SendResult(NAME, Outcome.TRANSIENT, reason=f"{type(exc).__name__}: {exc}")
-        return SendResult(NAME, Outcome.ACCEPTED, provider_message_id=response.get("MessageId"))
+            return SendResult(self.name, Outcome.TRANSIENT, reason=f"{type(exc).__name__}: {exc}")
+        return SendResult(
+            self.name, Outcome.ACCEPTED, provider_message_id=response.get("MessageId")
+        )

@@ -148,12 +148,13 @@ class SmtpProvider(AsyncResource):
     """Sends over SMTP with up to `max_connections` pooled connections; a one-shot async context
     manager (`gomailpy.lifecycle`) whose `aclose` ends them."""
 
-    name = NAME
+    kind = NAME
 
     def __init__(self, settings: SmtpSettings, events: EventsSettings | None = None) -> None:
         """`events`: with `events.enabled`, VERP envelope senders on `events.bounce_domain`.
         Reads the DKIM keys (ConfigError when one cannot be used)."""
         self._settings = settings
+        self.name = settings.name  # the instance: labels, health, controls
         self._bounce_domain = events.bounce_domain if events and events.enabled else None
         self._dkim = DkimSigner.from_settings(settings.dkim, settings.dkim_keys)
         self.timeout_s = settings.timeout_s
@@ -237,13 +238,13 @@ class SmtpProvider(AsyncResource):
                     refusals = [(r.recipient, r.code, r.message) for r in exc.recipients]
                     events = refusal_events(envelope.id, refusals, accepted=False)
                 return SendResult(
-                    NAME, outcome, reason=reason, events=events, refused=tuple(refusals)
+                    self.name, outcome, reason=reason, events=events, refused=tuple(refusals)
                 )
             except (OSError, ValueError) as exc:
                 # OSError: no connection; ValueError: an address aiosmtplib will not put on the
                 # wire (checked before anything is sent).
                 outcome = Outcome.TRANSIENT if isinstance(exc, OSError) else Outcome.PERMANENT
-                return SendResult(NAME, outcome, reason=f"{type(exc).__name__}: {exc}")
+                return SendResult(self.name, outcome, reason=f"{type(exc).__name__}: {exc}")
             finally:
                 # Runs on cancellation (the send timeout) and on an unforeseen error too: a
                 # client mid-transaction is closed, never pooled.
@@ -276,7 +277,7 @@ class SmtpProvider(AsyncResource):
             reason = f"accepted, but refused for: {detail}"[:_MAX_REASON]
         refusals = [(rcpt, r.code, r.message) for rcpt, r in refused.items()]
         return SendResult(
-            NAME,
+            self.name,
             Outcome.ACCEPTED,
             provider_message_id=_queue_id(reply),
             reason=reason,
@@ -288,7 +289,7 @@ class SmtpProvider(AsyncResource):
         """The VERP envelope sender when events are on (None: the email's own sender)."""
         if self._bounce_domain is None:
             return None
-        return verp_address(envelope.id, self._bounce_domain)
+        return verp_address(envelope.id, self._bounce_domain, instance=self.name)
 
     async def _stop(self) -> None:
         self._closed = True

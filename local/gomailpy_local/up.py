@@ -6,7 +6,9 @@
                                   a child process (moto comes with gomailpy-local) when no
                                   endpoint_url is set; a memory store cannot be shared by the
                                   API and pipeline processes, so `memory` means off here
-    SMTP and SendGrid stand-ins   served by this process; their control API flips faults
+    SMTP and SendGrid stand-ins   served by this process, one per provider instance (and one
+                                  of each kind the config lacks); their control API flips
+                                  faults
     API + web form                a `gomail api` child process
     pipeline nodes                `pipeline` child processes (--nodes N)
 
@@ -34,14 +36,16 @@ import aiohttp
 import yaml
 
 from gomailpy.aws import is_loopback, open_aws_client
+from gomailpy.provider_settings import KINDS, SECRET_KEYS
 from gomailpy.queue import create_queue_client, queue_name
 from gomailpy.report import node_status
 from gomailpy.resources import ensure_resources
-from gomailpy.settings import SECRET_PATHS, Settings, env_var_for
+from gomailpy.settings import SECRET_PATHS, Settings, env_var_for, provider_var
 from gomailpy.up_state import UpState, remove_state, write_state
 from gomailpy_local.localstack import LocalStack, free_port, health
 from gomailpy_local.receiver import WebhookReceiver, banner_lines, with_local_receiver
 from gomailpy_local.standins import SendGridStandIn, SmtpStandIn
+from gomailpy_local.standins.control import Controllable
 from gomailpy_local.tls import self_signed_certificate
 
 # Sender domains LocalStack's SES is told it may send for; other senders are refused by SES
@@ -70,8 +74,9 @@ class Running:
     admin_urls: list[str]
     standin_url: str
     endpoint_url: str | None
-    smtp: SmtpStandIn
-    sendgrid: SendGridStandIn
+    smtp: SmtpStandIn  # the first SMTP instance's stand-in
+    sendgrid: SendGridStandIn  # the first SendGrid instance's: it serves every control API
+    standins: dict[str, SmtpStandIn | SendGridStandIn] = field(default_factory=dict)  # by name
     children: list[asyncio.subprocess.Process] = field(default_factory=list)
     submission_port: int = 0  # `gomail smtp`: SMTP submission (STARTTLS, AUTH apikey/<key>)
 
@@ -116,6 +121,12 @@ def _child_config(settings: Settings, directory: Path) -> tuple[Path, dict[str, 
     """The settings as a YAML file for the children, and their secrets as environment."""
     data = settings.model_dump(mode="json")
     secrets: dict[str, str] = {}
+    for entry, instance in zip(data["providers"], settings.providers, strict=True):
+        for key in SECRET_KEYS & set(entry):
+            entry.pop(key)
+            value = getattr(instance, key)
+            if value is not None:
+                secrets[provider_var(instance.name, key)] = value.get_secret_value()
     for path in SECRET_PATHS:
         node: Any = data
         for part in path[:-1]:
@@ -132,10 +143,15 @@ def _child_config(settings: Settings, directory: Path) -> tuple[Path, dict[str, 
 
 
 async def _verify_ses_senders(settings: Settings) -> None:
+    """Verify the local sender domains in the region of every SES instance."""
+    regions = {
+        instance.region or settings.aws.region for instance in settings.providers.ses_instances()
+    }
     async with AsyncExitStack() as stack:
-        ses = await open_aws_client(stack, "ses", settings.aws)
-        for domain in VERIFIED_DOMAINS:
-            await ses.verify_domain_identity(Domain=domain)
+        for region in sorted(regions):
+            ses = await open_aws_client(stack, "ses", settings.aws, region=region)
+            for domain in VERIFIED_DOMAINS:
+                await ses.verify_domain_identity(Domain=domain)
 
 
 async def _spawn(
@@ -186,7 +202,8 @@ async def _stop_children(children: list[asyncio.subprocess.Process], grace_s: fl
             await child.wait()
 
 
-async def _ses_count(endpoint: str | None) -> int | None:
+async def _ses_counts(endpoint: str | None) -> dict[str, int] | None:
+    """What LocalStack's SES sent, by region."""
     if not endpoint:
         return None
     try:
@@ -194,9 +211,14 @@ async def _ses_count(endpoint: str | None) -> int | None:
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session,
             session.get(f"{endpoint}/_aws/ses") as response,
         ):
-            return len((await response.json()).get("messages", []))
+            messages = (await response.json()).get("messages", [])
     except (aiohttp.ClientError, TimeoutError, ValueError):
         return None
+    counts: dict[str, int] = {}
+    for message in messages:
+        region = str(message.get("Region", ""))
+        counts[region] = counts.get(region, 0) + 1
+    return counts
 
 
 async def status_line(running: Running) -> str:
@@ -214,11 +236,13 @@ async def status_line(running: Running) -> str:
     for answer in (await node_status(running.admin_urls, timeout_s=1)).values():
         for name, provider in answer.get("providers", {}).items():
             states.setdefault(name, set()).add(provider["state"])
-    captured = {
-        "ses": await _ses_count(running.endpoint_url),
-        "smtp": len(running.smtp.messages),
-        "sendgrid": len(running.sendgrid.messages),
+    captured: dict[str, int | None] = {
+        name: len(standin.messages) for name, standin in running.standins.items()
     }
+    by_region = await _ses_counts(running.endpoint_url)
+    for ses in running.settings.providers.ses_instances():
+        region = ses.region or running.settings.aws.region
+        captured[ses.name] = None if by_region is None else by_region.get(region, 0)
     providers = []
     for name in running.settings.providers.enabled():
         state = "/".join(sorted(states.get(name, {"?"})))
@@ -227,35 +251,63 @@ async def status_line(running: Running) -> str:
     return "queues: " + ", ".join(parts) + " | " + " | ".join(providers)
 
 
-def _local_settings(settings: Settings, endpoint: str | None, smtp: int, sendgrid: str) -> Settings:
+def _every_kind(settings: Settings) -> Settings:
+    """Every configured instance enabled, and one instance (named after it) of each kind the
+    configuration lacks: `gomail up` always runs SES, SendGrid and SMTP."""
     data = settings.model_dump(mode="python")
-    data["aws"]["endpoint_url"] = endpoint
-    data["providers"]["smtp"].update(
-        enabled=True,
-        host="127.0.0.1",
-        port=smtp,
-        use_tls=False,
-        start_tls=False,
-        username=None,
-        password=None,
-    )
-    data["providers"]["sendgrid"].update(enabled=True, base_url=sendgrid)
+    present = {entry["kind"] for entry in data["providers"]}
+    data["providers"] += [{"name": k, "kind": k} for k in KINDS if k not in present]
+    for entry in data["providers"]:
+        entry["enabled"] = True
+    return Settings.model_validate(data)
+
+
+def _local_settings(
+    settings: Settings,
+    endpoint: str | None,
+    smtp: dict[str, int],
+    sendgrid: dict[str, str],
+) -> Settings:
+    """The instances pointed at their stand-ins (`smtp`: name -> port, `sendgrid`: name -> base
+    URL); SES at the endpoint."""
     from pydantic import SecretStr
 
-    data["providers"]["sendgrid"]["api_key"] = SecretStr(STANDIN_API_KEY)
-    data["providers"]["ses"]["enabled"] = True
+    data = settings.model_dump(mode="python")
+    data["aws"]["endpoint_url"] = endpoint
+    for entry in data["providers"]:
+        if entry["kind"] == "smtp":
+            entry.update(
+                host="127.0.0.1",
+                port=smtp[entry["name"]],
+                use_tls=False,
+                start_tls=False,
+                username=None,
+                password=None,
+            )
+        elif entry["kind"] == "sendgrid":
+            entry.update(base_url=sendgrid[entry["name"]], api_key=SecretStr(STANDIN_API_KEY))
+        elif entry["kind"] == "ses":
+            entry["endpoint_url"] = None  # aws.endpoint_url: LocalStack serves every region
     data["pipeline"]["admin_port"] = 0
     # The SMTP bounce listener (`gomail bounces`, a child): where the stand-in mails its DSNs.
     data["events"].update(bounce_host="127.0.0.1", bounce_port=free_port())
     return Settings.model_validate(data)
 
 
-def _with_events(settings: Settings, sendgrid_public_key: str) -> Settings:
+def _with_events(settings: Settings, sendgrid_keys: dict[str, str]) -> Settings:
     """Events on: SES sends carry the configuration set that publishes to the events queue,
-    and the SendGrid stand-in signs its webhook posts with the key the API checks."""
+    and each SendGrid stand-in signs its webhook posts with the key the API checks on that
+    instance's route (`sendgrid_keys`: name -> public key; the first also on the shared one)."""
     data = settings.model_dump(mode="python")
-    data["events"].update(enabled=True, sendgrid_public_key=sendgrid_public_key)
-    data["providers"]["ses"]["configuration_set"] = settings.events.ses_configuration_set
+    first = next(iter(sendgrid_keys.values()))
+    data["events"].update(enabled=True, sendgrid_public_key=first)
+    for entry in data["providers"]:
+        if entry["kind"] == "sendgrid":
+            entry["webhook_public_key"] = sendgrid_keys[entry["name"]]
+        if entry["kind"] == "ses":  # the same set's name in each instance's region
+            entry["configuration_set"] = entry["configuration_set"] or (
+                settings.events.ses_configuration_set
+            )
     return Settings.model_validate(data)
 
 
@@ -314,6 +366,33 @@ async def _status_store(
     return Settings.model_validate(data)
 
 
+async def _start_standins(
+    stack: AsyncExitStack, settings: Settings
+) -> tuple[dict[str, SmtpStandIn], dict[str, SendGridStandIn]]:
+    """One stand-in per SMTP and SendGrid instance, each on a port of its own. The first
+    SendGrid stand-in serves the control API of all: `/_standin/<smtp instance>`,
+    `/_standin/sendgrid/<other sendgrid instance>`."""
+    smtps: dict[str, SmtpStandIn] = {}
+    for smtp_instance in settings.providers.smtp_instances():
+        smtps[smtp_instance.name] = SmtpStandIn()
+        await smtps[smtp_instance.name].start()
+        stack.push_async_callback(smtps[smtp_instance.name].stop)
+    names = [instance.name for instance in settings.providers.sendgrid_instances()]
+    sendgrids = {name: SendGridStandIn(api_key=STANDIN_API_KEY) for name in names[1:]}
+    controls: dict[str, Controllable] = {
+        **smtps,
+        **{f"sendgrid/{name}": standin for name, standin in sendgrids.items()},
+    }
+    sendgrids = {
+        names[0]: SendGridStandIn(api_key=STANDIN_API_KEY, controls=controls),
+        **sendgrids,
+    }
+    for standin in sendgrids.values():
+        await standin.start()
+        stack.push_async_callback(standin.stop)
+    return smtps, sendgrids
+
+
 async def run_up(settings: Settings, options: UpOptions, echo: Echo = print) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -329,14 +408,16 @@ async def run_up(settings: Settings, options: UpOptions, echo: Echo = print) -> 
             # The emulator takes any credentials; never send a real key to it.
             env.update(AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local")
             os.environ.update(AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local")
-        smtp = SmtpStandIn()
-        await smtp.start()
-        stack.push_async_callback(smtp.stop)
-        sendgrid = SendGridStandIn(api_key=STANDIN_API_KEY, controls={"smtp": smtp})
-        await sendgrid.start()
-        stack.push_async_callback(sendgrid.stop)
-        settings = _local_settings(settings, endpoint, smtp.port, sendgrid.base_url)
-        settings = _with_events(settings, sendgrid.public_key)
+        settings = _every_kind(settings)
+        smtps, sendgrids = await _start_standins(stack, settings)
+        smtp, sendgrid = next(iter(smtps.values())), next(iter(sendgrids.values()))
+        settings = _local_settings(
+            settings,
+            endpoint,
+            {name: s.port for name, s in smtps.items()},
+            {name: s.base_url for name, s in sendgrids.items()},
+        )
+        settings = _with_events(settings, {n: s.public_key for n, s in sendgrids.items()})
         receiver = await stack.enter_async_context(WebhookReceiver())  # webhooks land here
         settings = with_local_receiver(settings, receiver)
         settings = await _status_store(stack, settings, endpoint, workdir, echo)
@@ -350,8 +431,10 @@ async def run_up(settings: Settings, options: UpOptions, echo: Echo = print) -> 
 
         api_port = settings.api.port if options.api_port is None else options.api_port
         api_port = api_port or free_port()
-        sendgrid.events_url = f"http://127.0.0.1:{api_port}/events/sendgrid"
-        smtp.report_to = (settings.events.bounce_host, settings.events.bounce_port)
+        for name, sendgrid_standin in sendgrids.items():  # each on its instance's route
+            sendgrid_standin.events_url = f"http://127.0.0.1:{api_port}/events/sendgrid/{name}"
+        for smtp_standin in smtps.values():
+            smtp_standin.report_to = (settings.events.bounce_host, settings.events.bounce_port)
         node_ports = [free_port() for _ in range(options.nodes)]
         settings = _with_operator_page(settings, node_ports)
         config, secrets = _child_config(settings, workdir)
@@ -364,6 +447,7 @@ async def run_up(settings: Settings, options: UpOptions, echo: Echo = print) -> 
             endpoint_url=endpoint,
             smtp=smtp,
             sendgrid=sendgrid,
+            standins={**smtps, **sendgrids},
         )
         stack.push_async_callback(
             _stop_children, running.children, settings.pipeline.shutdown_grace_s + 5
@@ -451,8 +535,23 @@ async def _report_until(
             await asyncio.wait_for(stop.wait(), options.status_interval_s)
 
 
+def _standin_lines(running: Running, control: str) -> list[str]:
+    """Where each stand-in's captured mail is: the first SMTP and SendGrid instance's on the
+    first line, any other instance's on one line each."""
+    smtp = [n for n, s in running.standins.items() if isinstance(s, SmtpStandIn)]
+    sendgrid = [n for n, s in running.standins.items() if isinstance(s, SendGridStandIn)]
+    lines = [f"  captured mail   SMTP: {control}/{smtp[0]}/messages   SendGrid: {control}/messages"]
+    lines += [f"                  SMTP {name}: {control}/{name}/messages" for name in smtp[1:]]
+    lines += [
+        f"                  SendGrid {name}: {control}/sendgrid/{name}/messages"
+        for name in sendgrid[1:]
+    ]
+    return lines
+
+
 def _banner(running: Running, workdir: Path, options: UpOptions) -> str:
     control = running.standin_url + "/_standin"
+    first_smtp = next(n for n, s in running.standins.items() if isinstance(s, SmtpStandIn))
     lines = [
         "",
         "gomailpy is up.",
@@ -475,7 +574,7 @@ def _banner(running: Running, workdir: Path, options: UpOptions) -> str:
     lines += [
         f"  SQS/SES/S3      {running.endpoint_url or 'AWS'}"
         f"   (mail sent through SES: {running.endpoint_url}/_aws/ses)",
-        f"  captured mail   SMTP: {control}/smtp/messages   SendGrid: {control}/messages",
+        *_standin_lines(running, control),
         f"  SMTP bounces    {running.settings.events.bounce_host}:"
         f"{running.settings.events.bounce_port}   (gomail bounces: the stand-in's DSNs go here)",
         f"  logs            {workdir}",
@@ -483,7 +582,7 @@ def _banner(running: Running, workdir: Path, options: UpOptions) -> str:
         "Try it:",
         f"  gomail send --api {running.api_url} --count 100",
         "Make a provider fail, hang or recover, and watch the traffic move:",
-        f'  curl -X POST {control}/smtp/mode -d \'{{"mode": "fail"}}\'      # or hang, ok',
+        f'  curl -X POST {control}/{first_smtp}/mode -d \'{{"mode": "fail"}}\'      # or hang, ok',
         f'  curl -X POST {control}/mode -d \'{{"mode": "hang"}}\'           # SendGrid',
         "Make an address bounce or complain (SendGrid and SMTP report it; SES on LocalStack",
         "only reports sent and delivered): the recipient's local part decides",
