@@ -257,7 +257,7 @@ def test_unknown_scopes_are_refused_naming_the_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(path, env={})
     assert str(caught.value).startswith(
-        f"{path}: api.api_keys.0: key {digest[:12]}: unknown scope 'mail.sned'; the scopes are"
+        f"{path}: api.api_keys[0]: key {digest[:12]}: unknown scope 'mail.sned'; the scopes are"
         " mail.send, templates, suppressions, events.read, admin"
     )
     with pytest.raises(ConfigError, match=f"key {digest[:12]}: no scope"):
