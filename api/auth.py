@@ -47,7 +47,7 @@ from gomailpy.settings import (
 
 logger = logging.getLogger(__name__)
 
-GUARDED_PREFIX = ("/email/", "/suppressions", "/admin/")  # emails, the list, the controls
+GUARDED_PREFIX = ("/email/", "/suppressions", "/admin/", "/asm/")  # + unsubscribe groups
 GUARDED_PATHS = frozenset({"/events"})  # the event feed (not /events/sendgrid: signed)
 # Routes that check the key themselves (api.templates.check_key), not rate-limited: documented
 # with the key schemes and 401 all the same.
@@ -66,7 +66,12 @@ ROUTE_SCOPES = {
     "/email/{messageId}": EVENTS_READ,  # the status, its timeline and the recipients' events
     "/events": EVENTS_READ,
 }
-PREFIX_SCOPES = (("/templates", TEMPLATES), ("/suppressions", SUPPRESSIONS), ("/admin/", ADMIN))
+PREFIX_SCOPES = (
+    ("/templates", TEMPLATES),
+    ("/suppressions", SUPPRESSIONS),
+    ("/asm/", SUPPRESSIONS),  # unsubscribe groups (api.bulk)
+    ("/admin/", ADMIN),
+)
 ALL_SCOPES = frozenset(SCOPES)
 
 MISSING = "An API key is required: send 'Authorization: Bearer <key>' or 'X-Api-Key: <key>'"

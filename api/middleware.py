@@ -40,6 +40,7 @@ CORS_EXPOSE_HEADERS = "Retry-After, WWW-Authenticate"  # a page may read them on
 CORS_MAX_AGE_S = "600"
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+FORM_POST_PREFIX = "/u/"  # one-click unsubscribe (api.bulk): form posts taken
 
 
 def cors_middleware(origins: Iterable[str]) -> Middleware:
@@ -88,6 +89,8 @@ def cross_site_middleware(origins: Iterable[str]) -> Middleware:
     (the form it serves: Origin's host equals the Host header) is answered 403; and with an
     Origin present, a body not declared as JSON is answered 415, so no simple request can send
     one. Requests without Origin (curl, servers, webhooks) are not browsers': unaffected.
+    The one exception to the 415: a form POST to an unsubscribe link (`/u/<token>`, RFC 8058
+    wants `application/x-www-form-urlencoded`), still only from an allowed or the same origin.
     """
     allowed = frozenset(origin.rstrip("/") for origin in origins)
 
@@ -98,7 +101,11 @@ def cross_site_middleware(origins: Iterable[str]) -> Middleware:
             return await handler(request)
         if not ("*" in allowed or origin in allowed or _same_origin(origin, request.host)):
             return error_response(403, f"Origin {origin} is not allowed (api.cors_origins)")
-        if request.body_exists and not _declared_json(request.content_type):
+        if (
+            request.body_exists
+            and not _declared_json(request.content_type)
+            and not (request.path.startswith(FORM_POST_PREFIX) and _declared_form(request))
+        ):
             return error_response(
                 415, "Content-Type must be application/json for a request sent by a browser"
             )
@@ -111,6 +118,10 @@ def _same_origin(origin: str, host: str) -> bool:
     # Scheme not compared: behind a TLS-terminating proxy the API sees http, the page https.
     _, sep, rest = origin.partition("://")
     return bool(sep) and rest.lower() == host.lower()
+
+
+def _declared_form(request: web.Request) -> bool:
+    return request.content_type == "application/x-www-form-urlencoded"
 
 
 def _declared_json(content_type: str) -> bool:

@@ -15,6 +15,7 @@ from gomailpy.errors import (
     MalformedRequestError,
     NoQueueAvailableError,
     TemplateError,
+    TokenError,
     UnqueueableEmailError,
 )
 
@@ -49,6 +50,8 @@ def error_answer(exc: GomailError) -> web.Response:
         return error_response(422, str(exc))
     if isinstance(exc, UnqueueableEmailError):
         return error_response(400, UNQUEUEABLE)
+    if isinstance(exc, TokenError):  # a link's token: malformed 400, forged 403, expired 410
+        return error_response(exc.status, str(exc))
     if isinstance(exc, NoQueueAvailableError):
         response = error_response(503, SERVICE_UNAVAILABLE)
         response.headers["Retry-After"] = str(exc.retry_after_s)

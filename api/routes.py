@@ -15,6 +15,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.body import read_json
+from api.bulk import add_bulk_routes
 from api.controls import add_control_routes
 from api.delivery import (
     CLAIM_CHECK,
@@ -37,6 +38,7 @@ from api.schedules import add_schedule_routes, record_schedule
 from api.sendgrid_v3 import add_v3_routes
 from api.suppressions import add_suppression_routes, refuse_if_suppressed
 from api.templates import add_template_routes, check_template
+from gomailpy.bulk.options import take_bulk_options
 from gomailpy.claim_check import ReferenceEnvelope
 from gomailpy.deliveries import DeliveryStore
 from gomailpy.envelope import Envelope
@@ -56,11 +58,14 @@ SQS_MAX_MESSAGE_BYTES = 262_144
 async def send_email(request: web.Request) -> web.Response:
     data = await read_json(request, request.app[SETTINGS].api.max_body_size_bytes)
     send_at = take_send_at(data, time.time())  # "sendAt": gomailpy.schedule
+    bulk = take_bulk_options(data)  # "unsubscribe", "tracking": gomailpy.bulk.options
     email = parse_send_request(data)
     await refuse_if_suppressed(request.app, email)  # suppression.refuse_at_api
     await check_template(request.app, email)  # templateId: one that exists
     started = time.perf_counter()
     envelope = Envelope.wrap(email, send_at=send_at, message_id=new_message_id(request.app))
+    if bulk is not None:
+        envelope = envelope.model_copy(update={"bulk": bulk})
     store = request.app.get(DELIVERY_STORE)
     key = request.headers.get(IDEMPOTENCY_HEADER)
     if key is not None:
@@ -220,3 +225,4 @@ def add_api_routes(app: web.Application) -> None:
     add_suppression_routes(app)  # /suppressions/{address}
     add_control_routes(app)  # /admin/providers: the operator's controls (api.controls)
     add_overview_routes(app)  # /admin/overview: the operator page's data (api.overview)
+    add_bulk_routes(app)  # /u/{token}, /t/o|c/{token}, /asm/groups: api.bulk

@@ -34,7 +34,8 @@ KEYS_SECRET = ("providers", "smtp", "dkim_keys")
 _KEYS_VARIABLE = "GOMAILPY_PROVIDERS__SMTP__DKIM_KEYS"
 # Signed besides dkimpy's defaults (From, To, Subject, Date, Message-ID, MIME headers, ...; From
 # twice, so that nobody can add a second From below the signature).
-_EXTRA_HEADERS = (b"x-gomailpy-id",)
+# List-Unsubscribe and List-Unsubscribe-Post too: RFC 8058 section 4 wants both signed.
+_EXTRA_HEADERS = (b"x-gomailpy-id", b"list-unsubscribe", b"list-unsubscribe-post")
 
 
 class DkimDomainSettings(BaseModel):

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from gomailpy.bulk.options import BulkOptions
 from gomailpy.errors import EnvelopeError
 from gomailpy.models import Email
 
@@ -40,6 +41,7 @@ class Envelope(BaseModel):
     custom_args: dict[str, str] | None = None
     categories: list[str] | None = None
     send_at: float | None = None
+    bulk: BulkOptions | None = None  # unsubscribe links, tracking (gomailpy.bulk.options)
 
     @classmethod
     def wrap(

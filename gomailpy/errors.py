@@ -11,6 +11,8 @@ GomailError
 ├── TemplateError                # a stored template is missing, or failed to render (answered 422)
 │   ├── TemplateSyntaxError      # refused when stored: does not parse, nests too deep, a partial
 │   └── TemplateLimitError       # rendering went past the output size or the step or time budget
+├── TokenError                   # an unsubscribe or tracking link's token is malformed, forged
+│                                #   or expired (gomailpy.bulk.tokens; answered 400, 403 or 410)
 └── BackendError                 # a service gomailpy relies on failed: try again later
     ├── QueueError               # one SQS call failed; names the queue and the operation
     ├── NoQueueAvailableError    # every configured queue refused an email
@@ -86,6 +88,15 @@ class TemplateSyntaxError(TemplateError):
 class TemplateLimitError(TemplateError):
     """Rendering a template went past a limit (output size, steps, time): the template and its
     data, not the server, are at fault."""
+
+
+class TokenError(GomailError):
+    """A signed link token (gomailpy.bulk.tokens) cannot be used. `status`: 400 malformed, 403
+    not signed by this server's key (tampered, foreign, another kind), 410 expired."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        self.status = status
+        super().__init__(message)
 
 
 class BackendError(GomailError):

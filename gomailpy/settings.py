@@ -34,6 +34,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from gomailpy.bulk.settings import BulkSettings
 from gomailpy.dkim_signing import key_problems
 from gomailpy.errors import ConfigError
 from gomailpy.event_settings import EventsSettings, SuppressionSettings
@@ -322,6 +323,7 @@ class Settings(BaseSettings):
     steering: SteeringSettings = SteeringSettings()  # controls, rates: gomailpy.steering_settings
     regions: RegionSettings = RegionSettings()  # regional queues: gomailpy.region_settings
     operator: OperatorSettings = OperatorSettings()  # the operator page: gomailpy.operator_settings
+    bulk: BulkSettings = BulkSettings()  # unsubscribe links, tracking: gomailpy.bulk
     logging: LoggingSettings = LoggingSettings()
 
     @classmethod

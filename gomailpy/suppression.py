@@ -17,6 +17,12 @@ an address forgets its soft bounces too.
 The pipeline reads the list just before sending, a whole batch's recipients at once
 (`lookup`: one store call per 100 addresses), and drops suppressed recipients (pipeline.suppress).
 
+Unsubscribe groups (gomailpy.bulk.groups, SendGrid's `asm`): an `unsubscribed` event naming a
+group (`raw.asm_group_id`, `group_of`) suppresses the address for that group only, an entry
+with `group` set, kept apart from the global list; `lookup_grouped` reads those, and the
+pipeline drops a recipient for an email of that group only (pipeline.suppress). Global entries
+stay as they were.
+
 Addresses are compared in lower case: providers treat them so, and a bounce reported as
 `Bob@Example.org` must suppress `bob@example.org`.
 
@@ -65,9 +71,10 @@ class Suppression:
     provider: str
     first_seen: str  # ISO 8601, UTC
     last_seen: str
+    group: int | None = None  # an unsubscribe group's entry; None: suppressed for every email
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        shown: dict[str, Any] = {
             "address": self.address,
             "kind": self.kind,
             "reason": self.reason,
@@ -75,6 +82,9 @@ class Suppression:
             "firstSeen": self.first_seen,
             "lastSeen": self.last_seen,
         }
+        if self.group is not None:
+            shown["group"] = self.group
+        return shown
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Suppression:
@@ -91,11 +101,12 @@ class Suppression:
         """Why mail to this address is not sent, in one line (dead letters, 422s, logs)."""
         at = f" at {self.provider}" if self.provider else ""
         because = f": {self.reason}" if self.reason else ""
-        return f"{self.address} is suppressed ({self.kind}{at}{because})"
+        scope = f" for group {self.group}" if self.group is not None else ""
+        return f"{self.address} is suppressed{scope} ({self.kind}{at}{because})"
 
 
-def manual(address: str, reason: str, now: float) -> Suppression:
-    """An operator's entry."""
+def manual(address: str, reason: str, now: float, group: int | None = None) -> Suppression:
+    """An operator's entry (for one unsubscribe group when `group` is set)."""
     return Suppression(
         address_key(address),
         SuppressionKind.MANUAL.value,
@@ -103,7 +114,21 @@ def manual(address: str, reason: str, now: float) -> Suppression:
         "",
         iso(now),
         iso(now),
+        group,
     )
+
+
+def group_of(event: Event) -> int | None:
+    """The unsubscribe group an `unsubscribed` event is about (`raw.asm_group_id`, SendGrid's
+    field and gomailpy.bulk.hits'); None: a global unsubscribe, or another event."""
+    if event.type is not EventType.UNSUBSCRIBED:
+        return None
+    value = event.raw.get("asm_group_id")
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**32:
+        return value
+    return None
 
 
 def rule_for(event: Event) -> SuppressionKind | str | None:
@@ -146,7 +171,13 @@ def from_event(event: Event, kind: str, held: Suppression | None) -> Suppression
     first = held.first_seen if held is not None and held.first_seen < event.at else event.at
     last = held.last_seen if held is not None and held.last_seen > event.at else event.at
     return Suppression(
-        address_key(event.recipient), str(kind), reason_of(event), event.provider, first, last
+        address_key(event.recipient),
+        str(kind),
+        reason_of(event),
+        event.provider,
+        first,
+        last,
+        group_of(event),
     )
 
 
@@ -163,12 +194,19 @@ class SuppressionStore(Protocol):
         matters); return the entries they made or refreshed."""
         ...
 
-    async def get(self, address: str) -> Suppression | None: ...
+    async def lookup_grouped(
+        self, pairs: Sequence[tuple[int, str]]
+    ) -> dict[tuple[int, str], Suppression]:
+        """The (group, lower-cased address) pairs among `pairs` suppressed for their group."""
+        ...
+
+    async def get(self, address: str, group: int | None = None) -> Suppression | None: ...
 
     async def put(self, entry: Suppression) -> None: ...
 
-    async def remove(self, address: str) -> bool:
-        """Forget an address (and its soft bounces); False if it was not suppressed."""
+    async def remove(self, address: str, group: int | None = None) -> bool:
+        """Forget an address (and its soft bounces), or its entry of `group`; False if it was
+        not suppressed."""
         ...
 
     async def page(
@@ -185,6 +223,7 @@ class MemorySuppressionStore:
         self._settings = settings
         self._clock = clock
         self._entries: dict[str, Suppression] = {}
+        self._grouped: dict[tuple[int, str], Suppression] = {}
         self._soft: dict[str, dict[str, float]] = {}  # address -> soft bounce event id -> time
         self.calls = 0
 
@@ -201,6 +240,12 @@ class MemorySuppressionStore:
             if rule is None or event.recipient is None:
                 continue
             address = address_key(event.recipient)
+            group = group_of(event)
+            if group is not None:
+                entry = from_event(event, str(rule), self._grouped.get((group, address)))
+                self._grouped[(group, address)] = entry
+                changed.append(entry)
+                continue
             held = self._entries.get(address)
             if rule == SOFT:
                 soft = self._soft.setdefault(address, {})
@@ -218,14 +263,28 @@ class MemorySuppressionStore:
             changed.append(entry)
         return changed
 
-    async def get(self, address: str) -> Suppression | None:
+    async def lookup_grouped(
+        self, pairs: Sequence[tuple[int, str]]
+    ) -> dict[tuple[int, str], Suppression]:
+        keys = sorted({(g, address_key(a)) for g, a in pairs})
+        self.calls += -(-len(keys) // LOOKUP_BATCH)
+        return {k: self._grouped[k] for k in keys if k in self._grouped}
+
+    async def get(self, address: str, group: int | None = None) -> Suppression | None:
+        if group is not None:
+            return self._grouped.get((group, address_key(address)))
         return self._entries.get(address_key(address))
 
     async def put(self, entry: Suppression) -> None:
+        if entry.group is not None:
+            self._grouped[(entry.group, address_key(entry.address))] = entry
+            return
         self._entries[address_key(entry.address)] = entry
 
-    async def remove(self, address: str) -> bool:
+    async def remove(self, address: str, group: int | None = None) -> bool:
         key = address_key(address)
+        if group is not None:
+            return self._grouped.pop((group, key), None) is not None
         self._soft.pop(key, None)
         return self._entries.pop(key, None) is not None
 

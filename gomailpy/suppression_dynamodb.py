@@ -8,6 +8,10 @@ UpdateItem; a soft bounce adds itself to `s_soft`, and once the set holds
 `soft_bounce_limit` recent ones a second, conditional UpdateItem suppresses the address (unless
 a stronger reason already did). Attribute names carry a prefix so none is a DynamoDB reserved
 word. `lookup` is one BatchGetItem per 100 addresses.
+
+An unsubscribe group's entries are `supg#<group>#<address>` items (same attributes, no soft
+bounces): another prefix, so the global listing (`page`, a scan of `sup#`) never shows them
+and no address containing `#` can be mistaken for a group's entry.
 """
 
 from __future__ import annotations
@@ -28,10 +32,12 @@ from gomailpy.suppression import (
     SuppressionKind,
     address_key,
     from_event,
+    group_of,
     rule_for,
 )
 
 PREFIX = "sup#"
+GROUP_PREFIX = "supg#"
 _FIELDS = "pk, s_on, s_kind, s_reason, s_provider, s_first, s_last"
 _UNPROCESSED_TRIES = 4
 
@@ -40,8 +46,14 @@ def _entry(item: dict[str, Any]) -> Suppression | None:
     if not item.get("s_on", {}).get("BOOL"):
         return None
     text = {k: v.get("S", "") for k, v in item.items() if "S" in v}
+    group: int | None = None
+    address = text["pk"].removeprefix(PREFIX)
+    if text["pk"].startswith(GROUP_PREFIX):
+        number, _, address = text["pk"].removeprefix(GROUP_PREFIX).partition("#")
+        group = int(number)
     return Suppression(
-        address=text["pk"].removeprefix(PREFIX),
+        address=address,
+        group=group,
         kind=text.get("s_kind", ""),
         reason=text.get("s_reason", ""),
         provider=text.get("s_provider", ""),
@@ -50,7 +62,9 @@ def _entry(item: dict[str, Any]) -> Suppression | None:
     )
 
 
-def _key(address: str) -> dict[str, Any]:
+def _key(address: str, group: int | None = None) -> dict[str, Any]:
+    if group is not None:
+        return {"pk": {"S": f"{GROUP_PREFIX}{group}#{address_key(address)}"}}
     return {"pk": {"S": PREFIX + address_key(address)}}
 
 
@@ -76,10 +90,23 @@ class DynamoSuppressionStore:
                     found[entry.address] = entry
         return found
 
-    async def _batch_get(self, addresses: list[str]) -> list[dict[str, Any]]:
+    async def lookup_grouped(
+        self, pairs: Sequence[tuple[int, str]]
+    ) -> dict[tuple[int, str], Suppression]:
+        keys = sorted({(g, address_key(a)) for g, a in pairs})
+        chunks = [keys[i : i + LOOKUP_BATCH] for i in range(0, len(keys), LOOKUP_BATCH)]
+        found: dict[tuple[int, str], Suppression] = {}
+        for items in await asyncio.gather(*(self._batch_get(chunk) for chunk in chunks)):
+            for item in items:
+                entry = _entry(item)
+                if entry is not None and entry.group is not None:
+                    found[(entry.group, entry.address)] = entry
+        return found
+
+    async def _batch_get(self, addresses: Sequence[str | tuple[int, str]]) -> list[dict[str, Any]]:
         request: dict[str, Any] = {
             self._table.name: {
-                "Keys": [_key(a) for a in addresses],
+                "Keys": [_key(a) if isinstance(a, str) else _key(a[1], a[0]) for a in addresses],
                 "ProjectionExpression": _FIELDS,
             }
         }
@@ -100,7 +127,7 @@ class DynamoSuppressionStore:
             rule = rule_for(event)
             if rule is None:
                 continue
-            if rule == SOFT:
+            if rule == SOFT and group_of(event) is None:
                 rule = await self._count_soft(event)
                 if rule is None:
                     continue
@@ -137,6 +164,7 @@ class DynamoSuppressionStore:
     async def _suppress(self, event: Event, kind: str) -> Suppression | None:
         assert event.recipient is not None
         entry = from_event(event, kind, None)
+        key = _key(event.recipient, entry.group)
         condition: dict[str, Any] = {}
         if kind == SuppressionKind.SOFT_BOUNCES.value:
             # Soft bounces never overwrite a stronger reason.
@@ -146,7 +174,7 @@ class DynamoSuppressionStore:
         try:
             answer = await self._table.call(
                 "update_item",
-                Key=_key(event.recipient),
+                Key=key,
                 UpdateExpression=(
                     "SET s_on = :t, s_kind = :k, s_reason = :r, s_provider = :p,"
                     " s_first = if_not_exists(s_first, :at), s_last = :at"
@@ -166,15 +194,15 @@ class DynamoSuppressionStore:
             return None
         return _entry(answer.get("Attributes", {}))
 
-    async def get(self, address: str) -> Suppression | None:
-        answer = await self._table.call("get_item", Key=_key(address), ConsistentRead=True)
+    async def get(self, address: str, group: int | None = None) -> Suppression | None:
+        answer = await self._table.call("get_item", Key=_key(address, group), ConsistentRead=True)
         return _entry(answer.get("Item") or {})
 
     async def put(self, entry: Suppression) -> None:
         await self._table.call(
             "put_item",
             Item={
-                **_key(entry.address),
+                **_key(entry.address, entry.group),
                 "s_on": {"BOOL": True},
                 "s_kind": {"S": entry.kind},
                 "s_reason": {"S": entry.reason},
@@ -184,8 +212,10 @@ class DynamoSuppressionStore:
             },
         )
 
-    async def remove(self, address: str) -> bool:
-        answer = await self._table.call("delete_item", Key=_key(address), ReturnValues="ALL_OLD")
+    async def remove(self, address: str, group: int | None = None) -> bool:
+        answer = await self._table.call(
+            "delete_item", Key=_key(address, group), ReturnValues="ALL_OLD"
+        )
         return _entry(answer.get("Attributes") or {}) is not None
 
     async def page(

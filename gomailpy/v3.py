@@ -9,8 +9,9 @@ dynamic_template_data, custom_args and send_at over the request's own. Every ema
 through the very validation of `POST /email/send` (gomailpy.models: addresses, the header
 allow-list, no CR/LF in header-bound fields, attachment limits), with the problems reported in
 SendGrid's shape, `{"message", "field", "help"}`, naming the v3 field. Fields SendGrid has and
-gomailpy cannot honour (asm, tracking_settings, batch_id...) are refused by name rather than
-silently dropped, as is any unknown field.
+gomailpy cannot honour (ip_pool_name, batch_id...) are refused by name rather than
+silently dropped, as is any unknown field. `asm` and `tracking_settings` are read by
+gomailpy.bulk.v3 into each envelope's `bulk` options.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from gomailpy.bulk.options import BulkOptions
+from gomailpy.bulk.v3 import read_bulk
 from gomailpy.envelope import Envelope
 from gomailpy.errors import InvalidEmailError, MalformedRequestError
 from gomailpy.models import Address, Email, parse_send_request
@@ -45,7 +48,7 @@ MAX_CUSTOM_ARGS_BYTES = 10_000
 _TOP = {
     "personalizations", "from", "reply_to", "reply_to_list", "subject", "content",
     "attachments", "template_id", "headers", "categories", "custom_args", "send_at",
-    "batch_id", "mail_settings",
+    "batch_id", "mail_settings", "asm", "tracking_settings",
 }  # fmt: skip
 _PERSONALIZATION = {
     "to", "cc", "bcc", "from", "subject", "headers", "substitutions",
@@ -104,6 +107,7 @@ class _Common:
     categories: list[str]
     custom_args: dict[str, str]
     send_at: float | None
+    bulk: BulkOptions | None = None
 
 
 def _common(data: dict[str, Any], now: float, problems: Problems) -> _Common:
@@ -126,6 +130,7 @@ def _common(data: dict[str, Any], now: float, problems: Problems) -> _Common:
         categories=read_categories(data, problems),
         custom_args=read_strings(data.get("custom_args"), "custom_args", problems),
         send_at=read_send_at(data.get("send_at"), "send_at", now, problems),
+        bulk=read_bulk(data, problems),
     )
     if not common.parts and common.template_id is None:
         problems.add(
@@ -239,6 +244,7 @@ def _personalization(
         custom_args=custom_args or None,
         categories=common.categories or None,
         send_at=send_at,
+        bulk=common.bulk,
     )
 
 

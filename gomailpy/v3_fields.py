@@ -13,9 +13,7 @@ MAX_CATEGORIES = 10
 MAX_CATEGORY_CHARS = 255
 HELP = "https://www.twilio.com/docs/sendgrid/api-reference/mail-send/mail-send"
 UNSUPPORTED = {
-    "asm": "unsubscribe groups are not kept by gomailpy; send a List-Unsubscribe header",
     "ip_pool_name": "gomailpy chooses the provider, so there is no IP pool to name",
-    "tracking_settings": "gomailpy does not rewrite links or add tracking pixels",
     "sections": "legacy sections are not supported; use a template (template_id)",
     "batch_id": "batches are not supported; cancel a scheduled email with"
     " DELETE /email/{messageId}/schedule",

@@ -34,6 +34,7 @@ from pipeline.retry import configured_retry_delay_s
 from pipeline.schedule import ScheduleHold
 from pipeline.settlement import Item, IterationReport, Plan, write_records
 from pipeline.suppress import Screen
+from pipeline.unsubscribe import UnsubscribeHeaders
 
 log = logging.getLogger("gomailpy.pipeline")
 
@@ -163,5 +164,8 @@ def prepare_node(
     templates = TemplateStore(table) if table is not None else None
     delay = max(1, math.ceil(configured_retry_delay_s(1, node.settings.pipeline)))
     node.screen = chain(
-        ScheduleHold(queues, table), node.screen, Renderer(templates, status, retry_delay_s=delay)
+        ScheduleHold(queues, table),
+        node.screen,
+        Renderer(templates, status, retry_delay_s=delay),
+        UnsubscribeHeaders(node.settings),  # List-Unsubscribe: pipeline.unsubscribe
     )

@@ -17,6 +17,10 @@ Recipients keep their roles: an email whose every `to` recipient is suppressed g
 gomailpy.providers.sendgrid). A Bcc recipient is never made To: every other Bcc recipient's
 copy would name it.
 
+An email of an unsubscribe group (`Envelope.bulk.group`) also drops the recipients who left that
+group (`SuppressionStore.lookup_grouped`, one more read per batch, only when the batch has such
+emails); another group's email still goes to them.
+
 The list unreachable: the batch is sent unchecked (a warning), as the claim fails open: a
 suppression store outage must not stop the mail.
 """
@@ -72,28 +76,34 @@ class RecipientScreen:
             return taken
         self.emails += len(items)
         addresses = [a.email for item in items for a in item.envelope.email.recipients]
+        pairs = [
+            (group, a.email)
+            for item in items
+            if (group := _group(item)) is not None
+            for a in item.envelope.email.recipients
+        ]
         try:
             suppressed = await self.suppression.lookup(addresses)
+            grouped = await self.suppression.lookup_grouped(pairs) if pairs else {}
         except DeliveryStoreError as exc:
             log.warning("suppression list not read (%s): sending %d unchecked", exc, len(items))
             return taken
-        if not suppressed:
+        if not suppressed and not grouped:
             return taken
         kept: list[Item] = []
         dropped: list[Event] = []
         failed: list[DeliveryRecord | None] = []  # records of the emails never sent
         for item in items:
-            blocked = [
-                a for a in item.envelope.email.recipients if address_key(a.email) in suppressed
-            ]
+            hits = _hits(item, suppressed, grouped)
+            blocked = [a for a in item.envelope.email.recipients if address_key(a.email) in hits]
             if not blocked:
                 kept.append(item)
                 continue
-            entries = [suppressed[address_key(a.email)] for a in blocked]
+            entries = [hits[address_key(a.email)] for a in blocked]
             dropped += [self._dropped(item, a, e) for a, e in zip(blocked, entries, strict=True)]
             metrics.RECIPIENTS_SUPPRESSED.inc(len(blocked))
             if len(blocked) < len(item.envelope.email.recipients):
-                kept.append(_without(item, suppressed))
+                kept.append(_without(item, hits))
             else:
                 failed.append(self._refuse(item, entries, plan))
         if self._status is not None:
@@ -145,6 +155,24 @@ class RecipientScreen:
             provider="gomailpy",
             reason=reason,
         )
+
+
+def _group(item: Item) -> int | None:
+    bulk = item.envelope.bulk
+    return bulk.group if bulk is not None else None
+
+
+def _hits(
+    item: Item,
+    suppressed: dict[str, Suppression],
+    grouped: dict[tuple[int, str], Suppression],
+) -> dict[str, Suppression]:
+    """The entries that stop `item` by address: global ones, and its group's."""
+    group = _group(item)
+    if group is None or not grouped:
+        return suppressed
+    mine = {a: e for (g, a), e in grouped.items() if g == group}
+    return {**mine, **suppressed} if mine else suppressed
 
 
 def _without(item: Item, suppressed: dict[str, Suppression]) -> Item:

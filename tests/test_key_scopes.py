@@ -215,6 +215,8 @@ EXPECTED = {
     "/templates/{id}": TEMPLATES,
     "/suppressions": SUPPRESSIONS,
     "/suppressions/{address}": SUPPRESSIONS,
+    "/asm/groups": SUPPRESSIONS,
+    "/asm/groups/{group}": SUPPRESSIONS,
     "/admin/providers": ADMIN,
     "/admin/providers/{name}/{action}": ADMIN,
     "/admin/overview": ADMIN,

@@ -256,9 +256,9 @@ def problems(data: dict[str, Any]) -> list[tuple[str | None, str]]:
 
 
 def test_unknown_and_unsupported_fields_are_refused_by_name() -> None:
-    found = problems(body(colour="red", batch_id="b1", tracking_settings={}))
+    found = problems(body(colour="red", batch_id="b1", ip_pool_name="p"))
     fields = [f for f, _ in found]
-    assert fields == ["colour", "batch_id", "tracking_settings"]
+    assert fields == ["colour", "batch_id", "ip_pool_name"]
     assert "not supported" in found[1][1]
     personalized = body(personalizations=[{"to": [{"email": "a@example.org"}], "cc_me": True}])
     assert problems(personalized)[0][0] == "personalizations.0.cc_me"

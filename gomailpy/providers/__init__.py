@@ -43,6 +43,6 @@ async def open_providers(stack: AsyncExitStack, settings: Settings) -> dict[str,
         elif isinstance(instance, SendGridSettings):
             provider = SendGridProvider(instance)
         else:
-            provider = SmtpProvider(instance, settings.events)
+            provider = SmtpProvider(instance, settings.events, settings.bulk)
         providers[instance.name] = await stack.enter_async_context(provider)
     return providers

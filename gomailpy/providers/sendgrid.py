@@ -181,6 +181,12 @@ def payload_for(envelope: Envelope, instance: str | None = None) -> dict[str, An
     mail.add_header(Header("X-Gomailpy-Message-Id", message_id_header(envelope.id)))
     mail.add_header(Header(ID_HEADER, envelope.id))
     payload: dict[str, Any] = mail.get()
+    if envelope.bulk is not None:  # SendGrid tracks for itself; unsubscribe links are gomailpy's
+        payload["tracking_settings"] = {
+            "click_tracking": {"enable": envelope.bulk.clicks, "enable_text": False},
+            "open_tracking": {"enable": envelope.bulk.opens},
+            "subscription_tracking": {"enable": False},
+        }
     return payload
 
 

@@ -66,6 +66,8 @@ from aiosmtplib import (
     SMTPServerDisconnected,
 )
 
+from gomailpy.bulk.links import track_envelope
+from gomailpy.bulk.settings import BulkSettings
 from gomailpy.dkim_signing import DkimSigner
 from gomailpy.envelope import Envelope
 from gomailpy.event_settings import EventsSettings
@@ -150,9 +152,16 @@ class SmtpProvider(AsyncResource):
 
     kind = NAME
 
-    def __init__(self, settings: SmtpSettings, events: EventsSettings | None = None) -> None:
+    def __init__(
+        self,
+        settings: SmtpSettings,
+        events: EventsSettings | None = None,
+        bulk: BulkSettings | None = None,
+    ) -> None:
         """`events`: with `events.enabled`, VERP envelope senders on `events.bounce_domain`.
+        `bulk`: open and click tracking by gomailpy itself (gomailpy.bulk.links).
         Reads the DKIM keys (ConfigError when one cannot be used)."""
+        self._bulk = bulk
         self._settings = settings
         self.name = settings.name  # the instance: labels, health, controls
         self._bounce_domain = events.bounce_domain if events and events.enabled else None
@@ -262,6 +271,8 @@ class SmtpProvider(AsyncResource):
                 raise SMTPNotSupported("SMTPUTF8 (a non-ASCII local part) is not offered")
             options = ["SMTPUTF8", "BODY=8BITMIME"]
         sender = envelope_sender(email)
+        if self._bulk is not None and envelope.bulk is not None:
+            envelope = track_envelope(envelope, self._bulk, time.time())
         data = self._dkim.sign(message_bytes(build_message(envelope)), sender)
         refused, reply = await client.sendmail(
             self._return_path(envelope) or sender,
