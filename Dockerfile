@@ -5,6 +5,7 @@ COPY pyproject.toml README.md ./
 COPY gomailpy gomailpy
 COPY api api
 COPY pipeline pipeline
+COPY gomailpy_cli gomailpy_cli
 COPY webclient webclient
 COPY config config
 # Only the production package: the local stack (local/, with aiosmtpd and moto) stays out.

@@ -9,7 +9,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from gomailpy.settings import ApiSettings
+from gomailpy.config.settings import ApiSettings
 
 ACCESS_LOGGER = "gomailpy.access"
 

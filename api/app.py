@@ -15,8 +15,9 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from api.auth import document_security, log_unscoped_keys
-from api.delivery import delivery_resources
-from api.gateway import QueueGateway
+from api.enqueue.gateway import QueueGateway
+from api.enqueue.queue_choice import make_chooser
+from api.enqueue.regional_clients import open_regional_clients
 from api.keys import GATEWAY, OPENAPI, SETTINGS
 from api.middleware import (
     cors_middleware,
@@ -25,19 +26,18 @@ from api.middleware import (
     front_door_middleware,
     metrics_middleware,
 )
-from api.openapi import build_openapi
-from api.queue_choice import make_chooser
 from api.ratelimit import Clock
-from api.regional_clients import open_regional_clients
 from api.routes import add_api_routes
+from api.schema.openapi import build_openapi
 from api.server import serve
+from api.views.delivery import delivery_resources
 from api.webclient import add_webclient_routes, load_webclient
-from gomailpy import eventloop
-from gomailpy.aws import open_aws_client
-from gomailpy.deliveries.ids import id_key_problem
+from gomailpy.config.settings import Settings
 from gomailpy.errors import ConfigError
-from gomailpy.queue import create_queue_client
-from gomailpy.settings import Settings
+from gomailpy.operating import eventloop
+from gomailpy.queues.aws import open_aws_client
+from gomailpy.queues.sqs import create_queue_client
+from gomailpy.store.deliveries.ids import id_key_problem
 
 # Attempts per SQS call on the request path. Low on purpose: falling over to the next queue is
 # the API's retry, and a client waiting on a dead queue server should get its 503 soon.
@@ -47,7 +47,7 @@ SEND_ATTEMPTS = 2
 def check_api_settings(settings: Settings) -> None:
     """Raise ConfigError, naming the key, for settings the API must not start with (beyond what
     `load_settings` checks, which every component shares): a status store on a real endpoint
-    without a secret message-id key (gomailpy.deliveries.ids.id_key_problem)."""
+    without a secret message-id key (gomailpy.store.deliveries.ids.id_key_problem)."""
     problem = id_key_problem(settings)
     if problem is not None:
         raise ConfigError(problem)
@@ -93,7 +93,7 @@ async def _queue_gateway(app: web.Application) -> AsyncIterator[None]:
         # (the API never receives) and few retries (see SEND_ATTEMPTS).
         # Parameters unchecked by botocore: the gateway builds every call itself (queue URL,
         # ids "0".."9", bodies it encoded), and the check was ~7 % of a call's CPU. Kept-alive
-        # connections: this client never long-polls (see gomailpy.aws._keep_alive).
+        # connections: this client never long-polls (see gomailpy.queues.aws._keep_alive).
         client = await open_aws_client(
             stack,
             "sqs",
@@ -125,5 +125,5 @@ async def _queue_gateway(app: web.Application) -> AsyncIterator[None]:
 
 def run_api(settings: Settings, *, reuse_port: bool = False) -> None:
     """Serve the API until SIGTERM or SIGINT, then shut down gracefully (see `api.server`), on
-    uvloop when available (gomailpy.eventloop). `reuse_port`: see `api.workers`."""
+    uvloop when available (gomailpy.operating.eventloop). `reuse_port`: see `api.workers`."""
     eventloop.run(serve(create_app(settings), settings.api, reuse_port=reuse_port))

@@ -15,8 +15,8 @@ With no hash configured nothing is required. The guarded routes are those under 
 and /v3/mail/send check for themselves); /healthz, /readyz, /metrics, /openapi.json and the
 send form stay open, as does the CORS preflight (browsers send it without credentials).
 
-Each key has scopes (gomailpy.settings.SCOPES, SendGrid-style): `required_scope` says which one
-a guarded route needs, and a key without it is answered 403. A key configured without scopes
+Each key has scopes (gomailpy.config.settings.SCOPES, SendGrid-style): `required_scope` says which
+one a guarded route needs, and a key without it is answered 403. A key configured without scopes
 (every key of `api.api_key_hashes`) has them all, and `log_unscoped_keys` says so at startup.
 """
 
@@ -34,7 +34,7 @@ from typing import Any
 from aiohttp import web
 
 from api.responses import error_response
-from gomailpy.settings import (
+from gomailpy.config.settings import (
     ADMIN,
     EVENTS_READ,
     MAIL_SEND,
@@ -49,7 +49,7 @@ logger = logging.getLogger(__name__)
 
 GUARDED_PREFIX = ("/email/", "/suppressions", "/admin/", "/asm/")  # + unsubscribe groups
 GUARDED_PATHS = frozenset({"/events"})  # the event feed (not /events/sendgrid: signed)
-# Routes that check the key themselves (api.templates.check_key), not rate-limited: documented
+# Routes that check the key themselves (api.views.templates.check_key), not rate-limited: documented
 # with the key schemes and 401 all the same.
 SELF_GUARDED_PREFIX = ("/templates",)
 # The accepted key's id on the request (first 12 hex digits of its hash), for handlers and logs.
@@ -69,7 +69,7 @@ ROUTE_SCOPES = {
 PREFIX_SCOPES = (
     ("/templates", TEMPLATES),
     ("/suppressions", SUPPRESSIONS),
-    ("/asm/", SUPPRESSIONS),  # unsubscribe groups (api.bulk)
+    ("/asm/", SUPPRESSIONS),  # unsubscribe groups (api.views.bulk)
     ("/admin/", ADMIN),
 )
 ALL_SCOPES = frozenset(SCOPES)
@@ -173,7 +173,8 @@ class KeyCheck:
 class KeyRing:
     """The configured keys, and the constant-time check of a presented key against them.
 
-    `keys`: settings of keys (gomailpy.settings.ApiKeySettings), or bare hashes (every scope).
+    `keys`: settings of keys (gomailpy.config.settings.ApiKeySettings), or bare hashes (every
+    scope).
     """
 
     def __init__(self, keys: Iterable[str | ApiKeySettings]) -> None:

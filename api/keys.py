@@ -10,8 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
-from api.gateway import QueueGateway
-from gomailpy.settings import Settings
+from api.enqueue.gateway import QueueGateway
+from gomailpy.config.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
 # Set by the app's cleanup context once the queue client is open: absent before startup.

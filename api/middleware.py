@@ -28,9 +28,9 @@ from aiohttp.typedefs import Handler, Middleware
 from api.auth import API_KEY_ID, KeyRing, is_guarded, request_scope
 from api.ratelimit import Clock, TokenBuckets, client_address, too_many_requests
 from api.responses import INTERNAL_ERROR, error_answer, error_response
+from gomailpy.config.settings import ApiSettings
 from gomailpy.errors import GomailError
 from gomailpy.metrics import HTTP_REQUEST_SECONDS, HTTP_REQUESTS
-from gomailpy.settings import ApiSettings
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ CORS_EXPOSE_HEADERS = "Retry-After, WWW-Authenticate"  # a page may read them on
 CORS_MAX_AGE_S = "600"
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-FORM_POST_PREFIX = "/u/"  # one-click unsubscribe (api.bulk): form posts taken
+FORM_POST_PREFIX = "/u/"  # one-click unsubscribe (api.views.bulk): form posts taken
 
 
 def cors_middleware(origins: Iterable[str]) -> Middleware:

@@ -14,10 +14,12 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.body import read_json
-from api.bulk import add_bulk_routes
-from api.controls import add_control_routes
-from api.delivery import (
+from api.keys import GATEWAY, OPENAPI, SETTINGS
+from api.responses import error_response
+from api.views.body import read_json
+from api.views.bulk import add_bulk_routes
+from api.views.controls import add_control_routes
+from api.views.delivery import (
     CLAIM_CHECK,
     DELIVERY_STORE,
     IDEMPOTENCY_HEADER,
@@ -29,23 +31,21 @@ from api.delivery import (
     new_message_id,
     request_hash,
 )
-from api.events import add_event_routes
-from api.events_feed import add_feed_routes
-from api.keys import GATEWAY, OPENAPI, SETTINGS
-from api.overview import add_overview_routes
-from api.responses import error_response
-from api.schedules import add_schedule_routes, record_schedule
-from api.sendgrid_v3 import add_v3_routes
-from api.suppressions import add_suppression_routes, refuse_if_suppressed
-from api.templates import add_template_routes, check_template
-from gomailpy.bulk.options import take_bulk_options
-from gomailpy.claim_check import ReferenceEnvelope
-from gomailpy.deliveries import DeliveryStore
-from gomailpy.envelope import Envelope
-from gomailpy.errors import ClaimCheckError, DeliveryStoreError, NoQueueAvailableError
+from api.views.events import add_event_routes
+from api.views.events_feed import add_feed_routes
+from api.views.overview import add_overview_routes
+from api.views.schedules import add_schedule_routes, record_schedule
+from api.views.sendgrid_v3 import add_v3_routes
+from api.views.suppressions import add_suppression_routes, refuse_if_suppressed
+from api.views.templates import add_template_routes, check_template
+from gomailpy.email.bulk.options import take_bulk_options
+from gomailpy.email.envelope import Envelope
+from gomailpy.email.models import parse_send_request
+from gomailpy.email.schedule import take_send_at
+from gomailpy.errors import ClaimCheckError, NoQueueAvailableError, StoreError
 from gomailpy.metrics import ENQUEUE_SECONDS
-from gomailpy.models import parse_send_request
-from gomailpy.schedule import take_send_at
+from gomailpy.queues.claim_check import ReferenceEnvelope
+from gomailpy.store.deliveries import DeliveryStore
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +57,8 @@ SQS_MAX_MESSAGE_BYTES = 262_144
 
 async def send_email(request: web.Request) -> web.Response:
     data = await read_json(request, request.app[SETTINGS].api.max_body_size_bytes)
-    send_at = take_send_at(data, time.time())  # "sendAt": gomailpy.schedule
-    bulk = take_bulk_options(data)  # "unsubscribe", "tracking": gomailpy.bulk.options
+    send_at = take_send_at(data, time.time())  # "sendAt": gomailpy.email.schedule
+    bulk = take_bulk_options(data)  # "unsubscribe", "tracking": gomailpy.email.bulk.options
     email = parse_send_request(data)
     await refuse_if_suppressed(request.app, email)  # suppression.refuse_at_api
     await check_template(request.app, email)  # templateId: one that exists
@@ -154,7 +154,7 @@ async def _reserve(
 async def _release(store: DeliveryStore, key: str) -> None:
     try:
         await store.release_key(key)
-    except DeliveryStoreError as exc:
+    except StoreError as exc:
         logger.warning("could not release idempotency key: %s", exc)
 
 
@@ -163,14 +163,14 @@ async def _after_queued(
 ) -> None:
     """Record the answer under the Idempotency-Key, if the request had one. Nothing is written
     per email: its id, issued here, reads as `queued` until a node writes its record
-    (api.delivery.get_email_status). The email is queued whatever happens here: a failure is
+    (api.views.delivery.get_email_status). The email is queued whatever happens here: a failure is
     logged, and the client still gets its messageId."""
     if key is None:
         return
     assert isinstance(response.body, bytes)
     try:
         await store.complete_key(key, response.body.decode("utf-8"))
-    except DeliveryStoreError as exc:
+    except StoreError as exc:
         logger.warning("answer not recorded: %s", exc, extra={"message_id": envelope.id})
 
 
@@ -223,6 +223,6 @@ def add_api_routes(app: web.Application) -> None:
     add_schedule_routes(app)  # DELETE /email/{messageId}/schedule
     add_v3_routes(app)  # POST /v3/mail/send, SendGrid's
     add_suppression_routes(app)  # /suppressions/{address}
-    add_control_routes(app)  # /admin/providers: the operator's controls (api.controls)
-    add_overview_routes(app)  # /admin/overview: the operator page's data (api.overview)
-    add_bulk_routes(app)  # /u/{token}, /t/o|c/{token}, /asm/groups: api.bulk
+    add_control_routes(app)  # /admin/providers: the operator's controls (api.views.controls)
+    add_overview_routes(app)  # /admin/overview: the operator page's data (api.views.overview)
+    add_bulk_routes(app)  # /u/{token}, /t/o|c/{token}, /asm/groups: api.views.bulk

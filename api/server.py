@@ -15,7 +15,7 @@ import sys
 from aiohttp import web
 
 from api.access_log import access_logger
-from gomailpy.settings import ApiSettings
+from gomailpy.config.settings import ApiSettings
 
 logger = logging.getLogger(__name__)
 

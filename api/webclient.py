@@ -1,5 +1,5 @@
 """Serving the send form (webclient/) at GET / when api.serve_webclient is on, and the operator
-page (webclient/operator/, api.overview) at GET /operator.
+page (webclient/operator/, api.views.overview) at GET /operator.
 
 Each file gets a route of its own, listed once at startup, rather than a static catch-all: an
 unknown path stays a plain JSON 404, a wrong method on an API path a 405, and metrics get one

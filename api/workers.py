@@ -25,8 +25,8 @@ import socket
 import sys
 from types import FrameType
 
-from gomailpy.logs import configure_logging
-from gomailpy.settings import Settings
+from gomailpy.config.settings import Settings
+from gomailpy.operating.logs import configure_logging
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@
 2. API: a `gomail api` process; N concurrent clients in this process POST /email/send for
    S seconds: accepted emails/s and latency (p50/p99).
 3. ceiling again (the machine is noisy: the ratio uses the mean of both).
-   Its connections are kept alive, as the API's are (gomailpy.aws._keep_alive: LocalStack
+   Its connections are kept alive, as the API's are (gomailpy.queues.aws._keep_alive: LocalStack
    closes every other one), so both pay the same per call.
 4. half load: requests arrive at half the API's rate, evenly spaced (open loop): the API's p99,
    against the p99 of single-entry SendMessageBatch calls made one at a time straight to SQS
@@ -50,10 +50,10 @@ from bench.common import (
     typical_request,
     write_config,
 )
-from gomailpy import eventloop
-from gomailpy.aws import open_aws_client
-from gomailpy.queue import create_queue_client
-from gomailpy.settings import Settings
+from gomailpy.config.settings import Settings
+from gomailpy.operating import eventloop
+from gomailpy.queues.aws import open_aws_client
+from gomailpy.queues.sqs import create_queue_client
 from gomailpy_local.localstack import free_port
 
 

@@ -14,7 +14,7 @@ Per corpus: messages; **read** = the share of messages from which at least one r
 read (an event other than `unknown`); for flufl, also the share of the addresses its detectors
 expect that are found; **classified** = the share of failure events (bounced, blocked,
 deferred) whose reason is not `undefined`; hard/soft/blocked counts. Then the rate: every
-message parsed by `gomailpy.events.dsn.read_message` in a loop for S seconds, in this process
+message parsed by `gomailpy.feedback.dsn.read_message` in a loop for S seconds, in this process
 (no queue, no LocalStack: this measures the reader alone).
 """
 
@@ -27,7 +27,7 @@ from pathlib import Path
 
 from bench.common import bench_parser, default_sizes, header, table
 from gomailpy.events import Event, EventType
-from gomailpy.events.dsn import read_message
+from gomailpy.feedback.dsn import read_message
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "bounces"
 FAILURES = (EventType.BOUNCED, EventType.BLOCKED, EventType.DEFERRED)

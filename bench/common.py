@@ -32,7 +32,7 @@ os.environ.update(
 for leaked in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
     os.environ.pop(leaked, None)
 
-from gomailpy.settings import Settings  # noqa: E402
+from gomailpy.config.settings import Settings  # noqa: E402
 from gomailpy_local.localstack import LocalStack  # noqa: E402
 from tests.support import email_request, make_envelope, make_settings, merge  # noqa: E402
 
@@ -230,10 +230,11 @@ class SqsCalls:
         return Counter(self.by_operation)
 
     def install(self) -> None:
-        """Count every SQS client this process opens from now on (gomailpy.aws.get_session)."""
+        """Count every SQS client this process opens from now on
+        (gomailpy.queues.aws.get_session)."""
         import aiobotocore.session
 
-        import gomailpy.aws
+        import gomailpy.queues.aws
 
         def counting_session() -> aiobotocore.session.AioSession:
             session = aiobotocore.session.get_session()
@@ -241,7 +242,7 @@ class SqsCalls:
                 session.register(f"before-parameter-build.{service}", self)
             return session
 
-        setattr(gomailpy.aws, "get_session", counting_session)  # noqa: B010
+        setattr(gomailpy.queues.aws, "get_session", counting_session)  # noqa: B010
 
 
 def calls_by_service(by_operation: Counter[str]) -> Counter[str]:

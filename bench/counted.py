@@ -34,7 +34,7 @@ def write(*_: Any) -> None:
 atexit.register(write)
 signal.signal(signal.SIGUSR1, write)
 
-from gomailpy.cli import cli  # noqa: E402
+from gomailpy_cli.main import cli  # noqa: E402
 
 if __name__ == "__main__":
     sys.argv = ["gomail", *sys.argv[1:]]

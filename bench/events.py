@@ -10,8 +10,8 @@ suppression check costs per email.
    parses, records (outcome store and suppression list in memory: this measures the consumer,
    not DynamoDB) and deletes them. Time until all N are recorded.
 3. ceiling again (the machine is noisy: the ratio uses the mean of both).
-4. suppression check: M emails through a PipelineNode whose screen (pipeline.suppress) reads a
-   list holding 10 % of their recipients; store calls per email checked (target <= 0.1).
+4. suppression check: M emails through a PipelineNode whose screen (pipeline.prepare.suppress) reads
+   a list holding 10 % of their recipients; store calls per email checked (target <= 0.1).
 """
 
 from __future__ import annotations
@@ -32,13 +32,13 @@ from bench.common import (
     localstack,
     table,
 )
-from gomailpy.events.store import MemoryOutcomeStore
-from gomailpy.queue import create_queue_client
-from gomailpy.settings import Settings
-from gomailpy.suppression import MemorySuppressionStore, manual
+from gomailpy.config.settings import Settings
+from gomailpy.queues.sqs import create_queue_client
+from gomailpy.store.events import MemoryEventStore
+from gomailpy.store.suppressions import MemorySuppressionStore, manual
 from pipeline.feedback import EventConsumer
 from pipeline.node import PipelineNode
-from pipeline.suppress import RecipientScreen
+from pipeline.prepare.suppress import RecipientScreen
 from tests.boundary import ScriptedProvider
 from tests.support import make_envelope
 
@@ -121,7 +121,7 @@ async def consume(settings: Settings, count: int) -> float:
     suppression = MemorySuppressionStore(settings.suppression)
     async with create_queue_client(settings) as queues:
         consumer = EventConsumer(
-            settings, queues, outcomes=MemoryOutcomeStore(), suppression=suppression
+            settings, queues, outcomes=MemoryEventStore(), suppression=suppression
         )
         started = time.perf_counter()
         async with consumer:

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from bench.common import localstack
-from gomailpy.api_client import post_emails
+from gomailpy_cli.api_client import post_emails
 from tests.faults.harness import System, running_system
 from tests.support import email_request
 

@@ -41,10 +41,10 @@ CALLS = SqsCalls()
 CALLS.install()  # before any SQS client is opened
 WINDOWS: list[InFlightWindow] = []  # each node run's, to show the size Little's law gave it
 
-from gomailpy.queue import QueueClient, create_queue_client  # noqa: E402
-from gomailpy.settings import Settings  # noqa: E402
-from pipeline.inflight import InFlightWindow  # noqa: E402
+from gomailpy.config.settings import Settings  # noqa: E402
+from gomailpy.queues.sqs import QueueClient, create_queue_client  # noqa: E402
 from pipeline.node import PipelineNode  # noqa: E402
+from pipeline.sending.inflight import InFlightWindow  # noqa: E402
 from tests.boundary import ScriptedProvider  # noqa: E402
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from bench.common import localstack
 from bench.status_store import start_moto
-from gomailpy.api_client import post_emails
+from gomailpy_cli.api_client import post_emails
 from tests.faults.harness import System, running_system
 from tests.support import email_request
 
@@ -146,7 +146,7 @@ async def redrive_until_delivered(system: System, rounds: int = 10) -> None:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "gomailpy.cli",
+            "gomailpy_cli.main",
             "dlq",
             "redrive",
             "--config",

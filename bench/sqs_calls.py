@@ -43,8 +43,8 @@ import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 
 from api.app import create_app  # noqa: E402
-from gomailpy.queue import create_queue_client  # noqa: E402
-from gomailpy.settings import Settings  # noqa: E402
+from gomailpy.config.settings import Settings  # noqa: E402
+from gomailpy.queues.sqs import create_queue_client  # noqa: E402
 from gomailpy_local.localstack import free_port  # noqa: E402
 from pipeline.node import PipelineNode  # noqa: E402
 from tests.boundary import ScriptedProvider  # noqa: E402

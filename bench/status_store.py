@@ -46,23 +46,23 @@ def _count(event_name: str, **_: Any) -> None:
 def _install() -> None:
     import aiobotocore.session
 
-    import gomailpy.aws
+    import gomailpy.queues.aws
 
     def counting_session() -> aiobotocore.session.AioSession:
         session = aiobotocore.session.get_session()
         session.register("before-parameter-build.dynamodb", _count)
         return session
 
-    setattr(gomailpy.aws, "get_session", counting_session)  # noqa: B010
+    setattr(gomailpy.queues.aws, "get_session", counting_session)  # noqa: B010
 
 
 from aiohttp import web  # noqa: E402
 
 from api.app import create_app  # noqa: E402
 from bench.sqs_calls import post_all, run_node_until, wait_ready  # noqa: E402
-from gomailpy.deliveries import DynamoDeliveryStore, open_delivery_store  # noqa: E402
-from gomailpy.queue import create_queue_client  # noqa: E402
-from gomailpy.settings import Settings  # noqa: E402
+from gomailpy.config.settings import Settings  # noqa: E402
+from gomailpy.queues.sqs import create_queue_client  # noqa: E402
+from gomailpy.store.deliveries import DynamoDeliveryStore, open_delivery_store  # noqa: E402
 from gomailpy_local.localstack import free_port  # noqa: E402
 from pipeline.node import PipelineNode  # noqa: E402
 from tests.boundary import ScriptedProvider  # noqa: E402

@@ -5,7 +5,7 @@ run, and what link rewriting costs per email.
 
 1. ceiling: C concurrent keep-alive clients GET a handler that returns the same 43-byte GIF and
    does nothing else, for S seconds;
-2. tracking: the same against `api.bulk.open_pixel` behind the API's own middleware stack
+2. tracking: the same against `api.views.bulk.open_pixel` behind the API's own middleware stack
    (create_app): token verified (HMAC), the machine check, the event added to the batcher (its
    flushes never run here: this measures the request path, which writes nothing);
 3. ceiling again (noisy machines: the ratio uses the mean of both). Target >= 0.7;
@@ -25,13 +25,13 @@ import aiohttp
 from aiohttp import web
 
 from api.app import create_app
-from api.bulk import BATCHER
+from api.views.bulk import BATCHER
 from gomailpy.bulk.batcher import EventBatcher
 from gomailpy.bulk.links import GIF, track_envelope
-from gomailpy.bulk.options import BulkOptions
 from gomailpy.bulk.tokens import Kind, Link, sign
-from gomailpy.queue import QueueClient
-from gomailpy.settings import load_settings
+from gomailpy.config.settings import load_settings
+from gomailpy.email.bulk.options import BulkOptions
+from gomailpy.queues.sqs import QueueClient
 from tests.support import make_envelope
 
 SECRET = "bench-secret-" + "x" * 32

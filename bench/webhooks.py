@@ -33,12 +33,12 @@ from bench.common import (
     localstack,
     table,
 )
+from gomailpy.config.settings import Settings
+from gomailpy.config.webhooks import WebhookEndpointSettings
 from gomailpy.events import Event, EventType, iso
-from gomailpy.queue import create_queue_client
-from gomailpy.settings import Settings
+from gomailpy.queues.sqs import create_queue_client
 from gomailpy.webhooks.outbox import Delivery, Outbox, deliveries
 from gomailpy.webhooks.queue import ensure_webhook_queue
-from gomailpy.webhooks.settings import WebhookEndpointSettings
 from gomailpy.webhooks.signing import secret_key, signed_headers
 from gomailpy.webhooks.state import MemoryEndpointStates
 from gomailpy_local.receiver import WebhookReceiver

@@ -11,10 +11,10 @@ Generated pages (never written to docs/, so there is nothing to keep in step by 
 - `index.md` from the repository's README.md, and `benchmarks-in-detail.md` from bench/README.md.
 
 Links: the Markdown under docs/ links repository files the way GitHub resolves them
-(`../pipeline/lease.py`, `../bench/README.md`). On the site, a link to a README that is a page here
-goes to that page; a link to any other repository file goes to `repo_url` when mkdocs.yml sets one,
-else becomes plain text naming the file. A link to a file that does not exist is left alone, so
-`mkdocs build --strict` fails on it.
+(`../pipeline/sending/lease.py`, `../bench/README.md`). On the site, a link to a README that is a
+page here goes to that page; a link to any other repository file goes to `repo_url` when mkdocs.yml
+sets one, else becomes plain text naming the file. A link to a file that does not exist is left
+alone, so `mkdocs build --strict` fails on it.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from typing import Any
 from pydantic import BaseModel, SecretStr
 
 # What the generated pages are built from: "module:attribute". Modules may move; only these change.
-SETTINGS_MODEL = "gomailpy.settings:Settings"
-OPENAPI_BUILDER = "api.openapi:build_openapi"
+SETTINGS_MODEL = "gomailpy.config.settings:Settings"
+OPENAPI_BUILDER = "api.schema.openapi:build_openapi"
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = "docs"

@@ -17,7 +17,7 @@ GomailError
     ├── QueueError               # one SQS call failed; names the queue and the operation
     ├── NoQueueAvailableError    # every configured queue refused an email
     ├── ClaimCheckError          # an S3 call of the claim check failed (`missing`: no object)
-    └── DeliveryStoreError       # the delivery store (DynamoDB) could not be read or written
+    └── StoreError       # the delivery store (DynamoDB) could not be read or written
 ```
 
 The API answers them in one place (`api.responses.error_answer`): MalformedRequestError 400,
@@ -133,7 +133,7 @@ class ClaimCheckError(BackendError):
         super().__init__(f"claim check: {operation} failed: {reason}")
 
 
-class DeliveryStoreError(BackendError):
+class StoreError(BackendError):
     """The delivery store could not be read or written."""
 
     def __init__(self, operation: str, reason: str) -> None:

@@ -25,7 +25,7 @@ ENQUEUED = Counter("gomailpy_emails_enqueued_total", "Emails accepted onto a que
 ENQUEUE_FAILURES = Counter(
     "gomailpy_enqueue_failures_total", "Attempts to put an email on a queue that failed", ["queue"]
 )
-# Regional queues (gomailpy.region_settings): where mail was routed from and where it went;
+# Regional queues (gomailpy.config.regions): where mail was routed from and where it went;
 # `home` != `region` is a spill. "" stands for no region.
 REGION_ENQUEUED = Counter(
     "gomailpy_region_emails_enqueued_total",
@@ -153,7 +153,7 @@ DOMAIN_OUTCOMES = Counter(
 DOMAIN_EXCLUDED = Gauge(
     "gomailpy_domain_excluded",
     "1 while this node keeps a recipient domain group's mail off a provider that is blocked or"
-    " deferred there (pipeline.mailbox_health)",
+    " deferred there (pipeline.sending.mailbox_health)",
     ["provider", "domain"],
 )
 DOMAIN_EXCLUSIONS = Counter(
@@ -189,7 +189,7 @@ WEBHOOK_ENDPOINT_DISABLED = Gauge(
     ["endpoint"],
 )
 
-# -- the operator's controls (gomailpy.controls, pipeline.steering) -------------------------------
+# -- the operator's controls (gomailpy.operating.controls, pipeline.steering) ----------------------
 PROVIDER_CONTROLLED = Gauge(
     "gomailpy_provider_controlled",
     "1 while an operator's control is set on the provider (this node's last read), by control:"
@@ -203,7 +203,7 @@ QUEUE_OLDEST_AGE = Gauge(
     ["queue"],
 )
 
-# -- provider rates (pipeline.rates) ---------------------------------------------------------------
+# -- provider rates (pipeline.prepare.rates) -------------------------------------------------------
 PROVIDER_RATE_LIMIT = Gauge(
     "gomailpy_provider_rate_limit",
     "Emails/s this node may send through the provider: its share of the cluster's rate, as"

@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gomailpy.queue import queue_name
+from gomailpy.queues.sqs import queue_name
 from pipeline.node import PipelineNode
 
 log = logging.getLogger("gomailpy.pipeline")
@@ -28,7 +28,7 @@ def status_of(node: PipelineNode) -> dict[str, Any]:
         "stopping": node.stopping,
         "iterations": node.iterations,
         "paused": node.paused_by,  # why sending is paused (every provider held), or null
-        # (provider, domain group) pairs whose mail goes elsewhere (pipeline.mailbox_health)
+        # (provider, domain group) pairs whose mail goes elsewhere (pipeline.sending.mailbox_health)
         "domains_excluded": node.domains.snapshot(),
         "queues": [queue_name(url) for url in node.urls],
         "providers": {

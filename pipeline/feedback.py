@@ -6,19 +6,19 @@ Every pipeline node runs one (with `events.enabled`). `events.consumers` long po
 events queue (`events.queue`, batches of 10), each handling its batch before it polls again,
 so at most `consumers` × 10 reports are in hand at once; they run beside the email readers and
 never take one of their slots, so a flood of events never holds up sending. Per batch:
-- parse each body (gomailpy.events.parse); one no parser can read is copied with its reason to
+- parse each body (gomailpy.feedback.parse); one no parser can read is copied with its reason to
   the events dead-letter queue (`<events queue><queues.dlq_suffix>`), then deleted;
 - record the events (the outcome store: a report seen twice is kept once), apply the
   suppression rules to them, and let the reputation guard count the new ones. An SMTP report
   (DSN, ARF: anyone can mail one to the bounce listener) counts for neither unless its
-  recipient is one its email was sent to (gomailpy.suppression_trust); it is kept all the same,
+  recipient is one its email was sent to (gomailpy.feedback.trust); it is kept all the same,
   and the log says why it did not suppress; the node's health per mailbox provider
-  (pipeline.domain_steering) counts the new trusted ones too;
+  (pipeline.sending.domain_steering) counts the new trusted ones too;
 - delete the batch. If the store could not be written, nothing is deleted: the reports come
   back after their visibility timeout (at-least-once; every step is idempotent).
 
-`open_feedback` also gives the node its last check before sending (pipeline.suppress) whenever
-a suppression list is configured, events or not: an operator's entries count too; and, with
+`open_feedback` also gives the node its last check before sending (pipeline.prepare.suppress)
+whenever a suppression list is configured, events or not: an operator's entries count too; and, with
 events and a suppression list, has settlement record who each email sent through an SMTP relay
 went to (`record_sent`), which is what an SMTP report is checked against; and, whenever there is
 an outcome store, has settlement record the events of send results (`record_events`, through
@@ -34,24 +34,24 @@ from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 
 from gomailpy import metrics
-from gomailpy.deadletter import FailureKind, dead_letter
-from gomailpy.deliveries import DeliveryStore
-from gomailpy.errors import DeliveryStoreError, EventFormatError, QueueError
+from gomailpy.config.settings import Settings
+from gomailpy.errors import EventFormatError, QueueError, StoreError
 from gomailpy.events import Event
-from gomailpy.events.parse import parse_report
-from gomailpy.events.store import OutcomeStore, open_event_stores
+from gomailpy.feedback.parse import parse_report
+from gomailpy.feedback.trust import sent_through_smtp, vouched
 from gomailpy.lifecycle import AsyncResource, cancel_and_wait
 from gomailpy.providers.base import SendResult
-from gomailpy.queue import MAX_BATCH, QueueClient, ReceivedMessage
-from gomailpy.settings import Settings
-from gomailpy.suppression import SuppressionStore
-from gomailpy.suppression_trust import sent_through_smtp, vouched
+from gomailpy.queues.deadletter import FailureKind, dead_letter
+from gomailpy.queues.sqs import MAX_BATCH, QueueClient, ReceivedMessage
+from gomailpy.store.deliveries import DeliveryStore
+from gomailpy.store.events import EventStore, open_event_stores
+from gomailpy.store.suppressions import SuppressionStore
 from gomailpy.webhooks.outbox import with_webhooks
-from pipeline.domain_steering import DomainSteering
 from pipeline.node import PipelineNode
-from pipeline.reputation import ReputationGuard
-from pipeline.settlement import Item
-from pipeline.suppress import RecipientScreen
+from pipeline.prepare.suppress import RecipientScreen
+from pipeline.sending.domain_steering import DomainSteering
+from pipeline.sending.reputation import ReputationGuard
+from pipeline.sending.settlement import Item
 
 log = logging.getLogger("gomailpy.events")
 
@@ -66,7 +66,7 @@ class EventConsumer(AsyncResource):
         settings: Settings,
         queues: QueueClient,
         *,
-        outcomes: OutcomeStore | None,
+        outcomes: EventStore | None,
         suppression: SuppressionStore | None,
         reputation: ReputationGuard | None = None,
         domains: DomainSteering | None = None,
@@ -139,7 +139,7 @@ class EventConsumer(AsyncResource):
                 if self._domains is not None:  # reports only: send results count in the node
                     vouched_for = {e.id for e in trusted}
                     self._domains.observe_events(e for e in new if e.id in vouched_for)
-            except DeliveryStoreError as exc:
+            except StoreError as exc:
                 log.warning("%d event(s) not recorded (%s): they come back later", len(events), exc)
                 readable = []
         done += [m.receipt_handle for m in readable]
@@ -229,7 +229,7 @@ class SentRecipients:
     `sent` events in the outcome store (one write per email, concurrently). A failed write is
     logged, never raised: the email was sent; only a genuine bounce for it will not suppress."""
 
-    def __init__(self, outcomes: OutcomeStore, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, outcomes: EventStore, *, clock: Callable[[], float] = time.time) -> None:
         self._outcomes = outcomes
         self._clock = clock
 
@@ -240,7 +240,7 @@ class SentRecipients:
         if not writes:
             return
         for answer in await asyncio.gather(*writes, return_exceptions=True):
-            if isinstance(answer, DeliveryStoreError):
+            if isinstance(answer, StoreError):
                 log.warning("recipients of an SMTP send not recorded: %s", answer)
             elif isinstance(answer, BaseException):
                 raise answer

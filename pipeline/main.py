@@ -11,17 +11,17 @@ import logging
 import signal
 from contextlib import AsyncExitStack
 
-from gomailpy.claim_check import open_claim_check
-from gomailpy.deliveries import open_delivery_store
+from gomailpy.config.settings import Settings
 from gomailpy.providers import open_providers
-from gomailpy.queue import create_queue_client
-from gomailpy.settings import Settings
-from gomailpy.table_items import open_item_table
+from gomailpy.queues.claim_check import open_claim_check
+from gomailpy.queues.sqs import create_queue_client
+from gomailpy.store.deliveries import open_delivery_store
+from gomailpy.store.items import open_item_table
 from pipeline.admin import start_admin
 from pipeline.feedback import open_feedback
 from pipeline.node import PipelineNode
-from pipeline.pacing import open_rates
-from pipeline.render import prepare_node
+from pipeline.prepare.pacing import open_rates
+from pipeline.prepare.render import prepare_node
 from pipeline.steering import open_steering
 from pipeline.webhooks import open_webhooks
 
@@ -32,7 +32,8 @@ async def run_node(settings: Settings) -> None:
     async with AsyncExitStack() as stack:
         queues = await stack.enter_async_context(create_queue_client(settings))
         providers = await open_providers(stack, settings)
-        rates = await open_rates(stack, settings, providers)  # steering.rates: pipeline.pacing
+        # steering.rates: pipeline.prepare.pacing
+        rates = await open_rates(stack, settings, providers)
         if not providers:
             log.error("no provider is enabled in the configuration: messages will wait")
         status = await open_delivery_store(stack, settings)

@@ -3,21 +3,25 @@
     async with PipelineNode(settings, queues, providers) as node:   # resolves queue URLs
         await node.run()                                           # until node.stop()
 
-Each iteration reads a pool (pipeline.reader) and hands it to a dispatch task, which
-- holds a lease on each message until it is settled (pipeline.lease: a heartbeat renews it);
-- prepares it: decodes, skips what was sent before, loads each message (pipeline.intake);
-- splits what is ready across the providers by health (pipeline.splitter), keeping each
-  recipient domain's mail off a provider blocked or deferred there (pipeline.domain_steering);
-- sends through each provider's lane (pipeline.dispatch), judges each one's part (pipeline.health);
-- settles every message: deleted, released with a delay, or dead-lettered (pipeline.settlement).
+Each iteration reads a pool (pipeline.reading.reader) and hands it to a dispatch task, which
+- holds a lease on each message until it is settled (pipeline.sending.lease: a heartbeat renews it);
+- prepares it: decodes, skips what was sent before, loads each message (pipeline.reading.intake);
+- splits what is ready across the providers by health (pipeline.sending.splitter), keeping each
+  recipient domain's mail off a provider blocked or deferred there
+  (pipeline.sending.domain_steering);
+- sends through each provider's lane (pipeline.sending.dispatch), judges each one's part
+  (pipeline.sending.health);
+- settles every message: deleted, released with a delay, or dead-lettered
+  (pipeline.sending.settlement).
 Later iterations read while earlier dispatches send, within a window sized by Little's law, and
-each message is settled once its own send finished (pipeline.inflight): latency does not stall.
+each message is settled once its own send finished (pipeline.sending.inflight): latency does not
+stall.
 
 Nothing is deleted unless a provider accepted it, it was sent before, or it is in the dead-letter
 queue; the rest comes back after its visibility timeout, also when the node is killed outright.
 
-When every provider the node may use is held for its reputation (pipeline.reputation), sending
-**pauses**: the node stops reading (every receive would count towards the queue's
+When every provider the node may use is held for its reputation (pipeline.sending.reputation),
+sending **pauses**: the node stops reading (every receive would count towards the queue's
 `max_receive_count`, and so towards the dead-letter queue), stops its long polls, releases what
 it had read but not sent, and checks every PAUSE_CHECK_S for a hold that ended or was released.
 The pause is logged at CRITICAL once as it starts (its end at WARNING) and exported as
@@ -36,24 +40,24 @@ from functools import partial
 from typing import Any, Self
 
 from gomailpy import metrics
-from gomailpy.claim_check import ClaimCheck
-from gomailpy.deliveries import DeliveryStore
+from gomailpy.config.settings import Settings
 from gomailpy.errors import QueueError
 from gomailpy.providers.base import Outcome, Provider, SendResult
-from gomailpy.queue import QueueClient, ReceivedMessage
-from gomailpy.settings import Settings
-from pipeline.ages import note_ages
-from pipeline.controls import Steer, unsteered
-from pipeline.dispatch import MayStart, ProviderLane, announce_health, offer_elsewhere
-from pipeline.domain_steering import DomainSteering
-from pipeline.health import Health, judge
-from pipeline.inflight import InFlightWindow, SettleAsTheyFinish
-from pipeline.intake import Intake
-from pipeline.lease import Leases
-from pipeline.reader import QueueReader
-from pipeline.settlement import AfterSend, Item, IterationReport, Settlement
-from pipeline.splitter import ProviderView, paused, sharing_views, split
-from pipeline.suppress import Screen, unscreened
+from gomailpy.queues.claim_check import ClaimCheck
+from gomailpy.queues.sqs import QueueClient, ReceivedMessage
+from gomailpy.store.deliveries import DeliveryStore
+from pipeline.prepare.suppress import Screen, unscreened
+from pipeline.reading.ages import note_ages
+from pipeline.reading.intake import Intake
+from pipeline.reading.reader import QueueReader
+from pipeline.sending.controls import Steer, unsteered
+from pipeline.sending.dispatch import MayStart, ProviderLane, announce_health, offer_elsewhere
+from pipeline.sending.domain_steering import DomainSteering
+from pipeline.sending.health import Health, judge
+from pipeline.sending.inflight import InFlightWindow, SettleAsTheyFinish
+from pipeline.sending.lease import Leases
+from pipeline.sending.settlement import AfterSend, Item, IterationReport, Settlement
+from pipeline.sending.splitter import ProviderView, paused, sharing_views, split
 
 __all__ = ["AfterSend", "IterationReport", "PipelineNode"]
 

@@ -1,13 +1,13 @@
 """A node's reader of the operator's controls: every `steering.controls_poll_s` it reads them
-from the control store (gomailpy.controls) and hands them to the node's split
-(pipeline.controls.Steering), so a change made anywhere applies here within a few seconds.
+from the control store (gomailpy.operating.controls) and hands them to the node's split
+(pipeline.sending.controls.Steering), so a change made anywhere applies here within a few seconds.
 
     steering = await open_steering(stack, settings, node)     # closed with `stack`
 
 A read that fails keeps the last controls (logged): an unreachable table never stops the mail.
 An operator's `release` of a provider (a new `released_at`) ends this node's reputation hold on
-it (`Health.release`, pipeline.reputation): releases made before this node's first read predate
-every hold it can have, and are only noted.
+it (`Health.release`, pipeline.sending.reputation): releases made before this node's first read
+predate every hold it can have, and are only noted.
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ from collections.abc import Mapping
 from contextlib import AsyncExitStack
 
 from gomailpy import metrics
-from gomailpy.controls import Controls, ControlStore, open_control_store
+from gomailpy.config.settings import Settings
 from gomailpy.errors import GomailError
-from gomailpy.settings import Settings
-from pipeline.controls import Steering
-from pipeline.health import Health
+from gomailpy.operating.controls import Controls, ControlStore, open_control_store
 from pipeline.node import PipelineNode
-from pipeline.pacing import Rates
 from pipeline.periodic import PeriodicRefresh
+from pipeline.prepare.pacing import Rates
+from pipeline.sending.controls import Steering
+from pipeline.sending.health import Health
 
 log = logging.getLogger("gomailpy.pipeline")
 

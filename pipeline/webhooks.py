@@ -33,11 +33,12 @@ from contextlib import AsyncExitStack
 import aiohttp
 
 from gomailpy import metrics
-from gomailpy.deadletter import FailureKind, dead_letter
+from gomailpy.config.settings import Settings
+from gomailpy.config.webhooks import WebhookEndpointSettings
 from gomailpy.errors import BackendError, QueueError
 from gomailpy.lifecycle import AsyncResource, cancel_and_wait
-from gomailpy.queue import MAX_BATCH, QueueClient, ReceivedMessage
-from gomailpy.settings import Settings
+from gomailpy.queues.deadletter import FailureKind, dead_letter
+from gomailpy.queues.sqs import MAX_BATCH, QueueClient, ReceivedMessage
 from gomailpy.webhooks.attempt import (
     MAX_HOP_S,
     Answer,
@@ -47,7 +48,6 @@ from gomailpy.webhooks.attempt import (
     open_webhook_session,
 )
 from gomailpy.webhooks.outbox import Delivery
-from gomailpy.webhooks.settings import WebhookEndpointSettings
 from gomailpy.webhooks.state import Disabled, EndpointStates, open_endpoint_states
 
 log = logging.getLogger("gomailpy.webhooks")

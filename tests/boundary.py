@@ -13,7 +13,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
-from gomailpy.envelope import Envelope
+from gomailpy.email.envelope import Envelope
 from gomailpy.providers.base import Outcome, SendResult
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from gomailpy.config.settings import Settings
 from gomailpy.events import Event
-from gomailpy.events.parse import parse_report
-from gomailpy.queue import create_queue_client
-from gomailpy.settings import Settings
+from gomailpy.feedback.parse import parse_report
+from gomailpy.queues.sqs import create_queue_client
 from tests.support import create_queues, make_settings, unique
 
 SECRET = "s" * 40

@@ -16,9 +16,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from gomailpy.queue import QueueClient, create_queue_client
-from gomailpy.settings import Settings
-from gomailpy.up_state import STATE_ENV
+from gomailpy.config.settings import Settings
+from gomailpy.operating.up_state import STATE_ENV
+from gomailpy.queues.sqs import QueueClient, create_queue_client
 from gomailpy_local.localstack import LocalStack
 from tests.support import Client, StartClient, StartServer, create_queues, make_settings
 
@@ -34,8 +34,8 @@ for leaked in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
 def no_running_stack(
     monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """A `make up` running beside the tests is never found (gomailpy.up_state): the state file
-    is looked for in this session's temp dir, where nothing writes it."""
+    """A `make up` running beside the tests is never found (gomailpy.operating.up_state): the state
+    file is looked for in this session's temp dir, where nothing writes it."""
     monkeypatch.setenv(STATE_ENV, str(tmp_path_factory.getbasetemp() / "no-gomail-up.json"))
 
 

@@ -13,11 +13,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from api.app import create_app
-from gomailpy.envelope import Envelope
-from gomailpy.models import parse_send_request
-from gomailpy.queue import create_queue_client
-from gomailpy.resources import ensure_resources
-from gomailpy.settings import Settings, load_settings
+from gomailpy.config.settings import Settings, load_settings
+from gomailpy.email.envelope import Envelope
+from gomailpy.email.models import parse_send_request
+from gomailpy.operating.resources import ensure_resources
+from gomailpy.queues.sqs import create_queue_client
 
 # The types of conftest's fixtures `start_client` and `start_server`, and of what they start.
 Client: TypeAlias = TestClient[web.Request, web.Application]
@@ -124,7 +124,7 @@ async def enqueue(settings: Settings, count: int, *, start: int = 0) -> list[str
 
 async def queue_totals(settings: Settings) -> dict[str, int]:
     """Messages left per queue and per dead-letter queue, by queue name (visible + in flight)."""
-    from gomailpy.queue import queue_name
+    from gomailpy.queues.sqs import queue_name
 
     totals: dict[str, int] = {}
     async with create_queue_client(settings) as queues:

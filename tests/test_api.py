@@ -26,14 +26,14 @@ from hypothesis import strategies as st
 from openapi_spec_validator import validate as validate_openapi
 
 from api.app import create_app
-from api.body import decode_json
-from api.queue_choice import LeastDepth, RoundRobin
-from gomailpy.envelope import Envelope
+from api.enqueue.queue_choice import LeastDepth, RoundRobin
+from api.views.body import decode_json
+from gomailpy.config.settings import Settings
+from gomailpy.email.envelope import Envelope
+from gomailpy.email.models import parse_send_request
 from gomailpy.errors import InvalidEmailError, MalformedRequestError, QueueError
 from gomailpy.metrics import sample
-from gomailpy.models import parse_send_request
-from gomailpy.queue import create_queue_client, queue_name
-from gomailpy.settings import Settings
+from gomailpy.queues.sqs import create_queue_client, queue_name
 from gomailpy_local.localstack import free_port
 from tests.support import Client, StartClient, create_queues, make_settings, unique
 
@@ -787,7 +787,7 @@ async def test_sigterm_lets_the_request_in_flight_finish_and_exits_0(
         )
     )
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gomailpy.cli", "api", "--config", str(config),
+        sys.executable, "-m", "gomailpy_cli.main", "api", "--config", str(config),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},

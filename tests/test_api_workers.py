@@ -73,7 +73,7 @@ async def test_two_workers_share_one_port_and_stop_together(tmp_path: Path) -> N
         )
     )
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gomailpy.cli", "api", "--config", str(config), "--workers", "2",
+        sys.executable, "-m", "gomailpy_cli.main", "api", "--config", str(config), "--workers", "2",
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip

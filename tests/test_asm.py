@@ -16,12 +16,12 @@ from sendgrid.helpers.mail import (
 )
 
 from gomailpy.bulk.hits import unsubscribed
-from gomailpy.bulk.options import BulkOptions
 from gomailpy.bulk.tokens import Kind, Link
-from gomailpy.queue import ReceivedMessage
-from gomailpy.suppression import MemorySuppressionStore
-from pipeline.settlement import Item, IterationReport, Plan
-from pipeline.suppress import RecipientScreen
+from gomailpy.email.bulk.options import BulkOptions
+from gomailpy.queues.sqs import ReceivedMessage
+from gomailpy.store.suppressions import MemorySuppressionStore
+from pipeline.prepare.suppress import RecipientScreen
+from pipeline.sending.settlement import Item, IterationReport, Plan
 from tests.bulk_support import bulk_settings
 from tests.support import api_client, make_envelope, make_settings
 from tests.test_sendgrid_v3 import plain_mail, queued, send, serve, v3_settings

@@ -1,4 +1,4 @@
-"""API batching (api.batcher) against the real SQS server of the test bed (LocalStack).
+"""API batching (api.enqueue.batcher) against the real SQS server of the test bed (LocalStack).
 
 Concurrent requests for one queue share SendMessageBatch calls, counted with botocore's event
 hooks; each request is answered from its own entry only. Requests are started together (one
@@ -19,12 +19,12 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from api.app import create_app
-from api.batcher import SendBatcher
-from api.gateway import QueueGateway
-from gomailpy.envelope import Envelope
+from api.enqueue.batcher import SendBatcher
+from api.enqueue.gateway import QueueGateway
+from gomailpy.config.settings import ApiSettings, Settings
+from gomailpy.email.envelope import Envelope
 from gomailpy.errors import NoQueueAvailableError, UnqueueableEmailError
-from gomailpy.queue import QueueClient, queue_name
-from gomailpy.settings import ApiSettings, Settings
+from gomailpy.queues.sqs import QueueClient, queue_name
 from tests.support import email_request, make_settings
 
 LINGER = ApiSettings(batch_linger_ms=200)  # long, so that requests started together batch

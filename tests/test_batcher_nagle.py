@@ -1,4 +1,4 @@
-"""api.batcher's Nagle rule, against a queue client that answers when the test says so.
+"""api.enqueue.batcher's Nagle rule, against a queue client that answers when the test says so.
 
 While `max_calls` calls to a queue are under way, a new partial batch does not start a timer:
 it waits for one of those calls to end and then goes at once. No time is asserted; the sleeps
@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from api.batcher import SendBatcher
-from gomailpy.queue import BatchResult
+from api.enqueue.batcher import SendBatcher
+from gomailpy.queues.sqs import BatchResult
 
 
 class GatedQueues:

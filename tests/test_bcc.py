@@ -30,22 +30,22 @@ import aiohttp
 import pytest
 
 from api.app import create_app
-from gomailpy.aws import open_aws_client
-from gomailpy.envelope import Envelope
-from gomailpy.mime import build_message, message_bytes
-from gomailpy.models import Address, Email
+from gomailpy.config.settings import Settings
+from gomailpy.email.envelope import Envelope
+from gomailpy.email.mime import build_message, message_bytes
+from gomailpy.email.models import Address, Email
+from gomailpy.email.submitted import without_bcc_header
+from gomailpy.listeners.submission import SubmissionListener, tls_context
 from gomailpy.providers import Provider, open_providers
 from gomailpy.providers.sendgrid import payload_for
 from gomailpy.providers.ses import SesProvider
-from gomailpy.queue import create_queue_client
-from gomailpy.settings import Settings
-from gomailpy.submission import SubmissionListener, tls_context
-from gomailpy.submitted import without_bcc_header
-from gomailpy.suppression import MemorySuppressionStore, manual
+from gomailpy.queues.aws import open_aws_client
+from gomailpy.queues.sqs import create_queue_client
+from gomailpy.store.suppressions import MemorySuppressionStore, manual
 from gomailpy_local.standins import SendGridStandIn, SmtpStandIn
 from gomailpy_local.tls import self_signed_certificate
 from pipeline.node import PipelineNode
-from pipeline.suppress import RecipientScreen
+from pipeline.prepare.suppress import RecipientScreen
 from tests.support import StartServer, create_queues, make_settings, unique
 
 SG_KEY = "SG.bcc-test"

@@ -1,4 +1,4 @@
-"""Real bounces no one here wrote, read by gomailpy.events.dsn (no I/O):
+"""Real bounces no one here wrote, read by gomailpy.feedback.dsn (no I/O):
 
 - flufl.bounce's corpus (tests/data/bounces/flufl/, ~20 MTAs): every address its own detectors
   expect is found, each with a reason of the taxonomy and a subtype (deferred for the temporary
@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
+from gomailpy.bounce_reasons import Reason
 from gomailpy.events import Event, EventType
-from gomailpy.events.bounce_reasons import Reason
-from gomailpy.events.dsn import read_message
+from gomailpy.feedback.dsn import read_message
 
 DATA = Path(__file__).parent / "data" / "bounces"
 FLUFL = DATA / "flufl"

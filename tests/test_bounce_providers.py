@@ -1,5 +1,5 @@
-"""SES's and SendGrid's bounces onto the same reasons as relays' DSNs (gomailpy.events.ses,
-gomailpy.events.sendgrid, gomailpy.events.bounce_reasons), without I/O:
+"""SES's and SendGrid's bounces onto the same reasons as relays' DSNs (gomailpy.feedback.ses,
+gomailpy.feedback.sendgrid, gomailpy.bounce_reasons), without I/O:
 
 - every bounceType/bounceSubType pair SES documents ("Amazon SNS notification contents for
   Amazon SES": bounce types), and SES's published example records (tests/data/ses/);
@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from gomailpy.events import Event, EventType
-from gomailpy.events.sendgrid import parse_sendgrid
-from gomailpy.events.ses import parse_sns
-from gomailpy.suppression import SOFT, rule_for
+from gomailpy.feedback.sendgrid import parse_sendgrid
+from gomailpy.feedback.ses import parse_sns
+from gomailpy.store.suppressions import SOFT, rule_for
 from tests.test_events_ses import sns
 
 DATA = Path(__file__).parent / "data"

@@ -1,6 +1,6 @@
-"""The bounce classifier (gomailpy.events.bounce_reasons), the auto-reply detector
-(gomailpy.events.autoreply) and what each reason does to the suppression list
-(gomailpy.suppression.rule_for): pure logic, tables, no I/O.
+"""The bounce classifier (gomailpy.bounce_reasons), the auto-reply detector
+(gomailpy.feedback.autoreply) and what each reason does to the suppression list
+(gomailpy.store.suppressions.rule_for): pure logic, tables, no I/O.
 
 The replies are what real servers write (Gmail, Microsoft 365, Yahoo, Postfix, Exim, qmail,
 Spamhaus/Barracuda users, SendGrid, SES), shortened."""
@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from gomailpy.events import Event, EventType
-from gomailpy.events.autoreply import auto_reply_signal
-from gomailpy.events.bounce_reasons import (
+from gomailpy.bounce_reasons import (
     Category,
     Classification,
     Reason,
@@ -20,7 +18,9 @@ from gomailpy.events.bounce_reasons import (
     outcome,
     refine,
 )
-from gomailpy.suppression import SOFT, SuppressionKind, rule_for
+from gomailpy.events import Event, EventType
+from gomailpy.feedback.autoreply import auto_reply_signal
+from gomailpy.store.suppressions import SOFT, SuppressionKind, rule_for
 
 # fmt: off
 CLASSIFIED = [

@@ -9,7 +9,7 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from gomailpy.cli import cli
+from gomailpy_cli.main import cli
 
 SAMPLES = Path(__file__).parent / "data" / "bounces"
 KEYS = {"file", "recipient", "type", "subtype", "reason", "status", "diagnostic", "messageId"}

@@ -1,6 +1,6 @@
-"""The operator's controls: the pure steering of the split (pipeline.controls) as tables, held
-providers under them, and the store (gomailpy.controls) with its history on an in-memory item
-table."""
+"""The operator's controls: the pure steering of the split (pipeline.sending.controls) as tables,
+held providers under them, and the store (gomailpy.operating.controls) with its history on an
+in-memory item table."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from gomailpy.controls import (
+from gomailpy.operating.controls import (
     ControlError,
     Controls,
     ControlStore,
@@ -17,11 +17,11 @@ from gomailpy.controls import (
     ProviderControl,
     updated,
 )
-from gomailpy.report import QueueStatus, format_status
-from gomailpy.table_items import MemoryItemTable
-from pipeline.controls import Steering, steer
-from pipeline.health import Health
-from pipeline.splitter import ProviderView, paused, split
+from gomailpy.operating.report import QueueStatus, format_status
+from gomailpy.store.items import MemoryItemTable
+from pipeline.sending.controls import Steering, steer
+from pipeline.sending.health import Health
+from pipeline.sending.splitter import ProviderView, paused, split
 from pipeline.steering import ControlPoller
 
 SES, SENDGRID, SMTP = (ProviderView(n, 1.0, True) for n in ("ses", "sendgrid", "smtp"))

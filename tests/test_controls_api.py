@@ -1,5 +1,5 @@
-"""The operator's controls over HTTP (api.controls), against the real app on the test bed's SQS
-server, with the controls in the app's own memory."""
+"""The operator's controls over HTTP (api.views.controls), against the real app on the test bed's
+SQS server, with the controls in the app's own memory."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from api.app import create_app
 from api.auth import hash_key
-from gomailpy.settings import Settings
+from gomailpy.config.settings import Settings
 from tests.support import Client, StartClient
 
 KEY = "controls-key-" + "k" * 30

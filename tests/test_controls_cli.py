@@ -7,7 +7,7 @@ import json
 
 from click.testing import CliRunner
 
-from gomailpy.cli import cli
+from gomailpy_cli.main import cli
 from tests.support import table_cli_env
 
 

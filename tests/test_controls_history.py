@@ -1,6 +1,6 @@
-"""The controls' history (gomailpy.controls): every change appended as an item of its own, with the
-state before and after and who made it, never overwritten; on both stores (this process's memory,
-and DynamoDB on moto's server), and through `gomail provider history`."""
+"""The controls' history (gomailpy.operating.controls): every change appended as an item of its own,
+with the state before and after and who made it, never overwritten; on both stores (this process's
+memory, and DynamoDB on moto's server), and through `gomail provider history`."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from contextlib import AsyncExitStack
 import pytest
 from click.testing import CliRunner
 
-from gomailpy.cli import cli
-from gomailpy.controls import ControlStore
-from gomailpy.resources import ensure_resources
-from gomailpy.table_items import DynamoItemTable, ItemTable, MemoryItemTable
+from gomailpy.operating.controls import ControlStore
+from gomailpy.operating.resources import ensure_resources
+from gomailpy.store.items import DynamoItemTable, ItemTable, MemoryItemTable
+from gomailpy_cli.main import cli
 from tests.support import make_settings, table_cli_env, unique
 
 

@@ -10,9 +10,9 @@ from contextlib import AsyncExitStack
 
 import pytest
 
-from gomailpy.controls import ControlStore
-from gomailpy.queue import create_queue_client
-from gomailpy.table_items import MemoryItemTable
+from gomailpy.operating.controls import ControlStore
+from gomailpy.queues.sqs import create_queue_client
+from gomailpy.store.items import MemoryItemTable
 from pipeline.node import PipelineNode
 from pipeline.steering import ControlPoller, open_steering
 from tests.boundary import ScriptedProvider

@@ -8,9 +8,9 @@ from pathlib import Path
 import yaml
 from click.testing import CliRunner
 
-from gomailpy.cli import cli
-from gomailpy.queue import create_queue_client
-from gomailpy.settings import Settings
+from gomailpy.config.settings import Settings
+from gomailpy.queues.sqs import create_queue_client
+from gomailpy_cli.main import cli
 from pipeline.node import PipelineNode
 from tests.boundary import ScriptedProvider
 from tests.support import create_queues, enqueue, make_settings, queue_totals

@@ -12,8 +12,13 @@ from typing import Any
 
 import pytest
 
-from gomailpy.aws import open_aws_client
-from gomailpy.deliveries import (
+from gomailpy.config.settings import Settings
+from gomailpy.email.envelope import Envelope
+from gomailpy.errors import StoreError
+from gomailpy.operating.resources import ensure_resources
+from gomailpy.queues.aws import open_aws_client
+from gomailpy.queues.sqs import create_queue_client
+from gomailpy.store.deliveries import (
     DeliveryRecord,
     DeliveryState,
     DeliveryStore,
@@ -23,12 +28,7 @@ from gomailpy.deliveries import (
     after_attempt,
     open_delivery_store,
 )
-from gomailpy.deliveries.coalesce import WriteCoalescer
-from gomailpy.envelope import Envelope
-from gomailpy.errors import DeliveryStoreError
-from gomailpy.queue import create_queue_client
-from gomailpy.resources import ensure_resources
-from gomailpy.settings import Settings
+from gomailpy.store.deliveries.coalesce import WriteCoalescer
 from pipeline.node import IterationReport, PipelineNode
 from tests.boundary import ScriptedProvider
 from tests.support import (
@@ -587,7 +587,7 @@ async def test_concurrent_writes_share_batch_calls() -> None:
     async def flush(items: list[Any]) -> None:
         calls.append([i["PutRequest"]["Item"]["pk"]["S"] for i in items])
         if any(k.startswith("bad") for k in calls[-1]):
-            raise DeliveryStoreError("batch_write_item", "refused")
+            raise StoreError("batch_write_item", "refused")
 
     writes = WriteCoalescer(flush, size=25, linger_s=0.01)
     await asyncio.gather(*(writes.put([put(f"m{i}-{j}") for j in range(3)]) for i in range(10)))
@@ -595,5 +595,5 @@ async def test_concurrent_writes_share_batch_calls() -> None:
     calls.clear()
     await writes.put([put("a"), put("b"), put("a")])  # a key twice: never in one call
     assert calls == [["a", "b"], ["a"]]
-    with pytest.raises(DeliveryStoreError):
+    with pytest.raises(StoreError):
         await asyncio.gather(writes.put([put("ok")]), writes.put([put("bad")]))

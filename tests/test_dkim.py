@@ -1,4 +1,4 @@
-"""DKIM signing of SMTP mail (gomailpy.dkim_signing): keys from a file or the environment, never
+"""DKIM signing of SMTP mail (gomailpy.email.dkim): keys from a file or the environment, never
 the YAML; what is signed verifies with dkimpy against the public key published in DNS (here a
 `dnsfunc` that answers for the selector's TXT record)."""
 
@@ -16,11 +16,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import SecretStr
 
-from gomailpy.dkim_signing import DkimDomainSettings, DkimSigner
+from gomailpy.config.settings import load_settings
+from gomailpy.email.dkim import DkimDomainSettings, DkimSigner
+from gomailpy.email.mime import build_message, message_bytes
 from gomailpy.errors import ConfigError
-from gomailpy.mime import build_message, message_bytes
 from gomailpy.providers.smtp import SmtpProvider
-from gomailpy.settings import load_settings
 from gomailpy_local.standins import SmtpStandIn
 from tests.support import make_envelope
 

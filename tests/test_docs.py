@@ -129,19 +129,19 @@ def test_http_api_reference_has_every_route_of_the_openapi_document() -> None:
 
 def test_links_to_repository_files_work_on_the_site() -> None:
     text = (
-        "[lease](../pipeline/lease.py), [bench](../bench/README.md#soak), [api](api.md#x),"
+        "[lease](../pipeline/sending/lease.py), [bench](../bench/README.md#soak), [api](api.md#x),"
         " [home](../README.md), [gone](../no/such/file.py), ![shot](webclient.png),"
-        " [web](https://example.org/a.md)\n```\n[kept](../pipeline/lease.py)\n```\n"
+        " [web](https://example.org/a.md)\n```\n[kept](../pipeline/sending/lease.py)\n```\n"
     )
     out = hooks.rewrite_links(text, "docs/page.md", "page.md")
     assert out.startswith(
-        "lease (`pipeline/lease.py`), [bench](benchmarks-in-detail.md#soak), [api](api.md#x),"
+        "lease (`pipeline/sending/lease.py`), [bench](benchmarks-in-detail.md#soak), [api](api.md#x),"
         " [home](index.md), [gone](../no/such/file.py), ![shot](webclient.png),"
         " [web](https://example.org/a.md)\n"
     )
-    assert "```\n[kept](../pipeline/lease.py)\n```" in out  # code is never touched
+    assert "```\n[kept](../pipeline/sending/lease.py)\n```" in out  # code is never touched
     with_repo = hooks.rewrite_links(text, "docs/page.md", "page.md", "https://git.example/x")
-    assert "[lease](https://git.example/x/blob/main/pipeline/lease.py)" in with_repo
+    assert "[lease](https://git.example/x/blob/main/pipeline/sending/lease.py)" in with_repo
     readme = hooks.rewrite_links("[s](docs/security.md#a) [m](Makefile)", "README.md", "index.md")
     assert readme == "[s](security.md#a) m (`Makefile`)"
     nested = hooks.rewrite_links(

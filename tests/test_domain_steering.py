@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 import pytest
 
 from gomailpy import metrics
-from gomailpy.envelope import Envelope
-from gomailpy.mime import all_recipients
+from gomailpy.config.settings import Settings
+from gomailpy.email.envelope import Envelope
+from gomailpy.email.mime import all_recipients
 from gomailpy.providers.base import SendResult
 from gomailpy.providers.smtp import SmtpProvider
-from gomailpy.queue import create_queue_client
-from gomailpy.settings import Settings
+from gomailpy.queues.sqs import create_queue_client
 from gomailpy_local.standins.smtp import BLOCKED_DOMAIN, SmtpStandIn
 from pipeline.node import PipelineNode
 from tests.boundary import ScriptedProvider

@@ -1,4 +1,5 @@
-"""Reading relay reports (gomailpy.events.dsn) and VERP addresses (gomailpy.verp), without I/O.
+"""Reading relay reports (gomailpy.feedback.dsn) and VERP addresses (gomailpy.email.verp), without
+I/O.
 
 The samples in tests/data/bounces/ are shaped like what real servers send: a Postfix bounce
 (two recipients, one hard, one mailbox-full) and delay warning, an Exchange Online NDR, an ARF
@@ -15,11 +16,11 @@ from typing import Any
 
 import pytest
 
+from gomailpy.email.verp import is_bounce_address, message_id_from, verp_address
 from gomailpy.errors import EventFormatError
 from gomailpy.events import EventType
-from gomailpy.events.dsn import MAX_KEPT_BYTES, parse_bounce
-from gomailpy.events.parse import parse_report
-from gomailpy.verp import is_bounce_address, message_id_from, verp_address
+from gomailpy.feedback.dsn import MAX_KEPT_BYTES, parse_bounce
+from gomailpy.feedback.parse import parse_report
 from gomailpy_local.standins.reports import complaint_report, delivery_report
 
 SAMPLES = Path(__file__).parent / "data" / "bounces"

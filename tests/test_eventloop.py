@@ -1,4 +1,5 @@
-"""gomailpy.eventloop: uvloop when installed, asyncio's own loop when not, the same code on both."""
+"""gomailpy.operating.eventloop: uvloop when installed, asyncio's own loop when not, the same code
+on both."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import sys
 
 import pytest
 
-from gomailpy import eventloop
+from gomailpy.operating import eventloop
 
 
 async def _loop_type() -> str:

@@ -26,21 +26,21 @@ import pytest
 from pydantic import SecretStr
 
 from api.app import create_app
-from gomailpy.aws import open_aws_client
-from gomailpy.bounces import BounceListener
-from gomailpy.deadletter import FAILURE_KIND, FAILURE_REASON
-from gomailpy.events.store import EventStores, fold, open_event_stores
+from gomailpy.config.settings import Settings
+from gomailpy.listeners.bounces import BounceListener
+from gomailpy.operating.resources import ensure_resources
 from gomailpy.providers.sendgrid import SendGridProvider
 from gomailpy.providers.smtp import SmtpProvider
-from gomailpy.queue import QueueClient, ReceivedMessage, create_queue_client
-from gomailpy.resources import ensure_resources
-from gomailpy.settings import Settings
-from gomailpy.suppression import Suppression
+from gomailpy.queues.aws import open_aws_client
+from gomailpy.queues.deadletter import FAILURE_KIND, FAILURE_REASON
+from gomailpy.queues.sqs import QueueClient, ReceivedMessage, create_queue_client
+from gomailpy.store.events import EventStores, fold, open_event_stores
+from gomailpy.store.suppressions import Suppression
 from gomailpy_local.standins import SendGridStandIn
 from gomailpy_local.standins.smtp import SmtpStandIn
 from pipeline.feedback import EventConsumer, SentRecipients
 from pipeline.node import PipelineNode
-from pipeline.suppress import RecipientScreen
+from pipeline.prepare.suppress import RecipientScreen
 from tests.boundary import ScriptedProvider
 from tests.support import StartServer, create_queues, make_envelope, make_settings, unique
 
@@ -213,7 +213,7 @@ async def test_smtp_dsn_suppresses_for_every_provider(
     )
     provider = await stack.enter_async_context(SmtpProvider(smtp, settings.events))
     # Sent by a node, whose settlement records who the email went to: an SMTP report suppresses
-    # only a recipient of its email (gomailpy.suppression_trust).
+    # only a recipient of its email (gomailpy.feedback.trust).
     sender = await stack.enter_async_context(
         PipelineNode(settings, loop.queues, {"smtp": provider})
     )

@@ -6,7 +6,7 @@ from typing import Any
 
 from api.app import create_app
 from api.auth import hash_key
-from api.suppressions import OUTCOME_STORE
+from api.views.suppressions import OUTCOME_STORE
 from gomailpy.events import Event, EventType, iso
 from tests.support import StartClient, make_settings
 

@@ -22,16 +22,16 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import SecretStr
 
 from api.app import create_app
-from gomailpy.aws import open_aws_client
+from gomailpy.config.providers import SendGridSettings
+from gomailpy.config.settings import Settings
 from gomailpy.events import Event, EventType
-from gomailpy.events.parse import parse_report
-from gomailpy.events.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, public_key_text, sign
-from gomailpy.provider_settings import SendGridSettings
+from gomailpy.feedback.parse import parse_report
+from gomailpy.feedback.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, public_key_text, sign
+from gomailpy.operating.resources import EVENT_DESTINATION, ensure_resources
 from gomailpy.providers.sendgrid import SendGridProvider
 from gomailpy.providers.ses import SesProvider
-from gomailpy.queue import create_queue_client
-from gomailpy.resources import EVENT_DESTINATION, ensure_resources
-from gomailpy.settings import Settings
+from gomailpy.queues.aws import open_aws_client
+from gomailpy.queues.sqs import create_queue_client
 from gomailpy_local.standins import SendGridStandIn
 from tests.support import StartServer, create_queues, make_envelope, make_settings, unique
 

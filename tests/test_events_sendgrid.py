@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from gomailpy.errors import ConfigError, EventFormatError
 from gomailpy.events import EventType
-from gomailpy.events.sendgrid import parse_sendgrid, provider_message_id
-from gomailpy.events.signature import (
+from gomailpy.feedback.sendgrid import parse_sendgrid, provider_message_id
+from gomailpy.feedback.signature import (
     SignatureCheck,
     WebhookVerifier,
     load_public_key,
@@ -105,7 +105,7 @@ def test_bounce_keeps_smtp_text_and_classification() -> None:
         ]
     )
     assert event.mta_response == "550 5.1.1 The email account does not exist"
-    # The reason by the taxonomy (gomailpy.events.bounce_reasons); SendGrid's stays in raw.
+    # The reason by the taxonomy (gomailpy.bounce_reasons); SendGrid's stays in raw.
     assert (event.reason, event.status) == ("userunknown", "5.1.1")
     assert event.raw["bounce_classification"] == "Invalid Address"
 
@@ -290,7 +290,7 @@ def test_standin_events_parse_to_the_right_outcomes() -> None:
 
 
 def test_every_outgoing_email_names_its_message_id() -> None:
-    from gomailpy.mime import build_message
+    from gomailpy.email.mime import build_message
     from gomailpy.providers.sendgrid import payload_for
     from tests.support import make_envelope
 
@@ -303,7 +303,7 @@ def test_every_outgoing_email_names_its_message_id() -> None:
 
 
 def test_a_large_post_is_split_over_queue_messages_in_order() -> None:
-    from api.events import MAX_QUEUE_BODY_BYTES, _chunks
+    from api.views.events import MAX_QUEUE_BODY_BYTES, _chunks
 
     events = [sg_event("delivered", sg_event_id=f"ev-{n}", pad="x" * 300) for n in range(3000)]
     chunks = _chunks(events)
@@ -315,8 +315,8 @@ def test_a_large_post_is_split_over_queue_messages_in_order() -> None:
 
 
 def test_ses_sends_carry_the_configuration_set_only_with_events_or_one_set() -> None:
-    from gomailpy.event_settings import EventsSettings
-    from gomailpy.provider_settings import SesSettings
+    from gomailpy.config.feedback import EventsSettings
+    from gomailpy.config.providers import SesSettings
     from gomailpy.providers.ses import configuration_set_for
 
     on = EventsSettings(enabled=True, ses_configuration_set="events-set")

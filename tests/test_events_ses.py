@@ -11,7 +11,7 @@ import pytest
 
 from gomailpy.errors import EventFormatError
 from gomailpy.events import EventType
-from gomailpy.events.ses import parse_sns
+from gomailpy.feedback.ses import parse_sns
 
 SAMPLES: dict[str, dict[str, Any]] = json.loads(
     (Path(__file__).parent / "data" / "ses" / "notifications.json").read_text()
@@ -74,7 +74,7 @@ def test_every_documented_type_reads(
 
 def test_bounce_keeps_reason_diagnostic_and_time() -> None:
     [event] = parse_sns(sns(sample("event_bounce")))
-    # The reason by the taxonomy (gomailpy.events.bounce_reasons); SES's own pair stays in raw.
+    # The reason by the taxonomy (gomailpy.bounce_reasons); SES's own pair stays in raw.
     assert (event.reason, event.status) == ("userunknown", "5.1.1")
     assert (event.raw["bounce"]["bounceType"], event.raw["bounce"]["bounceSubType"]) == (
         "Permanent",

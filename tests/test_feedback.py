@@ -19,24 +19,24 @@ from typing import Any
 import pytest
 
 from gomailpy import metrics
-from gomailpy.deadletter import FAILURE_KIND, FAILURE_REASON
-from gomailpy.envelope import Envelope
-from gomailpy.errors import DeliveryStoreError
+from gomailpy.config.settings import Settings
+from gomailpy.email.envelope import Envelope
+from gomailpy.email.verp import verp_address
+from gomailpy.errors import StoreError
 from gomailpy.events import Event, EventType
-from gomailpy.events.store import EventStores, MemoryOutcomeStore, fold, open_event_stores
+from gomailpy.feedback.reputation import ReputationSettings
 from gomailpy.providers.base import SendResult
-from gomailpy.queue import QueueClient, ReceivedMessage, create_queue_client
-from gomailpy.reputation import ReputationSettings
-from gomailpy.settings import Settings
-from gomailpy.suppression import MemorySuppressionStore, Suppression
-from gomailpy.verp import verp_address
+from gomailpy.queues.deadletter import FAILURE_KIND, FAILURE_REASON
+from gomailpy.queues.sqs import QueueClient, ReceivedMessage, create_queue_client
+from gomailpy.store.events import EventStores, MemoryEventStore, fold, open_event_stores
+from gomailpy.store.suppressions import MemorySuppressionStore, Suppression
 from gomailpy_local.standins.reports import complaint_report, delivery_report
 from pipeline.feedback import EventConsumer, SentRecipients
-from pipeline.health import Health
 from pipeline.node import PipelineNode
-from pipeline.reputation import ReputationGuard
-from pipeline.splitter import split
-from pipeline.suppress import RecipientScreen
+from pipeline.prepare.suppress import RecipientScreen
+from pipeline.sending.health import Health
+from pipeline.sending.reputation import ReputationGuard
+from pipeline.sending.splitter import split
 from tests.boundary import ScriptedProvider
 from tests.support import create_queues, make_envelope, make_settings, unique
 from tests.test_outcomes import event, sns_bounce
@@ -145,7 +145,7 @@ async def test_only_the_suppressed_recipients_are_dropped(bed: Bed) -> None:
     assert sum(report.sent.values()) == 1
     [sent] = [e for p in bed.providers.values() for e in p.envelopes]
     assert [a.email for a in sent.email.recipients] == ["here@example.org"]
-    # Roles are kept: the Cc stays Cc (providers render an email without To, gomailpy.mime).
+    # Roles are kept: the Cc stays Cc (providers render an email without To, gomailpy.email.mime).
     assert sent.email.to == [] and [a.email for a in sent.email.cc] == ["here@example.org"]
     assert bed.stores.outcomes is not None
     outcome = fold(await bed.stores.outcomes.events(envelope.id))
@@ -180,7 +180,7 @@ class FlakySuppression(MemorySuppressionStore):
     async def apply(self, events: Sequence[Event]) -> list[Suppression]:
         if self.failures:
             self.failures -= 1
-            raise DeliveryStoreError("update_item", "ProvisionedThroughputExceededException")
+            raise StoreError("update_item", "ProvisionedThroughputExceededException")
         return await super().apply(events)
 
 
@@ -203,7 +203,7 @@ async def test_a_store_failure_leaves_the_reports_to_come_back(bed: Bed) -> None
     assert (await bed.queues.depth(bed.events_url)).total == 0
 
 
-class StuckOutcomes(MemoryOutcomeStore):
+class StuckOutcomes(MemoryEventStore):
     """An outcome store that never answers: the consumer hangs on its first batch."""
 
     async def record(self, events: Sequence[Event]) -> list[Event]:
@@ -257,7 +257,7 @@ def test_a_provider_past_its_bounce_rate_leaves_rotation_then_comes_back() -> No
 
 
 def _view(name: str, health: dict[str, Health]) -> Any:
-    from pipeline.splitter import ProviderView
+    from pipeline.sending.splitter import ProviderView
 
     return ProviderView(name, 1.0, health[name].healthy)
 

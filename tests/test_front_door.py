@@ -25,8 +25,8 @@ from api.auth import (
     presented_key,
 )
 from api.ratelimit import TokenBuckets, normalize_address, retry_after_s
+from gomailpy.config.settings import Settings, load_settings
 from gomailpy.errors import ConfigError
-from gomailpy.settings import Settings, load_settings
 from tests.support import (
     Client,
     StartClient,

@@ -28,7 +28,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from api.app import create_app
 from api.auth import hash_key
-from gomailpy.settings import Settings
+from gomailpy.config.settings import Settings
 from tests.support import create_queues, email_request, make_settings
 
 KEY = "fuzz-key-" + "k" * 40

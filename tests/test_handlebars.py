@@ -1,4 +1,4 @@
-"""The Handlebars dialect of stored templates (gomailpy.handlebars): each block, each helper
+"""The Handlebars dialect of stored templates (gomailpy.email.handlebars): each block, each helper
 SendGrid documents (with the examples of its "Using Handlebars" page), paths, escaping and
 whitespace. Pure: no I/O."""
 
@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
+from gomailpy.email.handlebars import Budget, Limits, parse, render
+from gomailpy.email.handlebars.dates import format_date
+from gomailpy.email.handlebars.helpers import equals
+from gomailpy.email.templates import Template, check_template
+from gomailpy.email.templates import render as render_template
 from gomailpy.errors import GomailError, TemplateError, TemplateLimitError, TemplateSyntaxError
-from gomailpy.handlebars import Budget, Limits, parse, render
-from gomailpy.handlebars.dates import format_date
-from gomailpy.handlebars.helpers import equals
-from gomailpy.templates import Template, check_template
-from gomailpy.templates import render as render_template
 
 
 def html(source: str, data: Any = None) -> str:
@@ -424,7 +424,7 @@ def test_a_call_of_no_helper_fails_when_rendered() -> None:
         render(program, {}, escape_html=True)
 
 
-# -- through gomailpy.templates --------------------------------------------------------------------
+# -- through gomailpy.email.templates --------------------------------------------------------------
 
 
 def test_parts_share_one_budget() -> None:

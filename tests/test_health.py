@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gomailpy.providers.base import Outcome, SendResult
-from pipeline.health import CircuitState, Health, Verdict, judge
+from pipeline.sending.health import CircuitState, Health, Verdict, judge
 
 G, F, Z = Verdict.GOOD, Verdict.FAILING, Verdict.IDLE
 H, U = CircuitState.HEALTHY, CircuitState.UNHEALTHY

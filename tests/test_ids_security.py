@@ -11,11 +11,11 @@ import pytest
 from click.testing import CliRunner
 
 from api.app import create_app
-from gomailpy.cli import cli
-from gomailpy.deliveries import MessageIds, message_ids
-from gomailpy.deliveries.ids import id_key_problem
+from gomailpy.config.settings import Settings, StatusSettings, load_settings
 from gomailpy.errors import ConfigError
-from gomailpy.settings import Settings, StatusSettings, load_settings
+from gomailpy.store.deliveries import MessageIds, message_ids
+from gomailpy.store.deliveries.ids import id_key_problem
+from gomailpy_cli.main import cli
 from tests.support import StartClient, create_queues, email_request, make_settings, unique
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,4 +1,5 @@
-"""pipeline.inflight: the window sized by Little's law, and settling outcomes as sends finish.
+"""pipeline.sending.inflight: the window sized by Little's law, and settling outcomes as sends
+finish.
 
 The window runs on a clock the test steps; the early settlement against a recording settlement
 (what it was asked to settle, in which chunks). No test asserts a time.
@@ -13,9 +14,9 @@ from collections.abc import Sequence
 import pytest
 
 from gomailpy.providers.base import Outcome, SendResult
-from gomailpy.queue import ReceivedMessage
-from pipeline.inflight import HEADROOM, READ_ALLOWANCE_S, InFlightWindow, SettleAsTheyFinish
-from pipeline.settlement import Item, IterationReport
+from gomailpy.queues.sqs import ReceivedMessage
+from pipeline.sending.inflight import HEADROOM, READ_ALLOWANCE_S, InFlightWindow, SettleAsTheyFinish
+from pipeline.sending.settlement import Item, IterationReport
 from tests.support import make_envelope
 
 

@@ -31,17 +31,17 @@ from pydantic import ValidationError
 
 from api.app import create_app
 from api.auth import hash_key
-from gomailpy.aws import open_aws_client
+from gomailpy.config.settings import Settings, load_settings
+from gomailpy.email.verp import instance_from, message_id_from, verp_address
 from gomailpy.errors import ConfigError
-from gomailpy.events.parse import parse_report
+from gomailpy.feedback.parse import parse_report
+from gomailpy.operating.resources import ensure_resources
+from gomailpy.operating.up_state import STATE_ENV
 from gomailpy.providers import open_providers
 from gomailpy.providers.base import Outcome
 from gomailpy.providers.sendgrid import MESSAGE_ID_ARG
-from gomailpy.queue import create_queue_client
-from gomailpy.resources import ensure_resources
-from gomailpy.settings import Settings, load_settings
-from gomailpy.up_state import STATE_ENV
-from gomailpy.verp import instance_from, message_id_from, verp_address
+from gomailpy.queues.aws import open_aws_client
+from gomailpy.queues.sqs import create_queue_client
 from gomailpy_local.localstack import free_port
 from gomailpy_local.standins import SendGridStandIn, SmtpStandIn
 from gomailpy_local.standins.events import WebhookPoster
@@ -485,7 +485,7 @@ async def test_gomail_up_runs_the_five_provider_example(tmp_path: Path) -> None:
     config_path = tmp_path / "five.yaml"
     config_path.write_text(yaml.safe_dump(config))
     process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "gomailpy.cli", "up", "--config", str(config_path)),
+        *(sys.executable, "-m", "gomailpy_cli.main", "up", "--config", str(config_path)),
         *("--api-port", "0", "--no-open", "--nodes", "1"),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,

@@ -11,7 +11,10 @@ from typing import Any
 import pytest
 
 from gomailpy import metrics
-from gomailpy.deliveries import (
+from gomailpy.email.envelope import Envelope
+from gomailpy.providers.base import Outcome, SendResult
+from gomailpy.queues.sqs import ReceivedMessage
+from gomailpy.store.deliveries import (
     DeliveryRecord,
     DeliveryState,
     MemoryDeliveryStore,
@@ -20,12 +23,9 @@ from gomailpy.deliveries import (
     decide,
     intent_record,
 )
-from gomailpy.envelope import Envelope
-from gomailpy.providers.base import Outcome, SendResult
-from gomailpy.queue import ReceivedMessage
-from pipeline.dispatch import ProviderLane
-from pipeline.intake import Intake
-from pipeline.settlement import IterationReport
+from pipeline.reading.intake import Intake
+from pipeline.sending.dispatch import ProviderLane
+from pipeline.sending.settlement import IterationReport
 from tests.boundary import ScriptedProvider
 from tests.support import make_envelope, make_settings
 

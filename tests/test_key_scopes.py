@@ -29,10 +29,7 @@ from api.auth import (
     hash_key,
     required_scope,
 )
-from gomailpy.cli import cli
-from gomailpy.errors import ConfigError
-from gomailpy.queue import create_queue_client
-from gomailpy.settings import (
+from gomailpy.config.settings import (
     ADMIN,
     EVENTS_READ,
     MAIL_SEND,
@@ -42,7 +39,10 @@ from gomailpy.settings import (
     Settings,
     load_settings,
 )
-from gomailpy.submission import SubmissionListener, tls_context
+from gomailpy.errors import ConfigError
+from gomailpy.listeners.submission import SubmissionListener, tls_context
+from gomailpy.queues.sqs import create_queue_client
+from gomailpy_cli.main import cli
 from gomailpy_local.tls import self_signed_certificate
 from tests.support import (
     Client,

@@ -21,12 +21,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from api.app import create_app
-from gomailpy.aws import open_aws_client
-from gomailpy.claim_check import ClaimCheck, ReferenceEnvelope, decode_message
+from gomailpy.config.settings import Settings
+from gomailpy.operating.resources import ensure_resources
 from gomailpy.providers import open_providers
-from gomailpy.queue import create_queue_client
-from gomailpy.resources import ensure_resources
-from gomailpy.settings import Settings
+from gomailpy.queues.aws import open_aws_client
+from gomailpy.queues.claim_check import ClaimCheck, ReferenceEnvelope, decode_message
+from gomailpy.queues.sqs import create_queue_client
 from gomailpy_local.standins import SendGridStandIn, SmtpStandIn
 from pipeline.node import PipelineNode
 from tests.support import make_settings, queue_totals, unique

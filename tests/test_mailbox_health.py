@@ -1,13 +1,13 @@
-"""Health per mailbox provider (pipeline.mailbox_health) and the per-domain exclusion in the
+"""Health per mailbox provider (pipeline.sending.mailbox_health) and the per-domain exclusion in the
 splitter: tables, time as an argument, no I/O."""
 
 from __future__ import annotations
 
 import pytest
 
+from gomailpy.config.steering import DomainSteeringSettings
 from gomailpy.events import Event, EventType
-from gomailpy.steering_settings import DomainSteeringSettings
-from pipeline.mailbox_health import (
+from pipeline.sending.mailbox_health import (
     Change,
     MailboxHealth,
     Signal,
@@ -15,7 +15,7 @@ from pipeline.mailbox_health import (
     signal_of_event,
     signal_of_refusal,
 )
-from pipeline.splitter import avoid_excluded, suits
+from pipeline.sending.splitter import avoid_excluded, suits
 
 D, F, B, X = Signal.DELIVERED, Signal.DEFERRED, Signal.BOUNCED, Signal.BLOCKED
 SETTINGS = DomainSteeringSettings(

@@ -8,9 +8,9 @@ import email.policy
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
 
-from gomailpy.envelope import Envelope
-from gomailpy.mime import all_recipients, build_message, message_bytes, needs_smtputf8
-from gomailpy.models import Address, Attachment, Email, parse_send_request
+from gomailpy.email.envelope import Envelope
+from gomailpy.email.mime import all_recipients, build_message, message_bytes, needs_smtputf8
+from gomailpy.email.models import Address, Attachment, Email, parse_send_request
 
 
 def envelope_of(**fields: object) -> Envelope:

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from gomailpy.envelope import Envelope
+from gomailpy.email.envelope import Envelope
+from gomailpy.email.models import MAX_NAME_LENGTH, MAX_RECIPIENTS, parse_send_request
 from gomailpy.errors import EnvelopeError, InvalidEmailError, MalformedRequestError
-from gomailpy.models import MAX_NAME_LENGTH, MAX_RECIPIENTS, parse_send_request
 
 
 def request(**fields: Any) -> dict[str, Any]:

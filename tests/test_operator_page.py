@@ -1,5 +1,5 @@
-"""The operator page (webclient/operator/, api.overview) in real headless Chromium, on the real API
-and a real pipeline node (its admin server) over LocalStack's SQS.
+"""The operator page (webclient/operator/, api.views.overview) in real headless Chromium, on the
+real API and a real pipeline node (its admin server) over LocalStack's SQS.
 
 The page asks for the API key, shows the providers as the node reports them, draws sends after
 mail went through, and a disable with a reason reaches the controls store, with who and why, and
@@ -20,11 +20,11 @@ from playwright.async_api import Browser, Page, expect
 
 from api.app import create_app
 from api.auth import hash_key
-from api.controls import CONTROL_STORE
-from gomailpy.controls import ControlStore
-from gomailpy.queue import create_queue_client
-from gomailpy.settings import Settings
-from gomailpy.table_items import MemoryItemTable
+from api.views.controls import CONTROL_STORE
+from gomailpy.config.settings import Settings
+from gomailpy.operating.controls import ControlStore
+from gomailpy.queues.sqs import create_queue_client
+from gomailpy.store.items import MemoryItemTable
 from pipeline.admin import start_admin
 from pipeline.node import PipelineNode
 from pipeline.steering import open_steering

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
+from gomailpy.config.settings import Settings
 from gomailpy.errors import EventFormatError
 from gomailpy.events import Event, EventType, Subtype, iso
-from gomailpy.events.parse import parse_report
-from gomailpy.events.store import EventStores, fold, open_event_stores
-from gomailpy.resources import ensure_resources
-from gomailpy.settings import Settings
-from gomailpy.suppression import SuppressionKind, manual
+from gomailpy.feedback.parse import parse_report
+from gomailpy.operating.resources import ensure_resources
+from gomailpy.store.events import EventStores, fold, open_event_stores
+from gomailpy.store.suppressions import SuppressionKind, manual
 from tests.support import make_settings, unique
 
 T0 = 1_800_000_000.0

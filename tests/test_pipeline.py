@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from gomailpy.deadletter import FAILURE_KIND, FAILURE_REASON
-from gomailpy.envelope import Envelope
+from gomailpy.config.settings import Settings
+from gomailpy.email.envelope import Envelope
 from gomailpy.providers.base import Outcome, SendResult
-from gomailpy.queue import ReceivedMessage, create_queue_client
-from gomailpy.settings import Settings
-from pipeline.dispatch import ProviderLane
-from pipeline.health import CircuitState
+from gomailpy.queues.deadletter import FAILURE_KIND, FAILURE_REASON
+from gomailpy.queues.sqs import ReceivedMessage, create_queue_client
 from pipeline.node import PipelineNode
+from pipeline.sending.dispatch import ProviderLane
+from pipeline.sending.health import CircuitState
 from tests.boundary import ScriptedProvider
 from tests.support import create_queues, enqueue, make_envelope, make_settings, queue_totals
 

@@ -18,14 +18,14 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gomailpy.aws import open_aws_client
-from gomailpy.envelope import Envelope
-from gomailpy.models import Address, Attachment, Email
+from gomailpy.email.envelope import Envelope
+from gomailpy.email.models import Address, Attachment, Email
 from gomailpy.providers import Outcome, Provider, open_providers
 from gomailpy.providers.smtp import classify_reply
+from gomailpy.queues.aws import open_aws_client
 from gomailpy_local.standins import SendGridStandIn, SmtpStandIn
 from gomailpy_local.standins.sendgrid import validate_payload
-from pipeline.dispatch import ProviderLane
+from pipeline.sending.dispatch import ProviderLane
 from tests.support import make_settings, unique
 
 NO_AWS = "http://127.0.0.1:9"  # never called: only SES talks to AWS

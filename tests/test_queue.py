@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from gomailpy.config.settings import Settings
 from gomailpy.errors import QueueError
-from gomailpy.queue import QueueClient, create_queue_client, queue_name
-from gomailpy.settings import Settings
+from gomailpy.queues.sqs import QueueClient, create_queue_client, queue_name
 from tests.support import create_queues, make_settings
 
 
@@ -170,7 +170,7 @@ def test_gomail_init_creates_queues_and_is_safe_to_run_twice(
     )
     for _ in range(2):
         done = subprocess.run(
-            [sys.executable, "-m", "gomailpy.cli", "init", "--config", str(config)],
+            [sys.executable, "-m", "gomailpy_cli.main", "init", "--config", str(config)],
             capture_output=True,
             text=True,
             timeout=120,

@@ -1,5 +1,5 @@
-"""Failing fast when the queue server is dead (api.circuit, api.gateway), and bad input that is
-not an outage (gomailpy.charset, api.responses).
+"""Failing fast when the queue server is dead (api.enqueue.circuit, api.enqueue.gateway), and bad
+input that is not an outage (gomailpy.email.charset, api.responses).
 
 The queue server is reached through a door the test controls: `refuse` (nothing listens),
 `silent` (accepts and reads every request, never answers) or `forward` (to the test bed's
@@ -21,11 +21,11 @@ from typing import Any, Literal
 import pytest
 
 from api.app import create_app
-from api.circuit import MAX_RETRY_AFTER_S, QueueCircuit
-from api.gateway import QueueGateway, refused_for_contents
+from api.enqueue.circuit import MAX_RETRY_AFTER_S, QueueCircuit
+from api.enqueue.gateway import QueueGateway, refused_for_contents
 from api.keys import GATEWAY
 from gomailpy.errors import UnqueueableEmailError
-from gomailpy.queue import queue_name
+from gomailpy.queues.sqs import queue_name
 from gomailpy_local.localstack import free_port
 from tests.support import Client, StartClient, create_queues, email_request, make_settings
 
@@ -216,8 +216,9 @@ async def test_the_first_request_after_an_outage_is_accepted_without_waiting_for
     sqs_endpoint: str, start_client: StartClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # No scheduled probe for a minute: only the probe a request asks for can close a circuit.
-    monkeypatch.setattr("api.gateway.PROBE_EVERY_S", 60.0)
-    monkeypatch.setattr("api.gateway.PROBE_WAIT_S", 5.0)  # a loaded machine: a generous bound
+    monkeypatch.setattr("api.enqueue.gateway.PROBE_EVERY_S", 60.0)
+    # a loaded machine: a generous bound
+    monkeypatch.setattr("api.enqueue.gateway.PROBE_WAIT_S", 5.0)
     door = QueueServerDoor(target_port=int(sqs_endpoint.rsplit(":", 1)[1]))
     try:
         settings = make_settings(door.url, api={"enqueue_deadline_s": 5.0, "depth_refresh_s": 60})

@@ -1,5 +1,5 @@
-"""Provider rates: the pure rules (pipeline.rates) as tables, and two nodes on the real SQS
-server sending through three providers at their configured rates (pipeline.pacing)."""
+"""Provider rates: the pure rules (pipeline.prepare.rates) as tables, and two nodes on the real SQS
+server sending through three providers at their configured rates (pipeline.prepare.pacing)."""
 
 from __future__ import annotations
 
@@ -12,21 +12,21 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from gomailpy.aws import open_aws_client
-from gomailpy.controls import Controls, ControlStore
-from gomailpy.envelope import Envelope
+from gomailpy.config.settings import Settings
+from gomailpy.email.envelope import Envelope
 from gomailpy.metrics import sample
+from gomailpy.operating.controls import Controls, ControlStore
 from gomailpy.providers.base import SendResult
-from gomailpy.queue import create_queue_client
-from gomailpy.settings import Settings
-from gomailpy.table_items import MemoryItemTable
-from pipeline.controls import steer
-from pipeline.health import Verdict, judge
+from gomailpy.queues.aws import open_aws_client
+from gomailpy.queues.sqs import create_queue_client
+from gomailpy.store.items import MemoryItemTable
 from pipeline.node import PipelineNode
-from pipeline.pacing import Heartbeats, PacedProvider, Rates, open_rates
-from pipeline.rates import BURST_S, Pace, ProviderRate
-from pipeline.ses_quota import SesQuota
-from pipeline.splitter import ProviderView
+from pipeline.prepare.pacing import Heartbeats, PacedProvider, Rates, open_rates
+from pipeline.prepare.rates import BURST_S, Pace, ProviderRate
+from pipeline.prepare.ses_quota import SesQuota
+from pipeline.sending.controls import steer
+from pipeline.sending.health import Verdict, judge
+from pipeline.sending.splitter import ProviderView
 from pipeline.steering import open_steering
 from tests.boundary import ScriptedProvider
 from tests.support import create_queues, enqueue, merge, queue_totals

@@ -1,11 +1,11 @@
 """End to end: a recipient an SMTP relay refuses at RCPT time is a hard bounce, recorded and
-suppressing in the same step that records the send (pipeline.settlement `record_events`, wired
-by pipeline.feedback.open_feedback), with no report through the events queue.
+suppressing in the same step that records the send (pipeline.sending.settlement `record_events`,
+wired by pipeline.feedback.open_feedback), with no report through the events queue.
 
 The API (`POST /email/send`, `GET /email/{id}`) and a pipeline node share the delivery store on
 moto's DynamoDB; the node sends through the real SMTP provider to the SMTP stand-in, which
 refuses `reject…` recipients with 550 5.1.1 and takes the others. Also: a failover to a second
-provider keeps the events of the first one's answer (pipeline.dispatch.offer_elsewhere).
+provider keeps the events of the first one's answer (pipeline.sending.dispatch.offer_elsewhere).
 """
 
 from __future__ import annotations
@@ -19,19 +19,19 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from api.app import create_app
-from api.suppressions import SUPPRESSION_STORE
-from gomailpy.deliveries import open_delivery_store
+from api.views.suppressions import SUPPRESSION_STORE
+from gomailpy.config.settings import Settings
 from gomailpy.events import Event, EventType, Subtype
+from gomailpy.operating.resources import ensure_resources
 from gomailpy.providers.base import Outcome, SendResult
 from gomailpy.providers.smtp import SmtpProvider
-from gomailpy.queue import create_queue_client
-from gomailpy.resources import ensure_resources
-from gomailpy.settings import Settings
+from gomailpy.queues.sqs import create_queue_client
+from gomailpy.store.deliveries import open_delivery_store
 from gomailpy_local.standins.smtp import SmtpStandIn
-from pipeline.dispatch import ProviderLane, offer_elsewhere
 from pipeline.feedback import open_feedback
 from pipeline.node import PipelineNode
-from pipeline.suppress import RecipientScreen
+from pipeline.prepare.suppress import RecipientScreen
+from pipeline.sending.dispatch import ProviderLane, offer_elsewhere
 from tests.boundary import ScriptedProvider
 from tests.support import create_queues, email_request, make_envelope, make_settings, unique
 

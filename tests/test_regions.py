@@ -1,5 +1,5 @@
-"""Regional queues: the pure choice (api.queue_choice.regional_order, caller_region) as tables,
-then the gateway and the API on LocalStack's SQS with two regions, and pipeline pinning.
+"""Regional queues: the pure choice (api.enqueue.queue_choice.regional_order, caller_region) as
+tables, then the gateway and the API on LocalStack's SQS with two regions, and pipeline pinning.
 
 Spilling is driven by depths the gateway knows: its refresh reads them from SQS, and each email it
 puts on a queue counts until the next refresh. No test asserts a time.
@@ -13,13 +13,13 @@ import pytest
 from pydantic import ValidationError
 
 from api.app import create_app
-from api.gateway import QueueGateway
-from api.queue_choice import caller_region, regional_order
-from api.regional_clients import url_region
+from api.enqueue.gateway import QueueGateway
+from api.enqueue.queue_choice import caller_region, regional_order
+from api.enqueue.regional_clients import url_region
+from gomailpy.config.regions import RegionSettings
+from gomailpy.config.settings import ApiSettings, Settings
 from gomailpy.metrics import sample
-from gomailpy.queue import QueueClient, create_queue_client, queue_name
-from gomailpy.region_settings import RegionSettings
-from gomailpy.settings import ApiSettings, Settings
+from gomailpy.queues.sqs import QueueClient, create_queue_client, queue_name
 from pipeline.node import PipelineNode
 from tests.boundary import ScriptedProvider
 from tests.conftest import StartClient

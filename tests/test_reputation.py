@@ -1,5 +1,5 @@
-"""Rolling bounce and complaint rates (gomailpy.reputation) and the guard's holds
-(pipeline.reputation), table-driven, no I/O."""
+"""Rolling bounce and complaint rates (gomailpy.feedback.reputation) and the guard's holds
+(pipeline.sending.reputation), table-driven, no I/O."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pytest
 
 from gomailpy import metrics
 from gomailpy.events import Event, EventType
-from gomailpy.reputation import ReputationSettings, RollingRates
-from pipeline.health import Health
-from pipeline.reputation import ReputationGuard
+from gomailpy.feedback.reputation import ReputationSettings, RollingRates
+from pipeline.sending.health import Health
+from pipeline.sending.reputation import ReputationGuard
 from tests.support import unique
 
 

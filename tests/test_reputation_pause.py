@@ -1,4 +1,4 @@
-"""Providers held for their reputation (pipeline.reputation) on a real pipeline node over
+"""Providers held for their reputation (pipeline.sending.reputation) on a real pipeline node over
 LocalStack's SQS: once every provider is held, sending pauses (nothing received, sent, deleted or
 dead-lettered: the mail waits on the queue), logged at CRITICAL once and exported; an operator's
 release (gomail provider release, through the controls) lets mail flow again through that
@@ -14,13 +14,13 @@ from contextlib import AsyncExitStack
 import pytest
 
 from gomailpy import metrics
-from gomailpy.controls import ControlStore
 from gomailpy.events import Event, EventType
-from gomailpy.queue import create_queue_client, queue_name
-from gomailpy.reputation import ReputationSettings
-from gomailpy.table_items import MemoryItemTable
+from gomailpy.feedback.reputation import ReputationSettings
+from gomailpy.operating.controls import ControlStore
+from gomailpy.queues.sqs import create_queue_client, queue_name
+from gomailpy.store.items import MemoryItemTable
 from pipeline.node import PipelineNode
-from pipeline.reputation import ReputationGuard
+from pipeline.sending.reputation import ReputationGuard
 from pipeline.steering import open_steering
 from tests.boundary import ScriptedProvider
 from tests.support import create_queues, enqueue, merge, queue_totals, unique

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
+from gomailpy.config.settings import Settings
+from gomailpy.email.schedule import MAX_HOP_S, SendAtError, next_hop_s, parse_send_at, take_send_at
 from gomailpy.errors import InvalidEmailError
+from gomailpy.operating.resources import ensure_resources
 from gomailpy.providers.base import SendResult
-from gomailpy.queue import create_queue_client
-from gomailpy.resources import ensure_resources
-from gomailpy.schedule import MAX_HOP_S, SendAtError, next_hop_s, parse_send_at, take_send_at
-from gomailpy.settings import Settings
+from gomailpy.queues.sqs import create_queue_client
 from tests.boundary import ScriptedProvider
 from tests.support import Client, api_client, create_queues, queue_totals
 from tests.test_templates import AUTH, start_node, table_settings

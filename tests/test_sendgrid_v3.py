@@ -37,15 +37,15 @@ from sendgrid.helpers.mail import (
 
 from api.app import create_app
 from api.auth import hash_key
-from gomailpy.envelope import Envelope
+from gomailpy.config.settings import Settings
+from gomailpy.email.envelope import Envelope
+from gomailpy.email.templates import Template, TemplateStore
+from gomailpy.email.v3 import translate
+from gomailpy.email.v3_fields import V3RequestError
+from gomailpy.operating.resources import ensure_resources
 from gomailpy.providers.sendgrid import payload_for
-from gomailpy.queue import create_queue_client
-from gomailpy.resources import ensure_resources
-from gomailpy.settings import Settings
-from gomailpy.table_items import DynamoItemTable
-from gomailpy.templates import Template, TemplateStore
-from gomailpy.v3 import translate
-from gomailpy.v3_fields import V3RequestError
+from gomailpy.queues.sqs import create_queue_client
+from gomailpy.store.items import DynamoItemTable
 from tests.support import StartServer, create_queues, make_settings, unique
 
 KEY = "v3-key-" + "k" * 40

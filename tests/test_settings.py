@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from gomailpy.config.settings import Settings, load_settings
 from gomailpy.errors import ConfigError
-from gomailpy.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -1,6 +1,6 @@
 """The SMTP relay's bounce path: VERP envelope senders and RCPT-time refusals at the provider, the
-bounce listener (gomailpy.bounces) on a real events queue (LocalStack), and the whole way round:
-provider -> SMTP stand-in -> DSN -> listener -> events queue -> parse_report."""
+bounce listener (gomailpy.listeners.bounces) on a real events queue (LocalStack), and the whole way
+round: provider -> SMTP stand-in -> DSN -> listener -> events queue -> parse_report."""
 
 from __future__ import annotations
 
@@ -19,14 +19,14 @@ import aiosmtplib
 import pytest
 import yaml
 
-from gomailpy.bounces import MAX_QUEUED_BYTES, BounceListener
+from gomailpy.config.settings import Settings
 from gomailpy.errors import EventFormatError
 from gomailpy.events import Event, EventType
-from gomailpy.events.parse import parse_report
+from gomailpy.feedback.parse import parse_report
+from gomailpy.listeners.bounces import MAX_QUEUED_BYTES, BounceListener
 from gomailpy.providers.base import Outcome
 from gomailpy.providers.smtp import SmtpProvider, refusal_events
-from gomailpy.queue import QueueClient, create_queue_client
-from gomailpy.settings import Settings
+from gomailpy.queues.sqs import QueueClient, create_queue_client
 from gomailpy_local.localstack import free_port
 from gomailpy_local.standins import SmtpStandIn
 from tests.support import make_envelope, make_settings, unique
@@ -315,7 +315,7 @@ async def test_a_message_that_is_no_email_is_queued_and_refused_by_the_parser(
 
 def test_api_and_pipeline_never_import_aiosmtpd() -> None:
     code = (
-        "import sys, gomailpy.cli, api.app, pipeline.main, gomailpy.providers;"
+        "import sys, gomailpy_cli.main, api.app, pipeline.main, gomailpy.providers;"
         " sys.exit('aiosmtpd' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
@@ -342,7 +342,7 @@ async def test_gomail_bounces_serves_until_sigterm(
         )
     )
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gomailpy.cli", "bounces", "--config", str(config),
+        sys.executable, "-m", "gomailpy_cli.main", "bounces", "--config", str(config),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     try:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.splitter import ProviderView, paused, shares, split
+from pipeline.sending.splitter import ProviderView, paused, shares, split
 
 providers_strategy = st.lists(
     st.tuples(st.integers(1, 10), st.booleans()), min_size=1, max_size=6

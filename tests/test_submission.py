@@ -17,13 +17,13 @@ import aiosmtplib
 import pytest
 
 from api.auth import hash_key
-from gomailpy.envelope import Envelope
-from gomailpy.mime import build_message, message_bytes
+from gomailpy.config.settings import Settings
+from gomailpy.email.envelope import Envelope
+from gomailpy.email.mime import build_message, message_bytes
+from gomailpy.listeners.submission import MAX_MESSAGE_BYTES, SubmissionListener, tls_context
 from gomailpy.providers import open_providers
 from gomailpy.providers.sendgrid import payload_for
-from gomailpy.queue import create_queue_client
-from gomailpy.settings import Settings
-from gomailpy.submission import MAX_MESSAGE_BYTES, SubmissionListener, tls_context
+from gomailpy.queues.sqs import create_queue_client
 from gomailpy_local.standins import SmtpStandIn
 from gomailpy_local.tls import self_signed_certificate
 from tests.support import create_queues, make_settings, unique

@@ -7,9 +7,9 @@ from typing import Any
 
 from api.app import create_app
 from api.auth import hash_key
-from api.suppressions import OUTCOME_STORE, SUPPRESSION_STORE
+from api.views.suppressions import OUTCOME_STORE, SUPPRESSION_STORE
+from gomailpy.config.settings import Settings
 from gomailpy.events import EventType
-from gomailpy.settings import Settings
 from tests.support import Client, StartClient, email_request, make_settings
 from tests.test_outcomes import event
 

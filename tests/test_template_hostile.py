@@ -20,16 +20,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from api.auth import hash_key
-from gomailpy import handlebars
-from gomailpy.deadletter import FailureKind
+from gomailpy.email import handlebars
+from gomailpy.email.handlebars import MAX_ATOMS, MAX_NESTING, MAX_TAGS, parse
+from gomailpy.email.handlebars.values import escape
+from gomailpy.email.templates import Template, TemplateStore, check_template, render
 from gomailpy.errors import TemplateError, TemplateLimitError, TemplateSyntaxError
-from gomailpy.handlebars import MAX_ATOMS, MAX_NESTING, MAX_TAGS, parse
-from gomailpy.handlebars.values import escape
-from gomailpy.queue import ReceivedMessage
-from gomailpy.table_items import MemoryItemTable
-from gomailpy.templates import Template, TemplateStore, check_template, render
-from pipeline.render import Renderer
-from pipeline.settlement import Item, IterationReport, Plan
+from gomailpy.queues.deadletter import FailureKind
+from gomailpy.queues.sqs import ReceivedMessage
+from gomailpy.store.items import MemoryItemTable
+from pipeline.prepare.render import Renderer
+from pipeline.sending.settlement import Item, IterationReport, Plan
 from tests.support import Client, api_client, make_envelope, make_settings
 
 KEY = "hostile-key-" + "k" * 40
@@ -64,7 +64,7 @@ def render_unchecked(source: str, data: dict[str, Any]) -> str | TemplateError:
 
 
 def interpret(source: str, data: Any) -> str | TemplateError:
-    """The interpreter alone (no safety net of gomailpy.templates): anything but a
+    """The interpreter alone (no safety net of gomailpy.email.templates): anything but a
     TemplateError out of it is a bug."""
     try:
         return handlebars.render(parse(source), data, escape_html=True)

@@ -13,17 +13,17 @@ import yaml
 from click.testing import CliRunner
 
 from api.auth import hash_key
-from gomailpy.cli import cli
-from gomailpy.deliveries import open_delivery_store
-from gomailpy.envelope import Envelope
+from gomailpy.config.settings import Settings
+from gomailpy.email.envelope import Envelope
+from gomailpy.email.templates import Template, TemplateStore, check_template, render
+from gomailpy.operating.resources import ensure_resources
 from gomailpy.providers.base import SendResult
-from gomailpy.queue import create_queue_client
-from gomailpy.resources import ensure_resources
-from gomailpy.settings import Settings
-from gomailpy.table_items import MemoryItemTable, open_item_table
-from gomailpy.templates import Template, TemplateStore, check_template, render
+from gomailpy.queues.sqs import create_queue_client
+from gomailpy.store.deliveries import open_delivery_store
+from gomailpy.store.items import MemoryItemTable, open_item_table
+from gomailpy_cli.main import cli
 from pipeline.node import PipelineNode
-from pipeline.render import prepare_node
+from pipeline.prepare.render import prepare_node
 from tests.boundary import ScriptedProvider
 from tests.support import (
     Client,

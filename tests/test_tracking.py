@@ -17,13 +17,13 @@ from pydantic import SecretStr
 from gomailpy.bulk.headers import with_unsubscribe
 from gomailpy.bulk.links import GIF, tracked_html
 from gomailpy.bulk.machine import is_machine
-from gomailpy.bulk.options import BulkOptions
-from gomailpy.bulk.settings import BulkSettings
 from gomailpy.bulk.tokens import Kind, Link, sign, verify
-from gomailpy.dkim_signing import DkimDomainSettings
+from gomailpy.config.bulk import BulkSettings
+from gomailpy.config.settings import load_settings
+from gomailpy.email.bulk.options import BulkOptions
+from gomailpy.email.dkim import DkimDomainSettings
 from gomailpy.events import EventType
 from gomailpy.providers.smtp import SmtpProvider
-from gomailpy.settings import load_settings
 from gomailpy_local.standins import SmtpStandIn
 from tests.bulk_support import PUBLIC, SECRET, bulk_settings, path_of, queued_events
 from tests.support import api_client, make_envelope

@@ -9,10 +9,10 @@ from contextlib import AsyncExitStack
 
 import pytest
 
-from api.suppressions import SUPPRESSION_STORE
+from api.views.suppressions import SUPPRESSION_STORE
 from gomailpy.bulk.headers import unsubscribe_headers
-from gomailpy.bulk.options import BulkOptions
 from gomailpy.bulk.tokens import Kind, Link, sign, sign_mailto, verify, verify_mailto
+from gomailpy.email.bulk.options import BulkOptions
 from gomailpy.errors import TokenError
 from gomailpy.events import EventType
 from tests.bulk_support import SECRET, bulk_settings, path_of, queued_events

@@ -23,7 +23,7 @@ import aiohttp
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from gomailpy.up_state import STATE_ENV
+from gomailpy.operating.up_state import STATE_ENV
 from gomailpy_local.localstack import free_port
 from tests.support import email_request
 
@@ -68,7 +68,7 @@ async def test_gomail_up_runs_the_whole_system(tmp_path: Path) -> None:
     # Its state file of its own too, so a user's `make up` keeps its own.
     state_file = tmp_path / "up.json"
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gomailpy.cli", "up", "--config", str(config_path),
+        sys.executable, "-m", "gomailpy_cli.main", "up", "--config", str(config_path),
         "--api-port", "0", "--no-open", "--nodes", "2",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1", STATE_ENV: str(state_file)},
@@ -195,7 +195,7 @@ async def operator_commands_work(
 
     async def gomail(*args: str) -> str:
         done = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gomailpy.cli", *args, env=env,
+            sys.executable, "-m", "gomailpy_cli.main", *args, env=env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )
         out = (await done.communicate())[0].decode()
@@ -246,7 +246,7 @@ def test_gomail_up_without_the_local_stack_says_in_one_line_how_to_get_it() -> N
     # As if gomailpy_local were not installed: importing it fails as it would in production.
     hide_local_stack = (
         "import sys; sys.modules['gomailpy_local'] = None;"
-        " from gomailpy.cli import cli; cli(['up'])"
+        " from gomailpy_cli.main import cli; cli(['up'])"
     )
     done = subprocess.run(
         [sys.executable, "-c", hide_local_stack], capture_output=True, text=True, timeout=60

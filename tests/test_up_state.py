@@ -1,6 +1,6 @@
-"""The operator commands and a running `gomail up` (gomailpy.up_state): with nothing configured
-they find the stack; explicit configuration (a --config, any GOMAILPY_* setting) always wins
-over it, so a `make up` beside `make test` cannot capture the tests' commands."""
+"""The operator commands and a running `gomail up` (gomailpy.operating.up_state): with nothing
+configured they find the stack; explicit configuration (a --config, any GOMAILPY_* setting) always
+wins over it, so a `make up` beside `make test` cannot capture the tests' commands."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from gomailpy.cli import _load_local, cli
-from gomailpy.resources import ensure_resources
-from gomailpy.up_state import STATE_ENV, UpState, write_state
+from gomailpy.operating.resources import ensure_resources
+from gomailpy.operating.up_state import STATE_ENV, UpState, write_state
+from gomailpy_cli.commands.shared import load_local
+from gomailpy_cli.main import cli
 from tests.support import make_settings, table_cli_env, unique
 
 STACK_ENDPOINT = "http://127.0.0.1:4566"
@@ -42,7 +43,7 @@ def running_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> UpState:
 
 
 def test_with_nothing_configured_the_commands_use_the_stack(running_stack: UpState) -> None:
-    settings, found = _load_local(None)
+    settings, found = load_local(None)
     assert found == running_stack
     assert settings.aws.endpoint_url == STACK_ENDPOINT
     assert settings.queues.urls == ["stack-1", "stack-2"]
@@ -53,14 +54,14 @@ def test_any_gomailpy_setting_wins_over_the_stack(
     running_stack: UpState, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("GOMAILPY_LOGGING__FORMAT", "text")  # any setting, even a default
-    settings, found = _load_local(None)
+    settings, found = load_local(None)
     assert found is None and settings.aws.endpoint_url is None
     assert settings.status.backend == "none" and settings.queues.urls != ["stack-1", "stack-2"]
     assert f"not the local stack of `gomail up`, pid {os.getpid()}" in capsys.readouterr().err
     # GOMAILPY_UP_STATE (where the stack is) and GOMAILPY_API_KEY (`gomail send`'s) are none.
     monkeypatch.delenv("GOMAILPY_LOGGING__FORMAT")
     monkeypatch.setenv("GOMAILPY_API_KEY", "k")
-    assert _load_local(None)[1] == running_stack
+    assert load_local(None)[1] == running_stack
 
 
 def test_configuration_naming_the_stack_takes_only_what_it_leaves_open(
@@ -69,17 +70,17 @@ def test_configuration_naming_the_stack_takes_only_what_it_leaves_open(
     monkeypatch.setenv("GOMAILPY_AWS__ENDPOINT_URL", STACK_ENDPOINT)
     monkeypatch.setenv("GOMAILPY_STATUS__BACKEND", "dynamodb")
     monkeypatch.setenv("GOMAILPY_QUEUES__URLS", '["mine"]')
-    settings, found = _load_local(None)
+    settings, found = load_local(None)
     assert found == running_stack  # its admin URLs and status endpoint are still found
     assert settings.queues.urls == ["mine"]  # never replaced by the stack's
     assert settings.status.endpoint_url == STACK_STATUS  # left open: the stack's
     monkeypatch.setenv("GOMAILPY_STATUS__ENDPOINT_URL", "http://127.0.0.1:1234")
-    assert _load_local(None)[0].status.endpoint_url == "http://127.0.0.1:1234"
+    assert load_local(None)[0].status.endpoint_url == "http://127.0.0.1:1234"
     for name in ("GOMAILPY_AWS__ENDPOINT_URL", "GOMAILPY_QUEUES__URLS"):
         monkeypatch.delenv(name)
     config = tmp_path / "c.yaml"
     config.write_text("aws:\n  endpoint_url: http://127.0.0.1:5555\n")
-    settings, found = _load_local(config)  # a config naming another endpoint: not the stack
+    settings, found = load_local(config)  # a config naming another endpoint: not the stack
     assert found is None and settings.aws.endpoint_url == "http://127.0.0.1:5555"
 
 

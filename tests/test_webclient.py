@@ -22,11 +22,11 @@ from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser, Page, Request, Route, async_playwright, expect
 
 from api.app import create_app
-from gomailpy.envelope import Envelope
+from gomailpy.config.settings import Settings
+from gomailpy.email.envelope import Envelope
+from gomailpy.email.models import normalize_address, parse_send_request
 from gomailpy.errors import InvalidEmailError
-from gomailpy.models import normalize_address, parse_send_request
-from gomailpy.queue import create_queue_client
-from gomailpy.settings import Settings
+from gomailpy.queues.sqs import create_queue_client
 from gomailpy_local.localstack import free_port
 from tests.support import StartServer, create_queues, make_settings
 
@@ -570,7 +570,8 @@ async def test_delivery_status_is_followed_where_the_api_has_it_and_silent_where
 
 
 async def test_delivery_status_shows_each_recipients_outcome(page: Page, api: TestServer) -> None:
-    """What GET /email/{id} answers once providers reported (api.suppressions.with_outcomes)."""
+    """What GET /email/{id} answers once providers reported
+    (api.views.suppressions.with_outcomes)."""
     answers = [
         {"state": "sent", "provider": "ses", "timeline": [], "recipients": {}},
         {

@@ -15,13 +15,13 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from gomailpy.config.settings import load_settings
+from gomailpy.config.webhooks import WebhookEndpointSettings, WebhooksSettings
 from gomailpy.errors import ConfigError
 from gomailpy.events import Event, EventType, iso
 from gomailpy.providers.base import Outcome, SendResult
-from gomailpy.settings import load_settings
 from gomailpy.webhooks.attempt import MAX_HOP_S, SigningKeys, backoff_s
 from gomailpy.webhooks.outbox import Delivery, deliveries, send_events
-from gomailpy.webhooks.settings import WebhookEndpointSettings, WebhooksSettings
 from gomailpy.webhooks.signing import new_secret, secret_key, signed_headers
 from gomailpy.webhooks.targets import GuardedResolver, TargetRefusedError
 from tests.support import make_envelope
@@ -244,7 +244,7 @@ def test_backoff_doubles_with_jitter_and_never_exceeds_12_hours() -> None:
 
 
 async def test_gomail_up_points_an_endpoint_at_its_receiver_and_keeps_configured_ones() -> None:
-    from gomailpy.settings import Settings
+    from gomailpy.config.settings import Settings
     from gomailpy_local.receiver import WebhookReceiver, banner_lines, with_local_receiver
 
     theirs = new_secret()

@@ -21,9 +21,9 @@ from aiohttp.abc import AbstractResolver
 from standardwebhooks import Webhook
 
 from gomailpy import metrics
+from gomailpy.config.settings import Settings
 from gomailpy.events import Event, EventType, iso
-from gomailpy.queue import QueueClient, create_queue_client
-from gomailpy.settings import Settings
+from gomailpy.queues.sqs import QueueClient, create_queue_client
 from gomailpy.webhooks.attempt import open_webhook_session
 from gomailpy.webhooks.outbox import Outbox
 from gomailpy.webhooks.queue import ensure_webhook_queue, peek_dead_letters, redrive

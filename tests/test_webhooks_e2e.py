@@ -17,9 +17,9 @@ from pydantic import SecretStr
 
 from api.app import create_app
 from gomailpy.events import epoch
+from gomailpy.operating.resources import ensure_resources
 from gomailpy.providers.sendgrid import SendGridProvider
-from gomailpy.queue import create_queue_client
-from gomailpy.resources import ensure_resources
+from gomailpy.queues.sqs import create_queue_client
 from gomailpy.webhooks.signing import new_secret
 from gomailpy_local.receiver import WebhookReceiver
 from gomailpy_local.standins import SendGridStandIn

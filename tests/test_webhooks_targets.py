@@ -14,13 +14,12 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 from click.testing import CliRunner
 
-from gomailpy.cli import cli
+from gomailpy.config.settings import load_settings
+from gomailpy.config.webhooks import WebhookEndpointSettings, WebhooksSettings
 from gomailpy.errors import ConfigError, GomailError
-from gomailpy.settings import load_settings
 from gomailpy.webhooks import targets
 from gomailpy.webhooks.attempt import SigningKeys, attempt, open_webhook_session
 from gomailpy.webhooks.outbox import Delivery
-from gomailpy.webhooks.settings import WebhookEndpointSettings, WebhooksSettings
 from gomailpy.webhooks.signing import new_secret
 from gomailpy.webhooks.targets import (
     GuardedResolver,
@@ -28,6 +27,7 @@ from gomailpy.webhooks.targets import (
     checked_target,
     static_problem,
 )
+from gomailpy_cli.main import cli
 from tests.support import StartServer
 
 # (URL, what the refusal says): every form of the same few addresses, and URLs that would

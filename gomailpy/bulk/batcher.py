@@ -21,7 +21,7 @@ from gomailpy.bulk.hits import report
 from gomailpy.errors import QueueError
 from gomailpy.events import Event
 from gomailpy.lifecycle import AsyncResource, cancel_and_wait
-from gomailpy.queue import QueueClient, queue_name
+from gomailpy.queues.sqs import QueueClient, queue_name
 
 log = logging.getLogger("gomailpy.bulk")
 

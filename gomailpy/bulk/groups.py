@@ -7,7 +7,7 @@
 
 A group is an item `asmgrp#<id>` (name, description), the ids kept as a set on `asmgrp#ids`:
 no scan. Whether an address left a group is kept on the suppression list
-(gomailpy.suppression: per group). An email names its group by id (`unsubscribe.groupId`,
+(gomailpy.store.suppressions: per group). An email names its group by id (`unsubscribe.groupId`,
 v3 `asm.group_id`); sending does not check that the group exists (an unknown id still works,
 shown as "Group <id>" on the confirmation page), as SendGrid would refuse it: the API does.
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gomailpy.table_items import ItemTable, Value
+from gomailpy.store.items import ItemTable, Value
 
 PREFIX = "asmgrp#"
 IDS = PREFIX + "ids"

@@ -18,10 +18,10 @@ one-click URL must be one this server can honour.
 
 from __future__ import annotations
 
-from gomailpy.bulk.settings import BulkSettings
 from gomailpy.bulk.tokens import Kind, Link, sign, sign_mailto
-from gomailpy.envelope import Envelope
-from gomailpy.models import Address
+from gomailpy.config.bulk import BulkSettings
+from gomailpy.email.envelope import Envelope
+from gomailpy.email.models import Address
 
 MAILTO_PREFIX = "unsubscribe"
 ONE_CLICK = "List-Unsubscribe=One-Click"
@@ -54,7 +54,7 @@ def unsubscribe_headers(
         return {}
     group = envelope.bulk.group if envelope.bulk is not None else None
     shown = ",".join(map(str, envelope.bulk.groups_to_display)) if envelope.bulk else ""
-    # The URL field of an unsubscribe token carries the groups its page offers (api.bulk).
+    # The URL field of an unsubscribe token carries the groups its page offers (api.views.bulk).
     link = Link(Kind.UNSUBSCRIBE, envelope.id, recipient.email.lower(), group, url=shown)
     targets = [f"<{unsubscribe_url(settings, link, now)}>"]
     if bounce_domain:

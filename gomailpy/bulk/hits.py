@@ -3,7 +3,7 @@
 suppression rules and the webhooks like any provider's.
 
 An unsubscribe's group rides in `raw.asm_group_id`, where SendGrid's `group_unsubscribe` events
-carry it, which is what the suppression list reads (gomailpy.suppression.group_of). Opens and
+carry it, which is what the suppression list reads (gomailpy.store.suppressions.group_of). Opens and
 clicks carry `raw.userAgent`, `raw.machine` (gomailpy.bulk.machine) and, for a click,
 `raw.url`.
 """
@@ -55,5 +55,5 @@ def engaged(link: Link, kind: EventType, user_agent: str, machine: bool, now: fl
 
 
 def report(events: list[Event]) -> dict[str, Any]:
-    """An events-queue body of gomailpy's own events (gomailpy.events.parse)."""
+    """An events-queue body of gomailpy's own events (gomailpy.feedback.parse)."""
     return {"source": PROVIDER, "events": [e.to_json() for e in events]}

@@ -21,9 +21,9 @@ import re
 from collections.abc import Callable
 
 from gomailpy.bulk.headers import named_recipient
-from gomailpy.bulk.settings import BulkSettings
 from gomailpy.bulk.tokens import Kind, Link, sign
-from gomailpy.envelope import Envelope
+from gomailpy.config.bulk import BulkSettings
+from gomailpy.email.envelope import Envelope
 
 # <a ... href="..."> or href='...' (or unquoted); the URL is group 2, 3 or 4.
 _HREF = re.compile(

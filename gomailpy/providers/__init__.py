@@ -4,22 +4,22 @@
         providers = await open_providers(stack, settings)   # {"ses-eu": ..., "relay-a": ...}
         result = await providers["ses-eu"].send(envelope)
 
-Each enabled instance (`providers:`, gomailpy.provider_settings) is built once per process,
+Each enabled instance (`providers:`, gomailpy.config.providers) is built once per process,
 entered on the stack (every provider is a one-shot async context manager) and closed when the
-stack closes. A provider's `send` is plain: the pipeline (pipeline.dispatch) bounds each call
-with the provider's `timeout_s` and guards it.
+stack closes. A provider's `send` is plain: the pipeline (pipeline.sending.dispatch) bounds each
+call with the provider's `timeout_s` and guards it.
 """
 
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
 
-from gomailpy.provider_settings import SendGridSettings, SesSettings
+from gomailpy.config.providers import SendGridSettings, SesSettings
+from gomailpy.config.settings import Settings
 from gomailpy.providers.base import Outcome, Provider, SendResult
 from gomailpy.providers.sendgrid import SendGridProvider
 from gomailpy.providers.ses import SesProvider
 from gomailpy.providers.smtp import SmtpProvider
-from gomailpy.settings import Settings
 
 __all__ = [
     "Outcome",

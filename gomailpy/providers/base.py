@@ -20,8 +20,8 @@ SendGrid and SMTP, so the pipeline decides what to do from `outcome` alone:
 
 A provider does not guard itself against hanging or against its own bugs: `send` may run past
 `timeout_s` or raise something unforeseen. The one caller, the pipeline's `ProviderLane`
-(pipeline.dispatch), bounds every call with `timeout_s` and turns a timeout or an exception into
-a TRANSIENT result, and starts at most `max_concurrency` calls at once. A send may be cancelled
+(pipeline.sending.dispatch), bounds every call with `timeout_s` and turns a timeout or an exception
+into a TRANSIENT result, and starts at most `max_concurrency` calls at once. A send may be cancelled
 at any point; a provider leaves nothing half-used behind (SMTP closes that connection).
 """
 
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
-from gomailpy.envelope import Envelope
+from gomailpy.email.envelope import Envelope
 from gomailpy.events import Event
 
 
@@ -57,7 +57,7 @@ class SendResult:
     events: tuple[Event, ...] = ()
     # Every recipient refused at RCPT time, as (address, reply code, reply text), whatever the
     # outcome: what the sending provider learnt about the recipient's domain (the pipeline's
-    # health per mailbox provider, pipeline.mailbox_health).
+    # health per mailbox provider, pipeline.sending.mailbox_health).
     refused: tuple[tuple[str, int, str], ...] = ()
 
     @property

@@ -51,13 +51,13 @@ from sendgrid.helpers.mail import (
     To,
 )
 
-from gomailpy.envelope import Envelope
+from gomailpy.config.providers import SendGridSettings
+from gomailpy.email.envelope import Envelope
+from gomailpy.email.mime import ID_HEADER, ascii_domain, message_id_header, needs_smtputf8
+from gomailpy.email.models import ALLOWED_HEADERS, Address, Email
+from gomailpy.email.submitted import as_named
 from gomailpy.lifecycle import AsyncResource
-from gomailpy.mime import ID_HEADER, ascii_domain, message_id_header, needs_smtputf8
-from gomailpy.models import ALLOWED_HEADERS, Address, Email
-from gomailpy.provider_settings import SendGridSettings
 from gomailpy.providers.base import Outcome, SendResult
-from gomailpy.submitted import as_named
 
 NAME = "sendgrid"
 SEND_PATH = "/v3/mail/send"
@@ -168,11 +168,12 @@ def payload_for(envelope: Envelope, instance: str | None = None) -> dict[str, An
         if _header_allowed(name):
             mail.add_header(Header(name, value))
     # custom_args come back in SendGrid's event webhook: the gomailpy id ties events to the API's
-    # answer (gomailpy.events.sendgrid). The headers let a recipient's copy be traced the same way.
+    # answer (gomailpy.feedback.sendgrid). The headers let a recipient's copy be traced the same
+    # way.
     mail.add_custom_arg(CustomArg(MESSAGE_ID_ARG, envelope.id))
     if instance is not None:  # the SendGrid instance that sent it: its events say so
         mail.add_custom_arg(CustomArg(INSTANCE_ARG, instance))
-    # A v3 request's own custom_args and categories (gomailpy.v3) ride along the same way.
+    # A v3 request's own custom_args and categories (gomailpy.email.v3) ride along the same way.
     for key, value in (envelope.custom_args or {}).items():
         if key != MESSAGE_ID_ARG:
             mail.add_custom_arg(CustomArg(key, value))

@@ -8,8 +8,8 @@ up to 40 MB); `v1` (the default: LocalStack's community edition does not emulate
 server does) through `SendRawEmail` (10 MB). Both carry the same MIME message, recipients,
 configuration set and tags. Each instance sends in its own `region` (default `aws.region`).
 
-The message is built by `gomailpy.mime` (so SES sends exactly what SMTP would), `Source` is the
-sender and `Destinations` every recipient, Bcc included. botocore retries are off
+The message is built by `gomailpy.email.mime` (so SES sends exactly what SMTP would), `Source` is
+the sender and `Destinations` every recipient, Bcc included. botocore retries are off
 (`max_attempts=1`): the pipeline owns retries, and a retry hidden in here would spend the send
 timeout twice.
 
@@ -49,23 +49,23 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from gomailpy.aws import AwsResource, open_aws_client
-from gomailpy.envelope import Envelope
-from gomailpy.event_settings import EventsSettings
-from gomailpy.mime import (
+from gomailpy.config.feedback import EventsSettings
+from gomailpy.config.providers import SesSettings
+from gomailpy.config.settings import AwsSettings
+from gomailpy.email.envelope import Envelope
+from gomailpy.email.mime import (
     all_recipients,
     build_message,
     envelope_sender,
     message_bytes,
     needs_smtputf8,
 )
-from gomailpy.provider_settings import SesSettings
 from gomailpy.providers.base import Outcome, SendResult
-from gomailpy.settings import AwsSettings
+from gomailpy.queues.aws import AwsResource, open_aws_client
 
 NAME = "ses"
 MESSAGE_ID_TAG = "gomailpy-id"
-INSTANCE_TAG = "gomailpy-provider"  # which SES instance sent it: gomailpy.events.ses
+INSTANCE_TAG = "gomailpy-provider"  # which SES instance sent it: gomailpy.feedback.ses
 # What SES allows in a tag value. Message ids are UUIDs; one that is not (an envelope written by
 # another tool) goes untagged, and its events join by SES's message id instead.
 _TAG_VALUE = re.compile(r"[A-Za-z0-9_-]{1,255}")
@@ -149,8 +149,8 @@ def configuration_set_for(ses: SesSettings, events: EventsSettings | None) -> st
 
 class SesProvider(AwsResource):
     """Sends through SES (`sesv2` SendEmail, or v1 SendRawEmail) over one aiobotocore client; a
-    one-shot async context manager (see `gomailpy.aws.AwsResource`) that opens the client unless
-    one is given (an `sesv2` client for v2, `ses` for v1)."""
+    one-shot async context manager (see `gomailpy.queues.aws.AwsResource`) that opens the client
+    unless one is given (an `sesv2` client for v2, `ses` for v1)."""
 
     kind = NAME
 

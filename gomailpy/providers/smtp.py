@@ -32,7 +32,7 @@ to those who have it); the reason lists the refused ones.
 
 A recipient refused at RCPT time is reported in `SendResult.events` (`refusal_events`): a 5xx
 about the recipient is a synchronous bounce whatever the email's outcome, classified by reason
-(gomailpy.events.bounce_reasons, the same rules as for DSNs): hard (which suppresses the
+(gomailpy.bounce_reasons, the same rules as for DSNs): hard (which suppresses the
 address) only for a bad address, soft for a full mailbox, `blocked` when the reason is about the
 sender or the message (a policy, a blocklist: the address is fine). When the email is accepted
 for others, nobody will try the refused ones again, so a refusal about the sender gives
@@ -41,9 +41,9 @@ accepted at all, those are left out, since the email is retried or goes out else
 refusal is also in `SendResult.refused`, for the pipeline's health per mailbox provider.
 
 With events on (`events.enabled`), the envelope sender is the VERP address
-`bounces+<message id>@<events.bounce_domain>` (gomailpy.verp), so the relay's later DSNs reach
-the bounce listener (gomailpy.bounces) naming the email. With `dkim` domains configured, each
-message is DKIM-signed for its sender's domain (gomailpy.dkim_signing).
+`bounces+<message id>@<events.bounce_domain>` (gomailpy.email.verp), so the relay's later DSNs reach
+the bounce listener (gomailpy.listeners.bounces) naming the email. With `dkim` domains configured,
+each message is DKIM-signed for its sender's domain (gomailpy.email.dkim).
 """
 
 from __future__ import annotations
@@ -66,25 +66,25 @@ from aiosmtplib import (
     SMTPServerDisconnected,
 )
 
+from gomailpy.bounce_reasons import Category, classify
+from gomailpy.bounce_reasons import outcome as bounce_outcome
 from gomailpy.bulk.links import track_envelope
-from gomailpy.bulk.settings import BulkSettings
-from gomailpy.dkim_signing import DkimSigner
-from gomailpy.envelope import Envelope
-from gomailpy.event_settings import EventsSettings
-from gomailpy.events import Event, EventType, Subtype, iso, stable_id
-from gomailpy.events.bounce_reasons import Category, classify
-from gomailpy.events.bounce_reasons import outcome as bounce_outcome
-from gomailpy.lifecycle import AsyncResource
-from gomailpy.mime import (
+from gomailpy.config.bulk import BulkSettings
+from gomailpy.config.feedback import EventsSettings
+from gomailpy.config.providers import SmtpSettings
+from gomailpy.email.dkim import DkimSigner
+from gomailpy.email.envelope import Envelope
+from gomailpy.email.mime import (
     all_recipients,
     build_message,
     envelope_sender,
     message_bytes,
     needs_smtputf8,
 )
-from gomailpy.provider_settings import SmtpSettings
+from gomailpy.email.verp import verp_address
+from gomailpy.events import Event, EventType, Subtype, iso, stable_id
+from gomailpy.lifecycle import AsyncResource
 from gomailpy.providers.base import Outcome, SendResult
-from gomailpy.verp import verp_address
 
 NAME = "smtp"
 _MAX_REASON = 300

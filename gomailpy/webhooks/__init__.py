@@ -11,7 +11,7 @@
                                       dead-letter queue (`gomail webhooks redrive`)
 
 Sources of events: the event consumer (what providers report: delivered, bounced, ...; through
-`outbox.PublishingOutcomeStore`), the suppression screen (dropped) and settlement (gomailpy's
+`outbox.PublishingEventStore`), the suppression screen (dropped) and settlement (gomailpy's
 own `sent` and `failed`). Nothing is delivered from the request path, nothing held in memory
 only. Delivery is at least once: the `webhook-id` of an event is the same on every attempt and
 every redelivery, so receivers dedupe by it.

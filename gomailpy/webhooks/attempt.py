@@ -23,8 +23,8 @@ from typing import Literal
 import aiohttp
 from aiohttp.abc import AbstractResolver
 
+from gomailpy.config.webhooks import WebhookEndpointSettings, WebhooksSettings
 from gomailpy.webhooks.outbox import Delivery
-from gomailpy.webhooks.settings import WebhookEndpointSettings, WebhooksSettings
 from gomailpy.webhooks.signing import signed_headers
 from gomailpy.webhooks.targets import GuardedResolver, TargetRefusedError, checked_target
 

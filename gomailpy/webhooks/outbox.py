@@ -23,14 +23,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from gomailpy import metrics
-from gomailpy.envelope import Envelope
-from gomailpy.errors import DeliveryStoreError, QueueError
+from gomailpy.config.settings import Settings
+from gomailpy.config.webhooks import WebhookEndpointSettings
+from gomailpy.email.envelope import Envelope
+from gomailpy.errors import QueueError, StoreError
 from gomailpy.events import Event, EventType, iso, stable_id
-from gomailpy.events.store import EventStores, OutcomeStore
 from gomailpy.providers.base import Outcome, SendResult
-from gomailpy.queue import QueueClient
-from gomailpy.settings import Settings
-from gomailpy.webhooks.settings import WebhookEndpointSettings
+from gomailpy.queues.sqs import QueueClient
+from gomailpy.store.events import EventStore, EventStores
 
 log = logging.getLogger("gomailpy.webhooks")
 
@@ -199,18 +199,18 @@ class Outbox:
             log.error("webhooks: %d send event(s) not offered: %s", len(events), exc)
 
 
-class PublishingOutcomeStore:
+class PublishingEventStore:
     """An outcome store that offers what it records to the webhooks too.
 
     Every event it is given is published, recorded before or not: a report the events queue
     delivers twice is offered twice, with the same webhook-id (at least once; a report whose
     publish failed comes back and is offered then). Providers' own `sent` events (SES `Send`,
     SendGrid `processed`) are not offered: settlement offers gomailpy's `sent` for every
-    provider already. A failed publish is a failed record (DeliveryStoreError), so the event
+    provider already. A failed publish is a failed record (StoreError), so the event
     consumer leaves the reports on their queue.
     """
 
-    def __init__(self, inner: OutcomeStore | None, outbox: Outbox) -> None:
+    def __init__(self, inner: EventStore | None, outbox: Outbox) -> None:
         self._inner = inner
         self._outbox = outbox
 
@@ -219,7 +219,7 @@ class PublishingOutcomeStore:
         try:
             await self._outbox.publish([e for e in events if e.type is not EventType.SENT])
         except QueueError as exc:
-            raise DeliveryStoreError("webhooks outbox", str(exc)) from exc
+            raise StoreError("webhooks outbox", str(exc)) from exc
         return new
 
     async def events(
@@ -240,5 +240,5 @@ def with_webhooks(settings: Settings, queues: QueueClient, stores: EventStores) 
     """`stores` with an outcome store that also publishes (when webhooks are enabled)."""
     if not settings.webhooks.enabled:
         return stores
-    outcomes = PublishingOutcomeStore(stores.outcomes, Outbox(settings, queues))
+    outcomes = PublishingEventStore(stores.outcomes, Outbox(settings, queues))
     return EventStores(outcomes, stores.suppression)

@@ -15,9 +15,9 @@ import dataclasses
 import time
 from collections.abc import Callable
 
-from gomailpy.deadletter import FAILURE_PROVIDER, FAILURE_REASON
-from gomailpy.queue import QueueClient, create_queue_client, queue_name
-from gomailpy.settings import Settings
+from gomailpy.config.settings import Settings
+from gomailpy.queues.deadletter import FAILURE_PROVIDER, FAILURE_REASON
+from gomailpy.queues.sqs import QueueClient, create_queue_client, queue_name
 from gomailpy.webhooks.outbox import Delivery
 
 MAX_RECEIVES = 1000  # SQS's highest maxReceiveCount

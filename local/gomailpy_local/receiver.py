@@ -26,7 +26,7 @@ from pydantic import SecretStr
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from gomailpy.settings import Settings
+from gomailpy.config.settings import Settings
 from gomailpy.webhooks.signing import new_secret
 
 MODES = ("ok", "fail", "gone", "hang")

@@ -35,13 +35,13 @@ from typing import Any
 import aiohttp
 import yaml
 
-from gomailpy.aws import is_loopback, open_aws_client
-from gomailpy.provider_settings import KINDS, SECRET_KEYS
-from gomailpy.queue import create_queue_client, queue_name
-from gomailpy.report import node_status
-from gomailpy.resources import ensure_resources
-from gomailpy.settings import SECRET_PATHS, Settings, env_var_for, provider_var
-from gomailpy.up_state import UpState, remove_state, write_state
+from gomailpy.config.providers import KINDS, SECRET_KEYS
+from gomailpy.config.settings import SECRET_PATHS, Settings, env_var_for, provider_var
+from gomailpy.operating.report import node_status
+from gomailpy.operating.resources import ensure_resources
+from gomailpy.operating.up_state import UpState, remove_state, write_state
+from gomailpy.queues.aws import is_loopback, open_aws_client
+from gomailpy.queues.sqs import create_queue_client, queue_name
 from gomailpy_local.localstack import LocalStack, free_port, health
 from gomailpy_local.receiver import WebhookReceiver, banner_lines, with_local_receiver
 from gomailpy_local.standins import SendGridStandIn, SmtpStandIn
@@ -162,7 +162,7 @@ async def _spawn(
         return await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "gomailpy.cli",
+            "gomailpy_cli.main",
             *args,
             env=env,
             stdin=asyncio.subprocess.DEVNULL,

@@ -27,8 +27,8 @@ from typing import Any
 import aiohttp
 import yaml
 
-from gomailpy.api_client import SendTally, post_emails
 from gomailpy.providers.sendgrid import MESSAGE_ID_ARG
+from gomailpy_cli.api_client import SendTally, post_emails
 from gomailpy_local.localstack import free_port
 from gomailpy_local.standins import SendGridStandIn, SmtpStandIn
 from tests.support import email_request, unique
@@ -149,7 +149,7 @@ class System:
         nice = ["nice", "-n", str(niceness)] if niceness else []
         try:
             return await asyncio.create_subprocess_exec(
-                *nice, sys.executable, "-m", "gomailpy.cli", *args, "--config", str(self.config),
+                *nice, sys.executable, "-m", "gomailpy_cli.main", *args, "--config", str(self.config),
                 env=self.env(**env), stdout=log, stderr=log, stdin=asyncio.subprocess.DEVNULL,
             )
         finally:
@@ -335,9 +335,9 @@ async def running_system(
 ) -> AsyncIterator[System]:
     """The whole system on fresh queues: proxy, stand-ins, API, `nodes` pipeline processes
     (at `niceness`); with the delivery store `status` (settings) when given."""
-    from gomailpy.deliveries import DynamoDeliveryStore
-    from gomailpy.queue import create_queue_client
-    from gomailpy.settings import Settings
+    from gomailpy.config.settings import Settings
+    from gomailpy.queues.sqs import create_queue_client
+    from gomailpy.store.deliveries import DynamoDeliveryStore
 
     host, port = localstack_url.removeprefix("http://").split(":")
     proxy = TcpProxy(host, int(port))

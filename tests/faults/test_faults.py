@@ -25,13 +25,13 @@ from typing import Any
 
 import pytest
 
-from gomailpy.queue import create_queue_client
-from gomailpy.settings import Settings
+from gomailpy.config.settings import Settings
+from gomailpy.queues.sqs import create_queue_client
 from gomailpy_local.localstack import free_port
 from tests.faults.harness import Counts, System, running_system
 from tests.support import unique
 
-GOMAIL = [sys.executable, "-m", "gomailpy.cli"]
+GOMAIL = [sys.executable, "-m", "gomailpy_cli.main"]
 EMAILS = int(os.environ.get("GOMAILPY_FAULT_EMAILS", "2000"))
 # A pause catches the sends in flight at that moment (the provider may have the email; the
 # node learns nothing until it resumes, its leases run out): those come back, as after a crash.

@@ -28,7 +28,7 @@ from typing import Any
 import aiohttp
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gomailpy.events.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, public_key_text, sign
+from gomailpy.feedback.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, public_key_text, sign
 from gomailpy.lifecycle import cancel_and_wait
 
 logger = logging.getLogger(__name__)

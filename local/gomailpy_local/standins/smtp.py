@@ -16,7 +16,8 @@ share one loop. Modes:
 - "hang": accept the connection and the envelope, but never answer DATA;
 - "block-domain": as "ok", except that every recipient at BLOCKED_DOMAIN (blocked.example.net)
   is refused at RCPT time with 550 5.7.1 blocked by policy: a mailbox provider that refuses this
-  relay's mail, as the pipeline's health per mailbox provider sees it (pipeline.mailbox_health).
+  relay's mail, as the pipeline's health per mailbox provider sees it
+  (pipeline.sending.mailbox_health).
 
 In mode "ok", recipients choose what happens to them by their local part, as at every stand-in
 (gomailpy_local.standins.events.outcome_for): `reject…` is refused at RCPT time (550 5.1.1);

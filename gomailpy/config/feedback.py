@@ -1,0 +1,37 @@
+"""Settings of what happens after "accepted" (`events:`, `suppression:`); part of
+gomailpy.config.settings."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from gomailpy.config.base import Port
+from gomailpy.config.base import Section as _Section
+
+
+class EventsSettings(_Section):
+    """What providers report after accepting an email (gomailpy.events): one events queue (with
+    its dead-letter queue `<queue><queues.dlq_suffix>`) that SES's SNS topic, the SendGrid
+    webhook and the SMTP bounce listener all feed, read by the pipeline nodes."""
+
+    enabled: bool = False
+    queue: str = "gomailpy-events"  # a name (resolved like queues.urls) or a URL
+    ses_topic: str = "gomailpy-ses-events"  # SNS topic of SES's configuration-set events
+    ses_configuration_set: str = "gomailpy"
+    sendgrid_public_key: str | None = None  # the Event Webhook's verification key (base64 DER)
+    sendgrid_replay_window_s: Annotated[int, Field(ge=1)] = 600
+    bounce_domain: str = "bounces.gomailpy.local"  # VERP envelope senders: bounces+<id>@<domain>
+    bounce_host: str = "127.0.0.1"  # the SMTP listener that takes DSNs and complaints
+    bounce_port: Port = 2526
+    consumers: Annotated[int, Field(ge=1, le=50)] = 4  # receives at once (pipeline.feedback)
+
+
+class SuppressionSettings(_Section):
+    """One suppression list for every provider (stored with the delivery records)."""
+
+    enabled: bool = True  # needs status.backend memory or dynamodb
+    soft_bounce_limit: Annotated[int, Field(ge=1)] = 18  # soft bounces (Postal's 18) ...
+    soft_bounce_window_s: Annotated[int, Field(ge=60)] = 7 * 24 * 3600  # ... within this window
+    refuse_at_api: bool = False  # 422 when every recipient of an email is suppressed
