@@ -32,9 +32,8 @@ import pytest
 from api.app import create_app
 from gomailpy.config.settings import Settings
 from gomailpy.email.envelope import Envelope
-from gomailpy.email.mime import build_message, message_bytes
+from gomailpy.email.mime import build_message, message_bytes, without_bcc_header
 from gomailpy.email.models import Address, Email
-from gomailpy.email.submitted import without_bcc_header
 from gomailpy.listeners.submission import SubmissionListener, tls_context
 from gomailpy.providers import Provider, open_providers
 from gomailpy.providers.sendgrid import payload_for

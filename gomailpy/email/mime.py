@@ -19,10 +19,12 @@ their IDNA (xn--) form, which every server reads. Only a non-ASCII *local part* 
 
 from __future__ import annotations
 
-from email import policy
+import base64
+from email import message_from_bytes, policy
 from email.headerregistry import Address as HeaderAddress
 from email.message import EmailMessage
 from email.utils import format_datetime
+from typing import Any
 
 import idna
 
@@ -118,8 +120,6 @@ def _is_allowed_header(name: str) -> bool:
 def build_message(envelope: Envelope) -> EmailMessage:
     """The whole MIME message for `envelope` (see the module docstring for what is in it)."""
     if envelope.email.raw is not None:  # submitted over SMTP: sent as it came
-        from gomailpy.email.submitted import verbatim_message
-
         return verbatim_message(envelope)
     email = envelope.email
     message = EmailMessage(policy=_UTF8_POLICY if needs_smtputf8(email) else _ASCII_POLICY)
@@ -164,3 +164,55 @@ def build_message(envelope: Envelope) -> EmailMessage:
 def message_bytes(message: EmailMessage) -> bytes:
     """The message as sent on the wire: CRLF line ends, headers folded per its policy."""
     return message.as_bytes()
+
+
+_BCC_HEADERS = frozenset({b"bcc", b"resent-bcc"})
+
+
+def without_bcc_header(data: bytes) -> bytes:
+    """`data` without its Bcc (and Resent-Bcc) header fields, folded lines included; every
+    other byte as it was. The same bytes when it has none."""
+    # Only the header block is split: the body (up to 20 MB) is never copied line by line.
+    ends = [i + len(sep) // 2 for sep in (b"\r\n\r\n", b"\n\n") if (i := data.find(sep)) >= 0]
+    head_end = min(ends, default=len(data))
+    kept: list[bytes] = []
+    dropping = found = False
+    at = 0
+    for line in data[:head_end].splitlines(keepends=True):
+        if not line.strip(b"\r\n"):  # a blank line ends the header block
+            break
+        if line[:1] not in (b" ", b"\t"):  # a new field, not the continuation of one
+            dropping = line.split(b":", 1)[0].strip().lower() in _BCC_HEADERS
+            found |= dropping
+        if not dropping:
+            kept.append(line)
+        at += len(line)
+    return b"".join(kept) + data[at:] if found else data
+
+
+class VerbatimMessage(EmailMessage):
+    """A parsed message whose bytes are the submitted ones, not a re-serialisation."""
+
+    verbatim: bytes = b""
+
+    def as_bytes(self, unixfrom: bool = False, policy: Any = None) -> bytes:
+        return self.verbatim
+
+
+def verbatim_message(envelope: Envelope) -> EmailMessage:
+    """The message submitted over SMTP (gomailpy.email.submitted) of `envelope`, to be sent
+    byte for byte, with `X-Gomailpy-Id` (and a `Message-ID` when it had none) in front."""
+    raw = envelope.email.raw
+    assert raw is not None
+    data = without_bcc_header(base64.b64decode(raw))  # queued before submission took it out
+    front = f"{ID_HEADER}: {envelope.id}\r\n"
+    head = data.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0].lower()
+    if not head.startswith(b"message-id:") and b"\nmessage-id:" not in head:
+        front += f"Message-ID: {message_id_header(envelope.id)}\r\n"
+    verbatim = front.encode("ascii") + data
+    message = message_from_bytes(verbatim, policy=policy.default)
+    assert isinstance(message, EmailMessage)
+    result = VerbatimMessage(policy=message.policy)
+    result.__dict__.update(message.__dict__)
+    result.verbatim = verbatim
+    return result

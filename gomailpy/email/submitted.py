@@ -1,10 +1,10 @@
 """Messages submitted over SMTP (gomailpy.listeners.submission): kept as they were submitted.
 
     email = submitted_email(data, mail_from, rcpt_tos)   # an Email with `raw` set
-    message = verbatim_message(envelope)                 # SES and SMTP send its bytes as given
+    message = mime.build_message(envelope)   # SES and SMTP send its bytes as given (verbatim)
 
 The whole RFC 5322 message travels in `Email.raw` (base64), and SES and the SMTP relay send
-exactly those bytes (`mime.build_message` defers to `verbatim_message`), with one header in
+exactly those bytes (`mime.build_message` defers to `mime.verbatim_message`), with one header in
 front: `X-Gomailpy-Id` (and a `Message-ID` when the submitter gave none), so events find the
 email. SendGrid's API cannot take a whole message: for it the parts are read out of it (subject,
 text, HTML, attachments with inline Content-IDs) into the email's own fields, and SendGrid
@@ -14,7 +14,8 @@ The envelope (MAIL FROM, RCPT TO) decides who receives it; the message's To and 
 decide who is named: a RCPT named in To is the email's `to`, one named in Cc its `cc`, any other
 its `bcc` (`header_roles`), so SendGrid, which writes its own headers, names no Bcc recipient
 either. A `Bcc:` header the submitter left in is taken out before anything is kept or sent
-(`without_bcc_header`): every copy would show it.
+(`mime.without_bcc_header`, which also takes it out of a message queued before that): every
+copy would show it.
 
 Pure: no aiosmtpd here, so the pipeline can import it without the `smtp` extra.
 """
@@ -27,20 +28,10 @@ from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 from typing import Any
 
-from gomailpy.email.envelope import Envelope
-from gomailpy.email.mime import ID_HEADER, ascii_domain, message_id_header
+from gomailpy.email.mime import ascii_domain, without_bcc_header
 from gomailpy.email.models import MAX_NAME_LENGTH, Address, Attachment, Email, normalize_address
 
 MAX_SUBJECT = 998
-
-
-class VerbatimMessage(EmailMessage):
-    """A parsed message whose bytes are the submitted ones, not a re-serialisation."""
-
-    verbatim: bytes = b""
-
-    def as_bytes(self, unixfrom: bool = False, policy: Any = None) -> bytes:
-        return self.verbatim
 
 
 def _parsed(data: bytes) -> EmailMessage:
@@ -90,30 +81,6 @@ def _body(message: EmailMessage, subtype: str) -> EmailMessage | None:
 def _content(part: EmailMessage | None) -> str | None:
     content = part.get_content() if part is not None else None
     return content if isinstance(content, str) else None
-
-
-_BCC_HEADERS = frozenset({b"bcc", b"resent-bcc"})
-
-
-def without_bcc_header(data: bytes) -> bytes:
-    """`data` without its Bcc (and Resent-Bcc) header fields, folded lines included; every
-    other byte as it was. The same bytes when it has none."""
-    # Only the header block is split: the body (up to 20 MB) is never copied line by line.
-    ends = [i + len(sep) // 2 for sep in (b"\r\n\r\n", b"\n\n") if (i := data.find(sep)) >= 0]
-    head_end = min(ends, default=len(data))
-    kept: list[bytes] = []
-    dropping = found = False
-    at = 0
-    for line in data[:head_end].splitlines(keepends=True):
-        if not line.strip(b"\r\n"):  # a blank line ends the header block
-            break
-        if line[:1] not in (b" ", b"\t"):  # a new field, not the continuation of one
-            dropping = line.split(b":", 1)[0].strip().lower() in _BCC_HEADERS
-            found |= dropping
-        if not dropping:
-            kept.append(line)
-        at += len(line)
-    return b"".join(kept) + data[at:] if found else data
 
 
 def _key(address: str) -> str:
@@ -186,20 +153,3 @@ def as_named(email: Email) -> Email:
     if (to, cc, bcc) == (email.to, email.cc, email.bcc):
         return email
     return email.model_copy(update={"to": to, "cc": cc, "bcc": bcc})
-
-
-def verbatim_message(envelope: Envelope) -> EmailMessage:
-    """The submitted message of `envelope`, to be sent byte for byte (see the docstring)."""
-    raw = envelope.email.raw
-    assert raw is not None
-    data = without_bcc_header(base64.b64decode(raw))  # queued before submission took it out
-    front = f"{ID_HEADER}: {envelope.id}\r\n"
-    head = data.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0].lower()
-    if not head.startswith(b"message-id:") and b"\nmessage-id:" not in head:
-        front += f"Message-ID: {message_id_header(envelope.id)}\r\n"
-    verbatim = front.encode("ascii") + data
-    message = _parsed(verbatim)
-    result = VerbatimMessage(policy=message.policy)
-    result.__dict__.update(message.__dict__)
-    result.verbatim = verbatim
-    return result
