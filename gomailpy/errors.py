@@ -13,11 +13,15 @@ GomailError
 │   └── TemplateLimitError       # rendering went past the output size or the step or time budget
 ├── TokenError                   # an unsubscribe or tracking link's token is malformed, forged
 │                                #   or expired (gomailpy.bulk.tokens; answered 400, 403 or 410)
+├── ConditionFailedError         # a conditional write on the table did not hold; the record kind
+│                                #   that asked catches it (gomailpy.store.dynamodb)
 └── BackendError                 # a service gomailpy relies on failed: try again later
     ├── QueueError               # one SQS call failed; names the queue and the operation
     ├── NoQueueAvailableError    # every configured queue refused an email
     ├── ClaimCheckError          # an S3 call of the claim check failed (`missing`: no object)
-    └── StoreError       # the delivery store (DynamoDB) could not be read or written
+    └── StoreError               # the status table (DynamoDB) could not be read or written,
+                                 #   whichever record kind: deliveries, events, suppressions,
+                                 #   templates, schedules, controls
 ```
 
 The API answers them in one place (`api.responses.error_answer`): MalformedRequestError 400,
@@ -134,9 +138,15 @@ class ClaimCheckError(BackendError):
 
 
 class StoreError(BackendError):
-    """The delivery store could not be read or written."""
+    """The status table could not be read or written (any record kind on it); `operation` is
+    the DynamoDB action."""
 
     def __init__(self, operation: str, reason: str) -> None:
         self.operation = operation
         self.reason = reason
-        super().__init__(f"delivery store: {operation} failed: {reason}")
+        super().__init__(f"store: {operation} failed: {reason}")
+
+
+class ConditionFailedError(GomailError):
+    """A conditional write whose condition did not hold (`str()`: the operation). Not a failure:
+    the store that wrote it decides what it means (a key already held, an event already kept)."""

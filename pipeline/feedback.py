@@ -43,8 +43,9 @@ from gomailpy.lifecycle import AsyncResource, cancel_and_wait
 from gomailpy.providers.base import SendResult
 from gomailpy.queues.deadletter import FailureKind, dead_letter
 from gomailpy.queues.sqs import MAX_BATCH, QueueClient, ReceivedMessage
+from gomailpy.store.backends import open_event_stores
 from gomailpy.store.deliveries import DeliveryStore
-from gomailpy.store.events import EventStore, open_event_stores
+from gomailpy.store.events import EventStore
 from gomailpy.store.suppressions import SuppressionStore
 from gomailpy.webhooks.outbox import with_webhooks
 from pipeline.node import PipelineNode

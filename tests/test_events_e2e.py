@@ -34,7 +34,8 @@ from gomailpy.providers.smtp import SmtpProvider
 from gomailpy.queues.aws import open_aws_client
 from gomailpy.queues.deadletter import FAILURE_KIND, FAILURE_REASON
 from gomailpy.queues.sqs import QueueClient, ReceivedMessage, create_queue_client
-from gomailpy.store.events import EventStores, fold, open_event_stores
+from gomailpy.store.backends import EventStores, open_event_stores
+from gomailpy.store.events import fold
 from gomailpy.store.suppressions import Suppression
 from gomailpy_local.standins import SendGridStandIn
 from gomailpy_local.standins.smtp import SmtpStandIn

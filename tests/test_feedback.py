@@ -28,7 +28,8 @@ from gomailpy.feedback.reputation import ReputationSettings
 from gomailpy.providers.base import SendResult
 from gomailpy.queues.deadletter import FAILURE_KIND, FAILURE_REASON
 from gomailpy.queues.sqs import QueueClient, ReceivedMessage, create_queue_client
-from gomailpy.store.events import EventStores, MemoryEventStore, fold, open_event_stores
+from gomailpy.store.backends import EventStores, open_event_stores
+from gomailpy.store.events import MemoryEventStore, fold
 from gomailpy.store.suppressions import MemorySuppressionStore, Suppression
 from gomailpy_local.standins.reports import complaint_report, delivery_report
 from pipeline.feedback import EventConsumer, SentRecipients

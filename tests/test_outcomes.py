@@ -15,7 +15,8 @@ from gomailpy.errors import EventFormatError
 from gomailpy.events import Event, EventType, Subtype, iso
 from gomailpy.feedback.parse import parse_report
 from gomailpy.operating.resources import ensure_resources
-from gomailpy.store.events import EventStores, fold, open_event_stores
+from gomailpy.store.backends import EventStores, open_event_stores
+from gomailpy.store.events import fold
 from gomailpy.store.suppressions import SuppressionKind, manual
 from tests.support import make_settings, unique
 

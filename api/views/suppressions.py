@@ -30,7 +30,8 @@ from api.views.body import read_json
 from gomailpy.email.models import Email, normalize_address
 from gomailpy.errors import InvalidEmailError, MalformedRequestError, StoreError
 from gomailpy.events import EventType
-from gomailpy.store.events import EventStore, fold, open_event_stores, sorted_timeline
+from gomailpy.store.backends import open_event_stores
+from gomailpy.store.events import EventStore, fold, sorted_timeline
 from gomailpy.store.events import timeline_entry as event_entry
 from gomailpy.store.suppressions import MAX_REASON, SuppressionKind, SuppressionStore, manual
 

@@ -21,15 +21,11 @@ Two implementations, like the delivery store's: `MemoryEventStore` (one process)
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from gomailpy.config.settings import Settings
 from gomailpy.events import Event, epoch, outranks
-from gomailpy.store.suppressions import MemorySuppressionStore, SuppressionStore
 
 MAX_EVENTS_PER_EMAIL = 200  # opens and clicks beyond this are not kept (item size)
 
@@ -155,29 +151,3 @@ class MemoryEventStore:
         if provider and provider_message_id:
             found.update(self._events.get(provider_key(provider, provider_message_id), {}))
         return list(found.values())
-
-
-@dataclass(frozen=True, slots=True)
-class EventStores:
-    outcomes: EventStore | None
-    suppression: SuppressionStore | None
-
-
-async def open_event_stores(stack: AsyncExitStack, settings: Settings) -> EventStores:
-    """The outcome store and the suppression list on the delivery store's backend (both None
-    when `status.backend` is none; suppression None when `suppression.enabled` is false)."""
-    backend = settings.status.backend
-    keep_list = settings.suppression.enabled
-    if backend == "memory":
-        suppression = MemorySuppressionStore(settings.suppression, clock=time.time)
-        return EventStores(MemoryEventStore(), suppression if keep_list else None)
-    if backend == "dynamodb":
-        from gomailpy.store.events_dynamodb import DynamoEventStore, DynamoTable
-        from gomailpy.store.suppressions_dynamodb import DynamoSuppressionStore
-
-        table = await stack.enter_async_context(DynamoTable(settings))
-        return EventStores(
-            DynamoEventStore(table, settings.status.ttl_s),
-            DynamoSuppressionStore(table, settings.suppression) if keep_list else None,
-        )
-    return EventStores(None, None)

@@ -7,9 +7,9 @@
 An item holds `ids` (a string set of event ids) and `timeline` (the events, in arrival order).
 Recording is one UpdateItem per item touched, conditional on none of its event ids being in
 `ids` yet; when that condition fails (a redelivered report), each event is tried on its own, so
-a report seen twice is kept once. Items expire with the delivery records (`status.ttl_s`).
-
-`DynamoTable` is the client both this store and the suppression list use (one per process).
+a report seen twice is kept once. Items expire with the delivery records (`status.ttl_s`). Calls
+go through the table's one boundary (gomailpy.store.dynamodb.DynamoTable), shared with the
+suppression list.
 """
 
 from __future__ import annotations
@@ -18,52 +18,15 @@ import json
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from contextlib import AsyncExitStack
 from typing import Any
 
-from gomailpy.config.settings import Settings
-from gomailpy.errors import StoreError
+from gomailpy.errors import ConditionFailedError
 from gomailpy.events import Event
-from gomailpy.queues.aws import AwsResource
-from gomailpy.store.dynamodb import (
-    DYNAMODB_ERRORS,
-    error_code,
-    error_reason,
-    open_table_client,
-)
+from gomailpy.store.dynamodb import DynamoTable
 from gomailpy.store.events import MAX_EVENTS_PER_EMAIL, event_key, provider_key
 
 EVENTS = "evt#"
 MAX_RAW_BYTES = 2048  # of a provider's report kept per event: the item stays under 400 KB
-
-
-class ConditionFailed(Exception):
-    """A conditional write whose condition did not hold."""
-
-
-class DynamoTable(AwsResource):
-    """The delivery store's table (`status.table`), for the `evt#` and `sup#` items: a
-    one-shot async context manager over one DynamoDB client."""
-
-    def __init__(self, settings: Settings, *, client: Any = None) -> None:
-        super().__init__(client=client)
-        self._settings = settings
-        self.name = settings.status.table
-
-    async def _open_client(self, stack: AsyncExitStack) -> Any:
-        return await open_table_client(stack, self._settings, max_attempts=3)
-
-    async def call(self, operation: str, **kwargs: Any) -> Any:
-        """One call on the table; StoreError when it fails, ConditionFailed when its
-        condition did not hold."""
-        if operation not in ("batch_get_item",):
-            kwargs["TableName"] = self.name
-        try:
-            return await getattr(self._client, operation)(**kwargs)
-        except DYNAMODB_ERRORS as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                raise ConditionFailed(operation) from exc
-            raise StoreError(operation, error_reason(exc)) from exc
 
 
 def _event_item(event: Event) -> dict[str, Any]:
@@ -117,7 +80,7 @@ class DynamoEventStore:
                     **ids,
                 },
             )
-        except ConditionFailed:
+        except ConditionFailedError:
             return False
         return True
 

@@ -14,21 +14,14 @@ overwrites) and read back by key (`get_many`). `MemoryItemTable` serves one proc
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from typing import Any, Protocol
 
 from gomailpy.config.settings import Settings
-from gomailpy.errors import StoreError
-from gomailpy.queues.aws import AwsResource
-from gomailpy.store.dynamodb import (
-    DYNAMODB_ERRORS,
-    error_code,
-    error_reason,
-    open_table_client,
-)
+from gomailpy.errors import ConditionFailedError
+from gomailpy.store.dynamodb import DynamoTable
 
 Value = str | float
 BATCH_GET = 100  # DynamoDB's BatchGetItem limit
@@ -110,23 +103,12 @@ class MemoryItemTable:
         return set(self._sets.get(pk, set()))
 
 
-class DynamoItemTable(AwsResource):
+class DynamoItemTable(DynamoTable):
     """An `ItemTable` on the status table in DynamoDB; a one-shot async context manager."""
 
     def __init__(self, settings: Settings, *, client: Any = None, clock: Any = time.time) -> None:
-        super().__init__(client=client)
-        self._settings = settings
-        self._table = settings.status.table
+        super().__init__(settings, client=client, max_attempts=2)
         self._clock = clock
-
-    async def _open_client(self, stack: AsyncExitStack) -> Any:
-        return await open_table_client(stack, self._settings, max_attempts=2)
-
-    async def _call(self, operation: str, **kwargs: Any) -> Any:
-        try:
-            return await getattr(self._client, operation)(TableName=self._table, **kwargs)
-        except DYNAMODB_ERRORS as exc:
-            raise StoreError(operation, error_reason(exc)) from exc
 
     def _values(self, item: dict[str, Any]) -> dict[str, Value] | None:
         values: dict[str, Value] = {}
@@ -142,7 +124,7 @@ class DynamoItemTable(AwsResource):
         return values
 
     async def get(self, pk: str) -> dict[str, Value] | None:
-        answer = await self._call("get_item", Key={"pk": {"S": pk}}, ConsistentRead=True)
+        answer = await self.call("get_item", Key={"pk": {"S": pk}}, ConsistentRead=True)
         item = answer.get("Item")
         return None if item is None else self._values(item)
 
@@ -156,23 +138,21 @@ class DynamoItemTable(AwsResource):
         return item
 
     async def put(self, pk: str, attributes: dict[str, Value], *, expires_at: float = 0) -> None:
-        await self._call("put_item", Item=self._item(pk, attributes, expires_at))
+        await self.call("put_item", Item=self._item(pk, attributes, expires_at))
 
     async def put_new(self, pk: str, attributes: dict[str, Value]) -> bool:
         try:
-            await self._client.put_item(
-                TableName=self._table,
+            await self.call(
+                "put_item",
                 Item=self._item(pk, attributes),
                 ConditionExpression="attribute_not_exists(pk)",
             )
-        except DYNAMODB_ERRORS as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise StoreError("put_item", error_reason(exc)) from exc
+        except ConditionFailedError:
+            return False
         return True
 
     async def increment(self, pk: str) -> int:
-        answer = await self._call(
+        answer = await self.call(
             "update_item",
             Key={"pk": {"S": pk}},
             UpdateExpression="ADD n :one",
@@ -191,28 +171,18 @@ class DynamoItemTable(AwsResource):
                 "Keys": [{"pk": {"S": pk}} for pk in unique[start : start + BATCH_GET]],
                 "ConsistentRead": True,
             }
-            for attempt in range(4):
-                try:
-                    answer = await self._client.batch_get_item(RequestItems={self._table: keys})
-                except DYNAMODB_ERRORS as exc:
-                    raise StoreError("batch_get_item", error_reason(exc)) from exc
-                for item in answer.get("Responses", {}).get(self._table, []):
+            for answer in await self.batch("batch_get_item", keys, "UnprocessedKeys"):
+                for item in answer.get("Responses", {}).get(self.name, []):
                     values = self._values(item)
                     if values is not None:
                         found[str(item["pk"]["S"])] = values
-                keys = answer.get("UnprocessedKeys", {}).get(self._table)
-                if not keys:
-                    break
-                await asyncio.sleep(0.05 * 2**attempt)
-            else:
-                raise StoreError("batch_get_item", "DynamoDB left keys unprocessed")
         return found
 
     async def delete(self, pk: str) -> None:
-        await self._call("delete_item", Key={"pk": {"S": pk}})
+        await self.call("delete_item", Key={"pk": {"S": pk}})
 
     async def add_member(self, pk: str, member: str) -> None:
-        await self._call(
+        await self.call(
             "update_item",
             Key={"pk": {"S": pk}},
             UpdateExpression="ADD members :m",
@@ -220,7 +190,7 @@ class DynamoItemTable(AwsResource):
         )
 
     async def remove_member(self, pk: str, member: str) -> None:
-        await self._call(
+        await self.call(
             "update_item",
             Key={"pk": {"S": pk}},
             UpdateExpression="DELETE members :m",
@@ -228,7 +198,7 @@ class DynamoItemTable(AwsResource):
         )
 
     async def members(self, pk: str) -> set[str]:
-        answer = await self._call("get_item", Key={"pk": {"S": pk}}, ConsistentRead=True)
+        answer = await self.call("get_item", Key={"pk": {"S": pk}}, ConsistentRead=True)
         return set(answer.get("Item", {}).get("members", {}).get("SS", []))
 
 

@@ -22,8 +22,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from gomailpy.config.feedback import SuppressionSettings
+from gomailpy.errors import ConditionFailedError
 from gomailpy.events import Event, epoch
-from gomailpy.store.events_dynamodb import ConditionFailed, DynamoTable
+from gomailpy.store.dynamodb import DynamoTable
 from gomailpy.store.suppressions import (
     LOOKUP_BATCH,
     SOFT,
@@ -190,7 +191,7 @@ class DynamoSuppressionStore:
                 ReturnValues="ALL_NEW",
                 **condition,
             )
-        except ConditionFailed:
+        except ConditionFailedError:
             return None
         return _entry(answer.get("Attributes", {}))
 

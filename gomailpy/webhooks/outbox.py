@@ -30,7 +30,8 @@ from gomailpy.errors import QueueError, StoreError
 from gomailpy.events import Event, EventType, iso, stable_id
 from gomailpy.providers.base import Outcome, SendResult
 from gomailpy.queues.sqs import QueueClient
-from gomailpy.store.events import EventStore, EventStores
+from gomailpy.store.backends import EventStores
+from gomailpy.store.events import EventStore
 
 log = logging.getLogger("gomailpy.webhooks")
 

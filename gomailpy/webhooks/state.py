@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from gomailpy.config.settings import Settings
-from gomailpy.store.events_dynamodb import DynamoTable
+from gomailpy.store.dynamodb import DynamoTable
 
 PREFIX = "whk#"
 
@@ -52,7 +52,7 @@ class MemoryEndpointStates:
 
 
 class DynamoEndpointStates:
-    """`whk#<name>` items on the delivery store's table (gomailpy.store.events_dynamodb)."""
+    """`whk#<name>` items on the delivery store's table (gomailpy.store.dynamodb)."""
 
     def __init__(self, table: DynamoTable) -> None:
         self._table = table

@@ -29,7 +29,7 @@ T = TypeVar("T")
 
 @asynccontextmanager
 async def _open_list(settings: Settings) -> AsyncIterator[SuppressionStore]:
-    from gomailpy.store.events import open_event_stores
+    from gomailpy.store.backends import open_event_stores
 
     async with AsyncExitStack() as stack:
         store = (await open_event_stores(stack, settings)).suppression
