@@ -1,4 +1,4 @@
-"""Every error gomailpy raises on purpose: one tree, all defined here.
+"""Every error gomailpy raises on purpose: one tree, drawn here.
 
 ```
 GomailError
@@ -13,6 +13,10 @@ GomailError
 │   └── TemplateLimitError       # rendering went past the output size or the step or time budget
 ├── TokenError                   # an unsubscribe or tracking link's token is malformed, forged
 │                                #   or expired (gomailpy.bulk.tokens; answered 400, 403 or 410)
+├── V3RequestError               # a SendGrid v3 request gomailpy cannot honour    email.v3_fields
+├── SendAtError (ValueError)     # a send time that cannot be used                  email.schedule
+├── ControlError (ValueError)    # an operator's change that cannot be made       operating.controls
+├── TargetRefusedError (OSError) # a webhook target resolving to a refused address  webhooks.targets
 ├── ConditionFailedError         # a conditional write on the table did not hold; the record kind
 │                                #   that asked catches it (gomailpy.store.dynamodb)
 └── BackendError                 # a service gomailpy relies on failed: try again later
@@ -24,11 +28,16 @@ GomailError
                                  #   templates, schedules, controls
 ```
 
+Errors that belong to one module's input stay defined there (named at the right above) and
+still derive from GomailError; a second base (ValueError, OSError) is kept where callers, or the
+libraries they sit under, catch that. The local stack's LocalStackError (gomailpy_local) derives
+from GomailError too.
+
 The API answers them in one place (`api.responses.error_answer`): MalformedRequestError 400,
 InvalidEmailError 422, UnqueueableEmailError 400, TemplateError 422, any BackendError 503
 (NoQueueAvailableError with Retry-After). The pipeline fails an email whose template raises a
-TemplateError for good (retrying would fail the same way). Providers report send outcomes as
-`SendResult` values (see `gomailpy.providers.base`), not by raising.
+TemplateError for good (retrying would fail the same way). Providers report the outcome of a send
+as `SendResult` values (see `gomailpy.providers.base`), not by raising.
 """
 
 from __future__ import annotations

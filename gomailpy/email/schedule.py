@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from gomailpy.errors import InvalidEmailError
+from gomailpy.errors import GomailError, InvalidEmailError
 from gomailpy.store.items import ItemTable
 
 MAX_AHEAD_S = 72 * 3600  # as SendGrid's send_at
@@ -33,7 +33,7 @@ CANCELLED = "cancelled"
 CANCELLED_REASON = "cancelled before it was due (DELETE /email/{id}/schedule)"
 
 
-class SendAtError(ValueError):
+class SendAtError(GomailError, ValueError):
     """A send time that cannot be used; the message says why (for a 4xx)."""
 
 

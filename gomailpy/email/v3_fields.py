@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gomailpy.email.schedule import SendAtError, parse_send_at
+from gomailpy.errors import GomailError
 
 MAX_CATEGORIES = 10
 MAX_CATEGORY_CHARS = 255
@@ -30,7 +31,7 @@ class Problem:
         return {"message": self.message, "field": self.field, "help": self.help}
 
 
-class V3RequestError(Exception):
+class V3RequestError(GomailError):
     """A v3 request gomailpy refuses; `problems` in SendGrid's shape, `status` 400 (or 413)."""
 
     def __init__(self, problems: list[Problem], status: int = 400) -> None:

@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from gomailpy.config.settings import Settings
 from gomailpy.config.steering import PROVIDER_NAMES
-from gomailpy.errors import StoreError
+from gomailpy.errors import GomailError, StoreError
 from gomailpy.store.items import ItemTable, MemoryItemTable, open_item_table
 
 log = logging.getLogger("gomailpy.controls")
@@ -55,7 +55,7 @@ Forced = Literal["open", "closed"]
 ACTIONS = ("disable", "enable", "weight", "force", "probe-after", "release", "pin", "unpin")
 
 
-class ControlError(ValueError):
+class ControlError(GomailError, ValueError):
     """A change that cannot be made: unknown provider or action, bad value, missing reason."""
 
 

@@ -65,13 +65,12 @@ def _change(
         if name is not None and name not in store.names:
             known = ", ".join(store.names)
             raise click.BadParameter(f"no provider {name!r}: one of {known}", param_hint="NAME")
-        return await store.change(name, action, value, who=_who(), why=reason)
+        try:
+            return await store.change(name, action, value, who=_who(), why=reason)
+        except ControlError as exc:  # a GomailError: answered here, as a usage error (exit 2)
+            raise click.UsageError(str(exc)) from None
 
-    try:
-        controls = _with_store(config_path, change)
-    except ControlError as exc:
-        raise click.UsageError(str(exc)) from None
-    _show(controls)
+    _show(_with_store(config_path, change))
 
 
 def _show(controls: Controls) -> None:
