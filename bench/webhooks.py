@@ -34,12 +34,12 @@ from bench.common import (
     table,
 )
 from gomailpy.config.settings import Settings
-from gomailpy.config.webhooks import WebhookEndpointSettings
+from gomailpy.config.webhooks import WebhookEndpointSettings, secret_key
 from gomailpy.events import Event, EventType, iso
 from gomailpy.queues.sqs import create_queue_client
 from gomailpy.webhooks.outbox import Delivery, Outbox, deliveries
 from gomailpy.webhooks.queue import ensure_webhook_queue
-from gomailpy.webhooks.signing import secret_key, signed_headers
+from gomailpy.webhooks.signing import signed_headers
 from gomailpy.webhooks.state import MemoryEndpointStates
 from gomailpy_local.receiver import WebhookReceiver
 from pipeline.webhooks import WebhookDeliverer

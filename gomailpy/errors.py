@@ -16,7 +16,7 @@ GomailError
 ├── V3RequestError               # a SendGrid v3 request gomailpy cannot honour    email.v3_fields
 ├── SendAtError (ValueError)     # a send time that cannot be used                  email.schedule
 ├── ControlError (ValueError)    # an operator's change that cannot be made       operating.controls
-├── TargetRefusedError (OSError) # a webhook target resolving to a refused address  webhooks.targets
+├── TargetRefusedError (OSError) # a webhook target refused: URL or address  config.webhook_targets
 ├── ConditionFailedError         # a conditional write on the table did not hold; the record kind
 │                                #   that asked catches it (gomailpy.store.dynamodb)
 └── BackendError                 # a service gomailpy relies on failed: try again later

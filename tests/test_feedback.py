@@ -19,12 +19,12 @@ from typing import Any
 import pytest
 
 from gomailpy import metrics
+from gomailpy.config.feedback import ReputationSettings
 from gomailpy.config.settings import Settings
 from gomailpy.email.envelope import Envelope
 from gomailpy.email.verp import verp_address
 from gomailpy.errors import StoreError
 from gomailpy.events import Event, EventType
-from gomailpy.feedback.reputation import ReputationSettings
 from gomailpy.providers.base import SendResult
 from gomailpy.queues.deadletter import FAILURE_KIND, FAILURE_REASON
 from gomailpy.queues.sqs import QueueClient, ReceivedMessage, create_queue_client

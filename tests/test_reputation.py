@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from gomailpy import metrics
+from gomailpy.config.feedback import ReputationSettings
 from gomailpy.events import Event, EventType
-from gomailpy.feedback.reputation import ReputationSettings, RollingRates
+from gomailpy.feedback.reputation import RollingRates
 from pipeline.sending.health import Health
 from pipeline.sending.reputation import ReputationGuard
 from tests.support import unique

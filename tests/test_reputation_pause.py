@@ -14,8 +14,8 @@ from contextlib import AsyncExitStack
 import pytest
 
 from gomailpy import metrics
+from gomailpy.config.feedback import ReputationSettings
 from gomailpy.events import Event, EventType
-from gomailpy.feedback.reputation import ReputationSettings
 from gomailpy.operating.controls import ControlStore
 from gomailpy.queues.sqs import create_queue_client, queue_name
 from gomailpy.store.items import MemoryItemTable

@@ -39,13 +39,14 @@ from api.app import create_app
 from api.auth import hash_key
 from gomailpy.config.settings import Settings
 from gomailpy.email.envelope import Envelope
-from gomailpy.email.templates import Template, TemplateStore
+from gomailpy.email.templates import Template
 from gomailpy.email.v3 import translate
 from gomailpy.email.v3_fields import V3RequestError
 from gomailpy.operating.resources import ensure_resources
 from gomailpy.providers.sendgrid import payload_for
 from gomailpy.queues.sqs import create_queue_client
 from gomailpy.store.items import DynamoItemTable
+from gomailpy.store.templates import TemplateStore
 from tests.support import StartServer, create_queues, make_settings, unique
 
 KEY = "v3-key-" + "k" * 40

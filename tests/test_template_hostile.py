@@ -23,11 +23,12 @@ from api.auth import hash_key
 from gomailpy.email import handlebars
 from gomailpy.email.handlebars import MAX_ATOMS, MAX_NESTING, MAX_TAGS, parse
 from gomailpy.email.handlebars.values import escape
-from gomailpy.email.templates import Template, TemplateStore, check_template, render
+from gomailpy.email.templates import Template, check_template, render
 from gomailpy.errors import TemplateError, TemplateLimitError, TemplateSyntaxError
 from gomailpy.queues.deadletter import FailureKind
 from gomailpy.queues.sqs import ReceivedMessage
 from gomailpy.store.items import MemoryItemTable
+from gomailpy.store.templates import TemplateStore
 from pipeline.prepare.render import Renderer
 from pipeline.sending.settlement import Item, IterationReport, Plan
 from tests.support import Client, api_client, make_envelope, make_settings

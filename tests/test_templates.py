@@ -15,12 +15,13 @@ from click.testing import CliRunner
 from api.auth import hash_key
 from gomailpy.config.settings import Settings
 from gomailpy.email.envelope import Envelope
-from gomailpy.email.templates import Template, TemplateStore, check_template, render
+from gomailpy.email.templates import Template, check_template, render
 from gomailpy.operating.resources import ensure_resources
 from gomailpy.providers.base import SendResult
 from gomailpy.queues.sqs import create_queue_client
 from gomailpy.store.deliveries import open_delivery_store
 from gomailpy.store.items import MemoryItemTable, open_item_table
+from gomailpy.store.templates import TemplateStore
 from gomailpy_cli.main import cli
 from pipeline.node import PipelineNode
 from pipeline.prepare.render import prepare_node

@@ -16,13 +16,13 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from gomailpy.config.settings import load_settings
-from gomailpy.config.webhooks import WebhookEndpointSettings, WebhooksSettings
+from gomailpy.config.webhooks import WebhookEndpointSettings, WebhooksSettings, secret_key
 from gomailpy.errors import ConfigError
 from gomailpy.events import Event, EventType, iso
 from gomailpy.providers.base import Outcome, SendResult
 from gomailpy.webhooks.attempt import MAX_HOP_S, SigningKeys, backoff_s
 from gomailpy.webhooks.outbox import Delivery, deliveries, send_events
-from gomailpy.webhooks.signing import new_secret, secret_key, signed_headers
+from gomailpy.webhooks.signing import new_secret, signed_headers
 from gomailpy.webhooks.targets import GuardedResolver, TargetRefusedError
 from tests.support import make_envelope
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from gomailpy.config.webhooks import secret_key
 from gomailpy.operating.up_state import STATE_ENV
-from gomailpy.webhooks.signing import new_secret, secret_key
+from gomailpy.webhooks.signing import new_secret
 from gomailpy_cli.main import cli
 from gomailpy_local.receiver import WebhookReceiver
 

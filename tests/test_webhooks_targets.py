@@ -15,18 +15,14 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from click.testing import CliRunner
 
 from gomailpy.config.settings import load_settings
+from gomailpy.config.webhook_targets import TargetRefusedError, checked_target, static_problem
 from gomailpy.config.webhooks import WebhookEndpointSettings, WebhooksSettings
 from gomailpy.errors import ConfigError, GomailError
 from gomailpy.webhooks import targets
 from gomailpy.webhooks.attempt import SigningKeys, attempt, open_webhook_session
 from gomailpy.webhooks.outbox import Delivery
 from gomailpy.webhooks.signing import new_secret
-from gomailpy.webhooks.targets import (
-    GuardedResolver,
-    TargetRefusedError,
-    checked_target,
-    static_problem,
-)
+from gomailpy.webhooks.targets import GuardedResolver
 from gomailpy_cli.main import cli
 from tests.support import StartServer
 

@@ -19,11 +19,12 @@ from api.responses import error_response
 from api.views.delivery import DELIVERY_STORE
 from api.views.templates import ITEM_TABLE
 from gomailpy.email.envelope import Envelope
-from gomailpy.email.schedule import CANCELLED, CANCELLED_REASON, ScheduleRecord, Schedules
+from gomailpy.email.schedule import CANCELLED_REASON
 from gomailpy.email.v3 import part_id
 from gomailpy.errors import StoreError
 from gomailpy.store.deliveries import DeliveryRecord, DeliveryState
 from gomailpy.store.deliveries.records import after_attempt
+from gomailpy.store.schedules import CANCELLED, ScheduleRecord, Schedules
 
 logger = logging.getLogger(__name__)
 

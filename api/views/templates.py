@@ -22,10 +22,11 @@ from api.responses import error_response
 from api.views.body import read_json
 from gomailpy.config.settings import TEMPLATES
 from gomailpy.email.models import Email
-from gomailpy.email.templates import Template, TemplateStore
+from gomailpy.email.templates import Template
 from gomailpy.email.templates import check_template as template_problems
 from gomailpy.errors import InvalidEmailError, MalformedRequestError
 from gomailpy.store.items import ItemTable, open_item_table
+from gomailpy.store.templates import TemplateStore
 
 # Set only when status.backend is on: read it with `app.get(ITEM_TABLE)`.
 ITEM_TABLE = web.AppKey("item_table", ItemTable)

@@ -1,5 +1,5 @@
-"""Settings of what happens after "accepted" (`events:`, `suppression:`); part of
-gomailpy.config.settings."""
+"""Settings of what happens after "accepted" (`events:`, `suppression:`, `reputation:`); part
+of gomailpy.config.settings."""
 
 from __future__ import annotations
 
@@ -35,3 +35,17 @@ class SuppressionSettings(_Section):
     soft_bounce_limit: Annotated[int, Field(ge=1)] = 18  # soft bounces (Postal's 18) ...
     soft_bounce_window_s: Annotated[int, Field(ge=60)] = 7 * 24 * 3600  # ... within this window
     refuse_at_api: bool = False  # 422 when every recipient of an email is suppressed
+
+
+class ReputationSettings(_Section):
+    """`reputation`: per provider, over its last `window` accepted sends, past
+    `max_bounce_rate` (hard bounces) or `max_complaint_rate` (with at least `min_sample` sends
+    counted), the provider gets no mail for `hold_s` (not even a probe) or until an operator
+    releases it; when every provider is held, sending pauses (pipeline.sending.reputation)."""
+
+    enabled: bool = True  # acts only where events are read (events.enabled)
+    window: Annotated[int, Field(ge=10)] = 10_000
+    min_sample: Annotated[int, Field(ge=1)] = 1_000
+    max_bounce_rate: Annotated[float, Field(gt=0, le=1)] = 0.04  # SES reviews at 5 %
+    max_complaint_rate: Annotated[float, Field(gt=0, le=1)] = 0.0008  # SES reviews at 0.1 %
+    hold_s: Annotated[float, Field(gt=0)] = 3600.0

@@ -37,7 +37,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from gomailpy.config.base import Port, PositiveSeconds
 from gomailpy.config.base import Section as _Section
 from gomailpy.config.bulk import BulkSettings
-from gomailpy.config.feedback import EventsSettings, SuppressionSettings
+from gomailpy.config.feedback import EventsSettings, ReputationSettings, SuppressionSettings
 from gomailpy.config.operator import OperatorSettings
 from gomailpy.config.providers import (
     KIND_MODELS,
@@ -62,7 +62,6 @@ from gomailpy.config.steering import SteeringSettings
 from gomailpy.config.webhooks import WebhooksSettings
 from gomailpy.email.dkim import key_problems
 from gomailpy.errors import ConfigError
-from gomailpy.feedback.reputation import ReputationSettings
 
 ENV_PREFIX = "GOMAILPY_"
 ENV_NESTING = "__"
@@ -319,7 +318,7 @@ class Settings(BaseSettings):
     claim_check: ClaimCheckSettings = ClaimCheckSettings()
     events: EventsSettings = EventsSettings()
     suppression: SuppressionSettings = SuppressionSettings()
-    reputation: ReputationSettings = ReputationSettings()  # gomailpy.feedback.reputation
+    reputation: ReputationSettings = ReputationSettings()  # pipeline.sending.reputation
     webhooks: WebhooksSettings = WebhooksSettings()  # gomailpy.config.webhooks
     steering: SteeringSettings = SteeringSettings()  # controls, rates: gomailpy.config.steering
     regions: RegionSettings = RegionSettings()  # regional queues: gomailpy.config.regions

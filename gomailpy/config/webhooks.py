@@ -15,11 +15,15 @@ move the old one to `GOMAILPY_WEBHOOKS__PREVIOUS_SECRETS='{"app": {"secret": "wh
 Targets are checked here (the URL, its host normalised, a literal address: anything not
 globally routable, cloud metadata) and again at every delivery, after DNS
 (`gomailpy.webhooks.targets`). Only loopback can be allowed, for local testing
-(`allow_loopback_targets`); private, link-local and metadata targets never are.
+(`allow_loopback_targets`); private, link-local and metadata targets never are. The checks
+live in gomailpy.config.webhook_targets and a secret is read by `secret_key` here, so that the
+settings tree imports no feature package.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -27,13 +31,28 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from gomailpy.config.webhook_targets import static_problem
 from gomailpy.events import EventType
-from gomailpy.webhooks.signing import secret_key
-from gomailpy.webhooks.targets import static_problem
 
 SECRETS_VARIABLE = "GOMAILPY_WEBHOOKS__SECRETS"
 PREVIOUS_VARIABLE = "GOMAILPY_WEBHOOKS__PREVIOUS_SECRETS"
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+SECRET_PREFIX = "whsec_"
+
+
+def secret_key(secret: str) -> bytes:
+    """The HMAC key of a `whsec_...` secret; ValueError (without the value) if it is not one."""
+    text = secret.strip()
+    if not text.startswith(SECRET_PREFIX):
+        raise ValueError(f"must start with {SECRET_PREFIX!r} (make one with `gomail webhooks add`)")
+    try:
+        encoded = text[len(SECRET_PREFIX) :].rstrip("=")
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"not base64 after {SECRET_PREFIX!r}") from None
+    if len(key) < 16:
+        raise ValueError("too short: at least 16 bytes of key")
+    return key
 
 
 class WebhookEndpointSettings(BaseModel):

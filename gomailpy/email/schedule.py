@@ -7,29 +7,21 @@ again with `DelaySeconds = min(remaining, 900)`, then deletes the copy it receiv
 pipeline.prepare.schedule for why this order, and why not ChangeMessageVisibility). Nothing else
 stores the email and no timer runs anywhere: a restart of every node loses nothing.
 
-Cancelling needs the status table: the API writes `sched#<messageId>` (state `scheduled`, its
-`send_at`) when it queues a scheduled email, and `DELETE /email/{id}/schedule` turns it into
-`cancelled`; a node holding or releasing the message reads it and drops a cancelled one.
+Cancelling needs the status table: the API writes a schedule record (gomailpy.store.schedules)
+when it queues a scheduled email, and `DELETE /email/{id}/schedule` turns it into `cancelled`; a
+node holding or releasing the message reads it and drops a cancelled one.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from gomailpy.errors import GomailError, InvalidEmailError
-from gomailpy.store.items import ItemTable
 
 MAX_AHEAD_S = 72 * 3600  # as SendGrid's send_at
 MAX_HOP_S = 900  # SQS's DelaySeconds limit
-SCHEDULE_PREFIX = "sched#"
-# A schedule record outlives its send time by this much (then DynamoDB's TTL removes it).
-KEEP_AFTER_DUE_S = 24 * 3600
-
-SCHEDULED = "scheduled"
-CANCELLED = "cancelled"
 CANCELLED_REASON = "cancelled before it was due (DELETE /email/{id}/schedule)"
 
 
@@ -77,44 +69,6 @@ def next_hop_s(send_at: float, now: float) -> int:
     if remaining <= 0:
         return 0
     return min(MAX_HOP_S, math.ceil(remaining))
-
-
-@dataclass(frozen=True, slots=True)
-class ScheduleRecord:
-    message_id: str
-    state: str  # SCHEDULED or CANCELLED
-    send_at: float
-
-
-class Schedules:
-    """The `sched#<id>` records on the status table (see the module docstring)."""
-
-    def __init__(self, table: ItemTable) -> None:
-        self._table = table
-
-    async def record(self, message_id: str, send_at: float) -> None:
-        await self._table.put(
-            SCHEDULE_PREFIX + message_id,
-            {"state": SCHEDULED, "send_at": send_at},
-            expires_at=send_at + KEEP_AFTER_DUE_S,
-        )
-
-    async def get(self, message_id: str) -> ScheduleRecord | None:
-        item = await self._table.get(SCHEDULE_PREFIX + message_id)
-        if item is None:
-            return None
-        return ScheduleRecord(message_id, str(item.get("state")), float(item.get("send_at", 0)))
-
-    async def cancel(self, record: ScheduleRecord) -> None:
-        await self._table.put(
-            SCHEDULE_PREFIX + record.message_id,
-            {"state": CANCELLED, "send_at": record.send_at},
-            expires_at=record.send_at + KEEP_AFTER_DUE_S,
-        )
-
-    async def is_cancelled(self, message_id: str) -> bool:
-        record = await self.get(message_id)
-        return record is not None and record.state == CANCELLED
 
 
 def take_send_at(data: Any, now: float) -> float | None:

@@ -1,7 +1,7 @@
-"""Stored email templates: Handlebars (as SendGrid's dynamic templates) with a subject, an HTML
-and a text part, kept on the status table (`tpl#<id>`) so every node reads the same one.
+"""Email templates: Handlebars (as SendGrid's dynamic templates) with a subject, an HTML and a
+text part; kept on the status table by gomailpy.store.templates, so every node reads the same one.
 
-    store = TemplateStore(table)                       # table: gomailpy.store.items
+    store = TemplateStore(table)                       # gomailpy.store.templates
     await store.put(Template(id="welcome", subject="Hi {{name}}", html="<p>{{name}}</p>"))
     parts = render(await store.get("welcome"), {"name": "Ada"})
 
@@ -23,21 +23,18 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from gomailpy.email import handlebars
 from gomailpy.email.parts import TEMPLATE_ID
 from gomailpy.errors import TemplateError, TemplateLimitError, TemplateSyntaxError
-from gomailpy.store.items import ItemTable
 
 __all__ = [
     "RenderedParts",
     "Template",
     "TemplateError",
     "TemplateLimitError",
-    "TemplateStore",
     "TemplateSyntaxError",
     "check_template",
     "render",
@@ -45,8 +42,6 @@ __all__ = [
 
 log = logging.getLogger("gomailpy.templates")
 
-PREFIX = "tpl#"
-INDEX = "tpl-index"  # one item whose string set lists every template id
 MAX_PART_CHARS = 512 * 1024  # a part over this is not a template but a payload
 MAX_SUBJECT_CHARS = 998
 LIMITS = handlebars.Limits()  # per template rendered (all its parts): output, steps, time
@@ -155,52 +150,3 @@ def render(
         html=_render_part(template, "html", data, budget),
         text=_render_part(template, "text", data, budget),
     )
-
-
-class TemplateStore:
-    """Templates on the status table (see the module docstring); errors of the table are
-    `StoreError`s (a backend failure: try again)."""
-
-    def __init__(self, table: ItemTable, clock: Any = time.time) -> None:
-        self._table = table
-        self._clock = clock
-
-    async def put(self, template: Template) -> Template:
-        """Store `template` (replacing one with the same id); return it with its time."""
-        stored = Template(
-            template.id, template.subject, template.html, template.text, self._clock()
-        )
-        await self._table.put(
-            PREFIX + template.id,
-            {
-                "subject": stored.subject,
-                "html": stored.html,
-                "text": stored.text,
-                "updated_at": stored.updated_at,
-            },
-        )
-        await self._table.add_member(INDEX, template.id)
-        return stored
-
-    async def get(self, template_id: str) -> Template | None:
-        item = await self._table.get(PREFIX + template_id)
-        if item is None:
-            return None
-        return Template(
-            id=template_id,
-            subject=str(item.get("subject", "")),
-            html=str(item.get("html", "")),
-            text=str(item.get("text", "")),
-            updated_at=float(item.get("updated_at", 0)),
-        )
-
-    async def list_ids(self) -> list[str]:
-        return sorted(await self._table.members(INDEX))
-
-    async def delete(self, template_id: str) -> bool:
-        """Delete a template; False if there was none."""
-        if await self._table.get(PREFIX + template_id) is None:
-            return False
-        await self._table.delete(PREFIX + template_id)
-        await self._table.remove_member(INDEX, template_id)
-        return True

@@ -1,5 +1,6 @@
 """A provider's sending reputation as its account sees it: hard bounce and complaint rates over
-its last sends, and the settings of the guard that acts on them (pipeline.sending.reputation).
+its last sends, for the guard that acts on them (pipeline.sending.reputation; its settings:
+gomailpy.config.feedback.ReputationSettings).
 
 SES reviews an account near a 5 % bounce rate or a 0.1 % complaint rate and pauses it beyond;
 other providers have like limits. The defaults stay below SES's review levels. Pure, no I/O.
@@ -8,25 +9,6 @@ other providers have like limits. The defaults stay below SES's review levels. P
 from __future__ import annotations
 
 from collections import deque
-from typing import Annotated
-
-from pydantic import BaseModel, ConfigDict, Field
-
-
-class ReputationSettings(BaseModel):
-    """`reputation`: per provider, over its last `window` accepted sends, past
-    `max_bounce_rate` (hard bounces) or `max_complaint_rate` (with at least `min_sample` sends
-    counted), the provider gets no mail for `hold_s` (not even a probe) or until an operator
-    releases it; when every provider is held, sending pauses (pipeline.sending.reputation)."""
-
-    model_config = ConfigDict(extra="forbid", validate_default=True)
-
-    enabled: bool = True  # acts only where events are read (events.enabled)
-    window: Annotated[int, Field(ge=10)] = 10_000
-    min_sample: Annotated[int, Field(ge=1)] = 1_000
-    max_bounce_rate: Annotated[float, Field(gt=0, le=1)] = 0.04  # SES reviews at 5 %
-    max_complaint_rate: Annotated[float, Field(gt=0, le=1)] = 0.0008  # SES reviews at 0.1 %
-    hold_s: Annotated[float, Field(gt=0)] = 3600.0
 
 
 class RollingRates:

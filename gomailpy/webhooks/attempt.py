@@ -4,7 +4,7 @@
     answer = await attempt(session, settings.webhooks, endpoint, delivery, SigningKeys(...))
     answer.verdict          # delivered (2xx) | gone (410) | refused (target not allowed) | retry
 
-The request goes to the target's canonical URL (gomailpy.webhooks.targets: its host normalised
+The request goes to the target's canonical URL (gomailpy.config.webhook_targets: its host normalised
 and checked here, not by aiohttp's parser); a name is resolved by the session's
 `GuardedResolver`, so the addresses checked are the ones connected to. A refused target is
 `refused`: the deliverer dead-letters it at once, since retrying would not change the answer.
@@ -23,10 +23,11 @@ from typing import Literal
 import aiohttp
 from aiohttp.abc import AbstractResolver
 
+from gomailpy.config.webhook_targets import checked_target
 from gomailpy.config.webhooks import WebhookEndpointSettings, WebhooksSettings
 from gomailpy.webhooks.outbox import Delivery
 from gomailpy.webhooks.signing import signed_headers
-from gomailpy.webhooks.targets import GuardedResolver, TargetRefusedError, checked_target
+from gomailpy.webhooks.targets import GuardedResolver, TargetRefusedError
 
 MAX_HOP_S = 43_200  # SQS's longest visibility timeout: the longest one wait can be
 USER_AGENT = "gomailpy-webhooks/1"

@@ -4,7 +4,8 @@
     webhook-timestamp: <epoch seconds>   the attempt's time: receivers refuse old ones (replays)
     webhook-signature: v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">  [space] v1,<...>
 
-The secret is `whsec_` + base64 of random bytes; the HMAC key is those bytes. During a rotation
+The secret is `whsec_` + base64 of random bytes; the HMAC key is those bytes
+(`gomailpy.config.webhooks.secret_key` decodes it). During a rotation
 the header carries one signature per valid secret, so receivers holding either accept it. The
 `standardwebhooks` package (what receivers use) verifies exactly this; the tests check it.
 """
@@ -12,34 +13,19 @@ the header carries one signature per valid secret, so receivers holding either a
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import secrets
 from collections.abc import Sequence
 
-SECRET_PREFIX = "whsec_"
+from gomailpy.config.webhooks import SECRET_PREFIX
+
 SECRET_BYTES = 32
 
 
 def new_secret() -> str:
     """A fresh endpoint secret: `whsec_` + base64 of 32 random bytes."""
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
-
-
-def secret_key(secret: str) -> bytes:
-    """The HMAC key of a `whsec_...` secret; ValueError (without the value) if it is not one."""
-    text = secret.strip()
-    if not text.startswith(SECRET_PREFIX):
-        raise ValueError(f"must start with {SECRET_PREFIX!r} (make one with `gomail webhooks add`)")
-    try:
-        encoded = text[len(SECRET_PREFIX) :].rstrip("=")
-        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError(f"not base64 after {SECRET_PREFIX!r}") from None
-    if len(key) < 16:
-        raise ValueError("too short: at least 16 bytes of key")
-    return key
 
 
 def signature(key: bytes, webhook_id: str, timestamp: int, body: bytes) -> str:

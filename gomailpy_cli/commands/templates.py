@@ -19,8 +19,9 @@ from typing import TypeVar
 
 import click
 
-from gomailpy.email.templates import Template, TemplateStore, check_template
+from gomailpy.email.templates import Template, check_template
 from gomailpy.store.items import open_item_table
+from gomailpy.store.templates import TemplateStore
 from gomailpy_cli.commands.shared import config_option, run_command, shared_table_settings
 
 T = TypeVar("T")

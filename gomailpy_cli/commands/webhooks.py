@@ -22,11 +22,12 @@ from typing import Any
 import click
 
 from gomailpy.config.settings import Settings
+from gomailpy.config.webhook_targets import Target, checked_target
 from gomailpy.config.webhooks import SECRETS_VARIABLE, WebhookEndpointSettings
 from gomailpy.events import EventType, iso
 from gomailpy.webhooks.outbox import Delivery, webhook_id
 from gomailpy.webhooks.signing import new_secret
-from gomailpy.webhooks.targets import GuardedResolver, Target, TargetRefusedError, checked_target
+from gomailpy.webhooks.targets import GuardedResolver, TargetRefusedError
 from gomailpy_cli.commands.shared import config_option, load, load_local, run_command
 
 TYPES = sorted(t.value for t in EventType if t is not EventType.UNKNOWN)

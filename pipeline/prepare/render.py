@@ -23,12 +23,13 @@ import math
 import time
 from typing import Any
 
-from gomailpy.email.templates import Template, TemplateError, TemplateStore, render
+from gomailpy.email.templates import Template, TemplateError, render
 from gomailpy.errors import StoreError
 from gomailpy.queues.deadletter import FailureKind
 from gomailpy.queues.sqs import QueueClient
 from gomailpy.store.deliveries import DeliveryState, DeliveryStore, after_attempt
 from gomailpy.store.items import ItemTable
+from gomailpy.store.templates import TemplateStore
 from pipeline.node import PipelineNode
 from pipeline.prepare.schedule import ScheduleHold
 from pipeline.prepare.suppress import Screen

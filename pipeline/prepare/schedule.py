@@ -25,10 +25,11 @@ import logging
 import time
 from collections.abc import Callable
 
-from gomailpy.email.schedule import Schedules, next_hop_s
+from gomailpy.email.schedule import next_hop_s
 from gomailpy.errors import QueueError, StoreError
 from gomailpy.queues.sqs import QueueClient
 from gomailpy.store.items import ItemTable
+from gomailpy.store.schedules import Schedules
 from pipeline.sending.settlement import Item, IterationReport, Plan
 
 log = logging.getLogger("gomailpy.pipeline")

@@ -27,8 +27,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 from gomailpy import metrics
+from gomailpy.config.feedback import ReputationSettings
 from gomailpy.events import Event, EventType, Subtype
-from gomailpy.feedback.reputation import ReputationSettings, RollingRates
+from gomailpy.feedback.reputation import RollingRates
 from pipeline.sending.health import Health
 
 log = logging.getLogger("gomailpy.pipeline")
