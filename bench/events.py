@@ -145,7 +145,7 @@ async def check_cost(settings: Settings, emails: int) -> tuple[float, int, int]:
             await queues.send_batch(url, batch)
         node = await stack.enter_async_context(PipelineNode(settings, queues, {"p": provider}))
         screen = RecipientScreen(suppression)
-        node.screen = screen
+        node.steps = [screen]
         while screen.emails < emails:
             await node.run_iteration()
     return suppression.calls / max(screen.emails, 1), screen.emails, len(provider.accepted)

@@ -1,6 +1,7 @@
 """The event consumer: what providers reported after sending, read from the events queue.
 
     feedback = await open_feedback(stack, settings, queues, node, status)
+    feedback.screen      # the suppression step, for pipeline.steps (None: no suppression list)
 
 Every pipeline node runs one (with `events.enabled`). `events.consumers` long polls on the
 events queue (`events.queue`, batches of 10), each handling its batch before it polls again,
@@ -17,7 +18,7 @@ never take one of their slots, so a flood of events never holds up sending. Per 
 - delete the batch. If the store could not be written, nothing is deleted: the reports come
   back after their visibility timeout (at-least-once; every step is idempotent).
 
-`open_feedback` also gives the node its last check before sending (pipeline.prepare.suppress)
+`open_feedback` also makes the suppression step (pipeline.prepare.suppress, one of pipeline.steps)
 whenever a suppression list is configured, events or not: an operator's entries count too; and, with
 events and a suppression list, has settlement record who each email sent through an SMTP relay
 went to (`record_sent`), which is what an SMTP report is checked against; and, whenever there is
@@ -32,6 +33,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 
 from gomailpy import metrics
 from gomailpy.config.settings import Settings
@@ -188,25 +190,36 @@ class EventConsumer(AsyncResource):
         return copied
 
 
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """What `open_feedback` opened: the event consumer (None without `events.enabled`) and the
+    suppression step (None without a suppression list)."""
+
+    consumer: EventConsumer | None
+    screen: RecipientScreen | None
+
+
 async def open_feedback(
     stack: AsyncExitStack,
     settings: Settings,
     queues: QueueClient,
     node: PipelineNode,
     status: DeliveryStore | None,
-) -> EventConsumer | None:
-    """Give `node` its suppression check and, with `events.enabled`, start the event consumer
-    (closed with `stack`). Both need a store (`status.backend` memory or dynamodb)."""
+) -> Feedback:
+    """The suppression step (for pipeline.steps) and, with `events.enabled`, the event consumer,
+    started (closed with `stack`); settlement's hooks that record events. All need a store
+    (`status.backend` memory or dynamodb)."""
     stores = with_webhooks(settings, queues, await open_event_stores(stack, settings))
+    screen = None
     if stores.suppression is not None:
-        node.screen = RecipientScreen(stores.suppression, outcomes=stores.outcomes, status=status)
+        screen = RecipientScreen(stores.suppression, outcomes=stores.outcomes, status=status)
     if not settings.events.enabled:
         if stores.outcomes is not None:  # no consumer, but what a provider reports still counts
             recorder = EventConsumer(
                 settings, queues, outcomes=stores.outcomes, suppression=stores.suppression
             )  # never entered: it records, it does not poll
             node.settlement.record_events = recorder.record
-        return None
+        return Feedback(None, screen)
     if stores.outcomes is None:
         log.warning("events.enabled, but status.backend is none: events are parsed, not kept")
     if stores.outcomes is not None and stores.suppression is not None:
@@ -222,7 +235,7 @@ async def open_feedback(
     )
     # Events in send results (recipients refused at RCPT time) go the same way as reports.
     node.settlement.record_events = consumer.record
-    return await stack.enter_async_context(consumer)
+    return Feedback(await stack.enter_async_context(consumer), screen)
 
 
 class SentRecipients:

@@ -21,8 +21,8 @@ from pipeline.admin import start_admin
 from pipeline.feedback import open_feedback
 from pipeline.node import PipelineNode
 from pipeline.prepare.pacing import open_rates
-from pipeline.prepare.render import prepare_node
 from pipeline.steering import open_steering
+from pipeline.steps import create_steps
 from pipeline.webhooks import open_webhooks
 
 log = logging.getLogger("gomailpy.pipeline")
@@ -41,11 +41,19 @@ async def run_node(settings: Settings) -> None:
         node = PipelineNode(
             settings, queues, rates.providers, status=status, claim_check=claim_check
         )
-        await open_feedback(stack, settings, queues, node, status)  # events, suppression
+        feedback = await open_feedback(stack, settings, queues, node, status)  # events
         await open_webhooks(stack, settings, queues)  # delivers the webhook queue
         table = await open_item_table(stack, settings)  # templates, schedules
-        prepare_node(node, queues, table, status)  # scheduled sends held, templates rendered
         await open_steering(stack, settings, node, rates=rates)  # controls, rate shares
+        node.steps = create_steps(  # schedule, suppress, render, pace: pipeline.steps
+            settings,
+            queues,
+            table=table,
+            status=status,
+            suppression=feedback.screen,
+            rates=rates,
+            usable=node.usable,
+        )
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, node.stop)

@@ -5,7 +5,8 @@
 
 Each iteration reads a pool (pipeline.reading.reader) and hands it to a dispatch task, which
 - holds a lease on each message until it is settled (pipeline.sending.lease: a heartbeat renews it);
-- prepares it: decodes, skips what was sent before, loads each message (pipeline.reading.intake);
+- prepares it: decodes, skips what was sent before, loads each message (pipeline.reading.intake),
+  then runs the steps before sending, in their order (pipeline.steps);
 - splits what is ready across the providers by health (pipeline.sending.splitter), keeping each
   recipient domain's mail off a provider blocked or deferred there
   (pipeline.sending.domain_steering);
@@ -46,7 +47,6 @@ from gomailpy.providers.base import Outcome, Provider, SendResult
 from gomailpy.queues.claim_check import ClaimCheck
 from gomailpy.queues.sqs import QueueClient, ReceivedMessage
 from gomailpy.store.deliveries import DeliveryStore
-from pipeline.prepare.suppress import Screen, unscreened
 from pipeline.reading.ages import note_ages
 from pipeline.reading.intake import Intake
 from pipeline.reading.reader import QueueReader
@@ -56,7 +56,7 @@ from pipeline.sending.domain_steering import DomainSteering
 from pipeline.sending.health import Health, judge
 from pipeline.sending.inflight import InFlightWindow, SettleAsTheyFinish
 from pipeline.sending.lease import Leases
-from pipeline.sending.settlement import AfterSend, Item, IterationReport, Settlement
+from pipeline.sending.settlement import AfterSend, Item, IterationReport, Settlement, Step
 from pipeline.sending.splitter import ProviderView, paused, sharing_views, split
 
 __all__ = ["AfterSend", "IterationReport", "PipelineNode"]
@@ -116,7 +116,7 @@ class PipelineNode:
         self.settlement = Settlement(
             settings, queues, self.leases, status, claim_check=claim_check, after_send=after_send
         )
-        self.screen: Screen = unscreened  # suppressed recipients out: see pipeline.feedback
+        self.steps: list[Step] = []  # between intake and the split: pipeline.steps.create_steps
         self.steering: Steer = unsteered  # the operator's controls: pipeline.steering
         self._rotation = 0
         self._capacity_freed = asyncio.Event()
@@ -284,6 +284,11 @@ class PipelineNode:
         self.paused_by = reason
         return reason is not None
 
+    def usable(self) -> list[str]:
+        """The providers the split may use now (health, the operator's controls, and no hold for
+        reputation)."""
+        return [v.name for v in self.views() if not v.held]
+
     async def dispatch(self, messages: Sequence[ReceivedMessage]) -> IterationReport:
         """Prepare, split, send, judge and settle one batch; release what was left unsettled."""
         report = IterationReport(read=len(messages))
@@ -292,7 +297,10 @@ class PipelineNode:
         settled: set[str] = set()  # receipt handles deleted or released so far
         self.leases.hold(messages)
         try:
-            items, plan = await self.screen(await self._intake.take(messages, report), report)
+            taken = await self._intake.take(messages, report)
+            for step in self.steps:  # schedule, suppress, render, pace (pipeline.steps)
+                taken = await step(taken, report)
+            items, plan = taken
             await self.settlement.apply(plan, report, settled)  # those not to be sent now
             outcomes = await self._send(items, report, settled)
             await self.settlement.settle(outcomes, report, settled)

@@ -107,7 +107,8 @@ async def open_steering(
     rates: Rates | None = None,
 ) -> ControlPoller:
     """Give `node` the operator's controls, read from `store` (default: the status table's),
-    and, with `rates`, the split by rate shares and the gate that holds batches beyond them."""
+    and, with `rates`, the split by rate shares (the step that holds batches beyond them:
+    `Rates.gate`, in pipeline.steps)."""
     if store is None:
         store = await open_control_store(stack, settings)
     steering = Steering(time.monotonic)
@@ -116,6 +117,5 @@ async def open_steering(
         paced = rates.paced
         steering.rated = lambda: {name: p.rate.share() for name, p in paced.items()}
         steering.spent = rates.spent
-        node.screen = rates.gate(node.screen, lambda: [v.name for v in node.views() if not v.held])
     poller = ControlPoller(store, steering, settings.steering.controls_poll_s, node.health)
     return await stack.enter_async_context(poller)

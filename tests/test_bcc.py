@@ -254,7 +254,7 @@ async def bed(
             PipelineNode(settings, queues, {far.name: far.provider})
         )
         suppression = MemorySuppressionStore(settings.suppression)
-        node.screen = RecipientScreen(suppression)
+        node.steps = [RecipientScreen(suppression)]
         yield Bed(
             settings, far, f"http://127.0.0.1:{server.port}", listener.port, node, suppression
         )

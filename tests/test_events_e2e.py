@@ -121,7 +121,7 @@ async def start_loop(stack: AsyncExitStack, settings: Settings) -> Loop:
     assert stores.suppression is not None
     providers = {name: ScriptedProvider(name) for name in ("ses", "sendgrid", "smtp")}
     node = await stack.enter_async_context(PipelineNode(settings, queues, dict(providers)))
-    node.screen = RecipientScreen(stores.suppression, outcomes=stores.outcomes)
+    node.steps = [RecipientScreen(stores.suppression, outcomes=stores.outcomes)]
     assert stores.outcomes is not None
     node.settlement.record_sent = SentRecipients(stores.outcomes)  # as open_feedback does
     consumer = EventConsumer(

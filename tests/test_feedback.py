@@ -112,7 +112,7 @@ async def bed(sqs_endpoint: str) -> AsyncIterator[Bed]:
         assert stores.suppression is not None
         providers = {name: RecordingProvider(name) for name in ("ses", "sendgrid", "smtp")}
         node = await stack.enter_async_context(PipelineNode(settings, queues, dict(providers)))
-        node.screen = RecipientScreen(stores.suppression, outcomes=stores.outcomes)
+        node.steps = [RecipientScreen(stores.suppression, outcomes=stores.outcomes)]
         consumer = EventConsumer(
             settings, queues, outcomes=stores.outcomes, suppression=stores.suppression
         )

@@ -28,6 +28,7 @@ from pipeline.sending.controls import steer
 from pipeline.sending.health import Verdict, judge
 from pipeline.sending.splitter import ProviderView
 from pipeline.steering import open_steering
+from pipeline.steps import create_steps
 from tests.boundary import ScriptedProvider
 from tests.support import create_queues, enqueue, merge, queue_totals
 from tests.test_controls_nodes import until
@@ -115,6 +116,7 @@ async def test_two_nodes_hold_three_providers_at_their_rates_and_lose_nothing(
             assert all(isinstance(p, PacedProvider) for p in rates.providers.values())
             node = await stack.enter_async_context(PipelineNode(settings, queues, rates.providers))
             await open_steering(stack, settings, node, rates=rates)
+            node.steps = create_steps(settings, queues, rates=rates, usable=node.usable)
             nodes.append(node)
         runs = [asyncio.create_task(node.run()) for node in nodes]
 
@@ -160,6 +162,7 @@ async def test_ses_throttling_shrinks_its_rate_and_costs_neither_mail_nor_health
         paced = rates.paced["ses"]
         node = await stack.enter_async_context(PipelineNode(settings, queues, rates.providers))
         await open_steering(stack, settings, node, rates=rates)
+        node.steps = create_steps(settings, queues, rates=rates, usable=node.usable)
         run = asyncio.create_task(node.run())
         await until(lambda: paced.rate.share() <= 10, "the rate halved twice")
         assert node.health["ses"].healthy  # throttling says nothing about an outage

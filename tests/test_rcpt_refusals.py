@@ -32,6 +32,7 @@ from pipeline.feedback import open_feedback
 from pipeline.node import PipelineNode
 from pipeline.prepare.suppress import RecipientScreen
 from pipeline.sending.dispatch import ProviderLane, offer_elsewhere
+from pipeline.steps import create_steps
 from tests.boundary import ScriptedProvider
 from tests.support import create_queues, email_request, make_envelope, make_settings, unique
 
@@ -61,7 +62,8 @@ async def start_node(stack: AsyncExitStack, settings: Settings) -> PipelineNode:
     node = await stack.enter_async_context(
         PipelineNode(settings, queues, {"smtp": smtp}, status=status)
     )
-    await open_feedback(stack, settings, queues, node, status)
+    feedback = await open_feedback(stack, settings, queues, node, status)
+    node.steps = create_steps(settings, queues, status=status, suppression=feedback.screen)
     return node
 
 
@@ -151,10 +153,10 @@ async def test_with_events_off_send_result_events_are_still_recorded_and_suppres
     await create_queues(settings)
     queues = await stack.enter_async_context(create_queue_client(settings))
     node = await stack.enter_async_context(PipelineNode(settings, queues, {}))
-    await open_feedback(stack, settings, queues, node, None)
-    assert node.settlement.record_events is not None and node.screen is not None
+    feedback = await open_feedback(stack, settings, queues, node, None)
+    assert node.settlement.record_events is not None and feedback.screen is not None
     await node.settlement.record_events([refusal("m-1", "gone@example.org")])
-    screen = node.screen
+    screen = feedback.screen
     assert isinstance(screen, RecipientScreen)
     entry = await screen.suppression.get("gone@example.org")
     assert entry is not None and entry.kind == "hard-bounce"

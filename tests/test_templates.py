@@ -24,7 +24,7 @@ from gomailpy.store.items import MemoryItemTable, open_item_table
 from gomailpy.store.templates import TemplateStore
 from gomailpy_cli.main import cli
 from pipeline.node import PipelineNode
-from pipeline.prepare.render import prepare_node
+from pipeline.steps import create_steps
 from tests.boundary import ScriptedProvider
 from tests.support import (
     Client,
@@ -81,7 +81,7 @@ async def start_node(
     status = await open_delivery_store(stack, settings)
     table = await open_item_table(stack, settings)
     node = PipelineNode(settings, queues, {provider.name: provider}, status=status)
-    prepare_node(node, queues, table, status)
+    node.steps = create_steps(settings, queues, table=table, status=status)
     await stack.enter_async_context(node)
     return node
 

@@ -25,6 +25,7 @@ from gomailpy_local.receiver import WebhookReceiver
 from gomailpy_local.standins import SendGridStandIn
 from pipeline.feedback import open_feedback
 from pipeline.node import PipelineNode
+from pipeline.steps import create_steps
 from pipeline.webhooks import open_webhooks
 from tests.support import StartServer, create_queues, make_envelope, make_settings, unique
 
@@ -68,7 +69,8 @@ async def test_bounce_and_delivery_reach_a_verifying_receiver_as_signed_webhooks
     provider = await stack.enter_async_context(SendGridProvider(sendgrid))
     queues = await stack.enter_async_context(create_queue_client(settings))
     node = await stack.enter_async_context(PipelineNode(settings, queues, {"sendgrid": provider}))
-    await open_feedback(stack, settings, queues, node, None)
+    feedback = await open_feedback(stack, settings, queues, node, None)
+    node.steps = create_steps(settings, queues, suppression=feedback.screen)
     await open_webhooks(stack, settings, queues)
 
     bounced = make_envelope(1, toEmail="bounce@example.org")

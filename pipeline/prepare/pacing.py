@@ -2,13 +2,13 @@
 
     rates = await open_rates(stack, settings, providers)     # heartbeats; closed with `stack`
     node = PipelineNode(settings, queues, rates.providers)   # each one paced
-    node.screen = rates.gate(node.screen, usable)            # pipeline.steering does this
+    pace = rates.gate(node.usable)                           # a step: pipeline.steps
 
 - `PacedProvider` wraps a provider with a rate: each send waits for its turn
   (pipeline.prepare.rates.Pace) at this node's share; a send whose turn is further away than half
   its time limit is not started but answered THROTTLED (released to the queue, health untouched). A
   Throttling answer from the provider halves the share (AIMD).
-- `RateGate`, a screen before the split, holds a batch while the providers' reservations run
+- `RateGate`, the last step before the split, holds a batch while the providers' reservations run
   longer than half a send's time limit: the dispatch waits, the node's in-flight window fills and
   it stops reading, so mail beyond the rate waits in SQS, never in a node's memory.
 - `Heartbeats` keeps `node#<id>` (TTL) on the status table, counts the live nodes and gives each
@@ -37,8 +37,7 @@ from gomailpy.store.items import ItemTable, MemoryItemTable, open_item_table
 from pipeline.periodic import PeriodicRefresh
 from pipeline.prepare.rates import Pace, ProviderRate
 from pipeline.prepare.ses_quota import SesQuota, open_ses_quota
-from pipeline.prepare.suppress import Screen, Taken
-from pipeline.sending.settlement import IterationReport
+from pipeline.sending.settlement import IterationReport, Step, Taken
 
 log = logging.getLogger("gomailpy.pipeline")
 Clock = Callable[[], float]
@@ -108,13 +107,11 @@ class RateGate:
 
     def __init__(
         self,
-        inner: Screen,
         paced: Mapping[str, PacedProvider],
         usable: Callable[[], list[str]],
         *,
         clock: Clock,
     ) -> None:
-        self._inner = inner
         self._paced = paced
         self._usable = usable
         self._clock = clock
@@ -131,7 +128,7 @@ class RateGate:
         return max(p.pace.backlog_s(now) - p.max_wait_s / 2 for p in paced)
 
     async def __call__(self, taken: Taken, report: IterationReport) -> Taken:
-        items, plan = await self._inner(taken, report)
+        items, plan = taken
         if not items:
             return items, plan
         async with self._lock:  # batches take their turns in order
@@ -227,10 +224,11 @@ class Rates:
         (pipeline.sending.controls)."""
         return {name for name, quota in self.quotas.items() if quota.nearly_spent}
 
-    def gate(self, inner: Screen, usable: Callable[[], list[str]]) -> Screen:
+    def gate(self, usable: Callable[[], list[str]]) -> Step | None:
+        """The step that holds batches beyond the rates (None: no provider is rated)."""
         if not self.paced:
-            return inner
-        return RateGate(inner, self.paced, usable, clock=time.monotonic)
+            return None
+        return RateGate(self.paced, usable, clock=time.monotonic)
 
 
 async def open_rates(

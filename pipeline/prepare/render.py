@@ -1,6 +1,6 @@
-"""Rendering stored templates (gomailpy.email.templates), as a screen of the node's batch
-(pipeline.prepare.suppress.Screen): the last step before the split, so every provider gets the email
-with its subject, HTML and text in place and no template left to read.
+"""Rendering stored templates (gomailpy.email.templates), one of the steps before sending
+(pipeline.steps), after suppression and before the split: every provider gets the email with its
+subject, HTML and text in place and no template left to read.
 
 Rendering happens on every attempt, never at the API, so an edited template applies to every
 email not yet sent. A template part replaces the request's part of the same name; a part the
@@ -10,41 +10,29 @@ template lacks keeps the request's. Outcomes:
   steps and time): failed for good, with the template's error, in the dead-letter queue and the
   delivery record (no provider could do better, and retrying would fail the same way);
 - the table that holds templates did not answer: released for a retry, like any outage.
-
-`prepare_node` installs it, with the scheduled-send hold (pipeline.prepare.schedule) before the
-node's own screen.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from typing import Any
 
 from gomailpy.email.templates import Template, TemplateError, render
 from gomailpy.errors import StoreError
 from gomailpy.queues.deadletter import FailureKind
-from gomailpy.queues.sqs import QueueClient
 from gomailpy.store.deliveries import DeliveryState, DeliveryStore, after_attempt
-from gomailpy.store.items import ItemTable
 from gomailpy.store.templates import TemplateStore
-from pipeline.node import PipelineNode
-from pipeline.prepare.schedule import ScheduleHold
-from pipeline.prepare.suppress import Screen
-from pipeline.prepare.unsubscribe import UnsubscribeHeaders
-from pipeline.sending.retry import configured_retry_delay_s
-from pipeline.sending.settlement import Item, IterationReport, Plan, write_records
+from pipeline.sending.settlement import Item, IterationReport, Taken, write_records
 
 log = logging.getLogger("gomailpy.pipeline")
 
-Taken = tuple[list[Item], Plan]
 TEMPLATES_OFF = "the email names a template, but this node has no template store (status.backend)"
 
 
 class Renderer:
-    """The screen that renders templated items (see the module docstring)."""
+    """The step that renders templated items (see the module docstring)."""
 
     def __init__(
         self,
@@ -142,32 +130,3 @@ class Renderer:
             for item, reason in failures
         ]
         await write_records(self._status, [r for r in records if r is not None])
-
-
-def chain(*screens: Screen) -> Screen:
-    """One screen that runs `screens` in order."""
-
-    async def chained(taken: Taken, report: IterationReport) -> Taken:
-        for screen in screens:
-            taken = await screen(taken, report)
-        return taken
-
-    return chained
-
-
-def prepare_node(
-    node: PipelineNode,
-    queues: QueueClient,
-    table: ItemTable | None,
-    status: DeliveryStore | None,
-) -> None:
-    """Hold scheduled sends not yet due, then the node's own screen (suppression), then render
-    templates: installed as the node's screen."""
-    templates = TemplateStore(table) if table is not None else None
-    delay = max(1, math.ceil(configured_retry_delay_s(1, node.settings.pipeline)))
-    node.screen = chain(
-        ScheduleHold(queues, table),
-        node.screen,
-        Renderer(templates, status, retry_delay_s=delay),
-        UnsubscribeHeaders(node.settings),  # List-Unsubscribe: pipeline.prepare.unsubscribe
-    )

@@ -1,5 +1,5 @@
-"""Holding scheduled sends on the queue until they are due (gomailpy.email.schedule), as a screen of
-the node's batch (pipeline.prepare.suppress.Screen): after intake, before anything is sent.
+"""Holding scheduled sends on the queue until they are due (gomailpy.email.schedule): the first
+of the steps before sending (pipeline.steps), right after intake.
 
 An item whose envelope has `send_at` still ahead goes back on its queue as a new message, with
 the same body and attributes and `DelaySeconds = min(remaining, 900)`, and only once SQS has
@@ -30,16 +30,15 @@ from gomailpy.errors import QueueError, StoreError
 from gomailpy.queues.sqs import QueueClient
 from gomailpy.store.items import ItemTable
 from gomailpy.store.schedules import Schedules
-from pipeline.sending.settlement import Item, IterationReport, Plan
+from pipeline.sending.settlement import Item, IterationReport, Plan, Taken
 
 log = logging.getLogger("gomailpy.pipeline")
 
-Taken = tuple[list[Item], Plan]
 RETRY_HOLD_S = 5  # a copy SQS refused: the received message is back this soon for another try
 
 
 class ScheduleHold:
-    """The screen that holds not-yet-due items on their queue (see the module docstring)."""
+    """The step that holds not-yet-due items on their queue (see the module docstring)."""
 
     def __init__(
         self, queues: QueueClient, table: ItemTable | None, clock: Callable[[], float] = time.time

@@ -1,7 +1,7 @@
 """The last check before sending: drop the recipients on the suppression list.
 
-    node.screen = RecipientScreen(settings, suppression, outcomes, status)
-    items, plan = await node.screen(await intake.take(messages, report), report)
+    step = RecipientScreen(suppression, outcomes=outcomes, status=status)   # pipeline.steps
+    items, plan = await step((items, plan), report)
 
 For a whole batch at once, one read of the suppression list (`SuppressionStore.lookup`: one
 store call per 100 distinct addresses, never one per recipient). Then, per email:
@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from gomailpy import metrics
 from gomailpy.email.models import Address
@@ -40,18 +40,9 @@ from gomailpy.queues.deadletter import FailureKind
 from gomailpy.store.deliveries import DeliveryRecord, DeliveryState, DeliveryStore, after_attempt
 from gomailpy.store.events import EventStore
 from gomailpy.store.suppressions import Suppression, SuppressionStore, address_key
-from pipeline.sending.settlement import Item, IterationReport, Plan, write_records
+from pipeline.sending.settlement import Item, IterationReport, Plan, Taken, write_records
 
 log = logging.getLogger("gomailpy.pipeline")
-
-Taken = tuple[list[Item], Plan]
-Screen = Callable[[Taken, IterationReport], Awaitable[Taken]]
-
-
-async def unscreened(taken: Taken, report: IterationReport) -> Taken:
-    """No suppression list: every item goes on as it is."""
-    return taken
-
 
 class RecipientScreen:
     """Drops suppressed recipients from a batch (see the module's docstring)."""

@@ -1,8 +1,8 @@
-"""The unsubscribe headers, as a screen of the node's batch (pipeline.prepare.suppress.Screen): each
-email that asks for them (or whose sender the configuration names, `bulk.unsubscribe_senders`) gets
+"""The unsubscribe headers, a step of the node's batch (pipeline.steps): each email that asks
+for them (or whose sender the configuration names, `bulk.unsubscribe_senders`) gets
 `List-Unsubscribe` and `List-Unsubscribe-Post` (gomailpy.bulk.headers) before the split, so
 every provider sends the same headers, and the SMTP path's DKIM signature covers them.
-Installed last by `pipeline.prepare.render.prepare_node`: no token is signed for a dropped email.
+After rendering (pipeline.steps): no token is signed for a dropped email.
 """
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ from collections.abc import Callable
 
 from gomailpy.bulk.headers import with_unsubscribe
 from gomailpy.config.settings import Settings
-from pipeline.sending.settlement import Item, IterationReport, Plan
-
-Taken = tuple[list[Item], Plan]
+from pipeline.sending.settlement import IterationReport, Taken
 
 
 class UnsubscribeHeaders:

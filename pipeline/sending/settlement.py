@@ -402,3 +402,9 @@ def _count_dead_letter(letter: _Letter, report: IterationReport) -> None:
         letter.reason,
         extra={"message_id": letter.message_id, "provider": letter.provider},
     )
+
+
+# A batch between receiving and sending: the items still to send, and the plan for the rest.
+Taken = tuple[list[Item], Plan]
+# One step before sending (pipeline.steps): takes the batch as it stands, returns it.
+Step = Callable[[Taken, IterationReport], Awaitable[Taken]]
