@@ -14,6 +14,8 @@ echo "==> docs"
 docs_site=$(mktemp -d)
 NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --site-dir "$docs_site"
 rm -rf "$docs_site"
+echo "==> import contracts"
+.venv/bin/lint-imports --no-logo
 echo "==> pytest"
 set +e
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
