@@ -1,11 +1,11 @@
 """Typed configuration: one `Settings` tree, read from a YAML file and the environment.
 
-Sources, highest priority first:
+Sources, highest priority first, as pydantic-settings merges them (`settings_customise_sources`):
 1. environment variables `GOMAILPY_<SECTION>__<KEY>` (e.g. `GOMAILPY_QUEUES__URLS='[q1, q2]'`,
-   `GOMAILPY_PIPELINE__UNHEALTHY_THRESHOLD=3`), through pydantic-settings' environment source:
-   lists are read as YAML (JSON is YAML too), other values as text; `null` or an empty
-   value unsets a key;
-2. the YAML file (`config/*.yaml`);
+   `GOMAILPY_PIPELINE__UNHEALTHY_THRESHOLD=3`), through pydantic-settings' environment source
+   with `env_nested_delimiter="__"`: lists are read as YAML (JSON is YAML too), other values as
+   text; `null` or an empty value unsets a key;
+2. the YAML file (`config/*.yaml`), through pydantic-settings' YamlConfigSettingsSource;
 3. the defaults below, which run the whole system locally.
 
 Secrets (`SecretStr` fields) come from the environment only: a secret written in a YAML file is
@@ -21,6 +21,7 @@ import copy
 import os
 import re
 from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -32,7 +33,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
 
 from gomailpy.config.base import Port, PositiveSeconds
 from gomailpy.config.base import Section as _Section
@@ -53,7 +59,6 @@ from gomailpy.config.sources import (
     Environment,
     env_origins,
     find_secrets,
-    overlay,
     problems,
     read_yaml,
     secret_paths,
@@ -297,9 +302,10 @@ class LoggingSettings(_Section):
 class Settings(BaseSettings):
     """Everything gomailpy reads. Build it with `load_settings`.
 
-    Built from a mapping (`Settings.model_validate(data)`), it is plain data and reads nothing
-    else: the environment is overlaid by `load_settings` only, which can then say which variable
-    a bad value came from.
+    Built from a mapping (`Settings.model_validate(data)`, or `Settings(**data)`), it is plain
+    data and reads nothing else: the environment and the file are sources only inside
+    `load_settings`, which checks them first and can then say which file or variable a bad value
+    came from.
     """
 
     model_config = SettingsConfigDict(
@@ -335,7 +341,18 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings,)
+        loading = _LOADING.get()
+        if loading is None:  # built from data: nothing else is read
+            return (init_settings,)
+        env, path = loading
+        exact = {env_var_for(p) for p in SECRET_PATHS}  # secrets: their exact text, even "null"
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings,
+            Environment(settings_cls, env, exact=exact),
+        ]
+        if path is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return tuple(sources)
 
     @model_validator(mode="after")
     def _timeouts_fit_visibility(self) -> Settings:
@@ -350,6 +367,11 @@ class Settings(BaseSettings):
 
 
 SECRET_PATHS = secret_paths(Settings)
+# What `load_settings` is reading (the environment, the file) while it builds a Settings; unset,
+# Settings reads nothing but what it is given.
+_LOADING: ContextVar[tuple[Mapping[str, str], Path | None] | None] = ContextVar(
+    "gomailpy_settings_loading", default=None
+)
 
 
 def env_var_for(path: tuple[str, ...] | list[str]) -> str:
@@ -384,18 +406,23 @@ def load_settings(
     origins, unknown = env_origins(Settings, general)
     if unknown:
         raise ConfigError("\n".join(unknown), problems=unknown)
-    environment = Environment(Settings, general, exact={env_var_for(p) for p in SECRET_PATHS})
-    data = overlay(data, environment())
+    yaml_file = Path(path) if path is not None and data else None
     try:
         data = _provider_env(data, env, origins)
     except ValueError as exc:
         raise ConfigError(str(exc), problems=[str(exc)]) from None
+    # The instances, with their variables laid over them, are given to Settings: the highest of
+    # its sources; the file and the other variables are pydantic-settings' own sources.
+    given = {"providers": data["providers"]} if "providers" in data else {}
+    loading = _LOADING.set((general, yaml_file))
     try:
-        settings = Settings.model_validate(data)
+        settings = Settings(**given)  # the sources: settings_customise_sources
     except ValidationError as exc:
         names = {"providers": instance_names(data.get("providers"))}
         found = problems(exc, Settings, source, origins, names=names, kinds=KIND_MODELS)
         raise ConfigError("\n".join(found), problems=found) from None
+    finally:
+        _LOADING.reset(loading)
     missing = [f"{source}: {message}" for message in missing_secrets(settings)]
     if missing:
         raise ConfigError("\n".join(missing), problems=missing)

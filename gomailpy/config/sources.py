@@ -5,7 +5,8 @@
   the line and column of a YAML error);
 - `find_secrets`: secret keys written in a file (refused: secrets come from the environment);
 - `Environment`: pydantic-settings' environment source (`<PREFIX><SECTION>__<KEY>`), read from
-  a given mapping, with values decoded as in the YAML file; `overlay` lays it over the file;
+  a given mapping, with values decoded as in the YAML file (`Settings.settings_customise_sources`
+  puts it above pydantic-settings' YAML source, which pydantic-settings merges it over);
 - `env_origins` / `problems`: every validation error as `<file or variable>: <dotted key>:
   <what is wrong>`.
 
@@ -102,17 +103,6 @@ class Environment(EnvSettingsSource):
             return yaml.safe_load(value)
         except yaml.YAMLError:
             return value
-
-
-def overlay(below: dict[str, Any], above: Mapping[str, Any]) -> dict[str, Any]:
-    """`above` laid over `below`, section by section."""
-    merged = dict(below)
-    for key, value in above.items():
-        under = merged.get(key)
-        if isinstance(value, Mapping) and isinstance(under, dict):
-            value = overlay(under, value)
-        merged[key] = value
-    return merged
 
 
 def env_origins(
