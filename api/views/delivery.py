@@ -24,6 +24,7 @@ from aiohttp import web
 from api.keys import SETTINGS
 from api.responses import error_response
 from api.views.suppressions import with_outcomes
+from gomailpy.events import iso
 from gomailpy.queues.claim_check import ClaimCheck, open_claim_check
 from gomailpy.store.deliveries import (
     DeliveryState,
@@ -32,7 +33,7 @@ from gomailpy.store.deliveries import (
     message_ids,
     open_delivery_store,
 )
-from gomailpy.store.deliveries.base import iso_time, timeline_entry
+from gomailpy.store.deliveries.base import timeline_entry
 
 # Set by `delivery_resources` only when configured: read them with `app.get(...)`.
 DELIVERY_STORE = web.AppKey("delivery_store", DeliveryStore)
@@ -106,8 +107,9 @@ async def get_email_status(request: web.Request) -> web.Response:
         # The API writes nothing per email: the `queued` entry is derived from the id's issue
         # time, and comes first whatever a node recorded later.
         if issued is not None and not any(e.get("state") == "queued" for e in timeline):
-            answer["timeline"] = [timeline_entry(DeliveryState.QUEUED, issued), *timeline]
-            answer["createdAt"] = iso_time(issued)
+            queued = timeline_entry(DeliveryState.QUEUED.value, iso(issued))
+            answer["timeline"] = [queued, *timeline]
+            answer["createdAt"] = iso(issued)
         return web.json_response(await with_outcomes(request.app, answer))
     if issued is None:
         return error_response(
@@ -121,13 +123,13 @@ async def get_email_status(request: web.Request) -> web.Response:
             {
                 "messageId": message_id,
                 "state": DeliveryState.QUEUED.value,
-                "createdAt": iso_time(issued),
-                "updatedAt": iso_time(issued),
+                "createdAt": iso(issued),
+                "updatedAt": iso(issued),
                 "provider": None,
                 "providerMessageId": None,
                 "attempt": 0,
                 "reason": None,
-                "timeline": [timeline_entry(DeliveryState.QUEUED, issued)],
+                "timeline": [timeline_entry(DeliveryState.QUEUED.value, iso(issued))],
             },
         )
     )

@@ -31,8 +31,7 @@ from gomailpy.email.models import Email, normalize_address
 from gomailpy.errors import InvalidEmailError, MalformedRequestError, StoreError
 from gomailpy.events import EventType
 from gomailpy.store.backends import open_event_stores
-from gomailpy.store.events import EventStore, fold, sorted_timeline
-from gomailpy.store.events import timeline_entry as event_entry
+from gomailpy.store.events import EventStore, event_entry, fold, sorted_timeline
 from gomailpy.store.suppressions import MAX_REASON, SuppressionKind, SuppressionStore, manual
 
 log = logging.getLogger("gomailpy.api")

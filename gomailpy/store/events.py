@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gomailpy.events import Event, epoch, outranks
+from gomailpy.store.deliveries.base import timeline_entry
 
 MAX_EVENTS_PER_EMAIL = 200  # opens and clicks beyond this are not kept (item size)
 
@@ -64,20 +65,19 @@ def fold(events: Sequence[Event]) -> dict[str, RecipientOutcome]:
     }
 
 
-def timeline_entry(event: Event) -> dict[str, Any]:
+def event_entry(event: Event) -> dict[str, Any]:
     """An event as `GET /email/{id}` shows it in the timeline, beside the delivery states."""
-    entry = {
-        "state": event.type.value,
-        "at": event.at,
-        "recipient": event.recipient,
-        "provider": event.provider,
-        "subtype": event.subtype,
-        "reason": event.reason,
-        "mtaResponse": event.mta_response,
-        "status": event.status,
-        "event": event.id,
-    }
-    return {k: v for k, v in entry.items() if v is not None}
+    return timeline_entry(
+        event.type.value,
+        event.at,
+        recipient=event.recipient,
+        provider=event.provider,
+        subtype=event.subtype,
+        reason=event.reason,
+        mtaResponse=event.mta_response,
+        status=event.status,
+        event=event.id,
+    )
 
 
 def sorted_timeline(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

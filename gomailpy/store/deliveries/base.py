@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -20,10 +19,6 @@ class DeliveryState(StrEnum):
     SENT = "sent"
     RETRYING = "retrying"
     FAILED = "failed"
-
-
-def iso_time(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(slots=True)
@@ -100,7 +95,11 @@ class DeliveryStore(Protocol):
         ...
 
 
-def timeline_entry(state: DeliveryState, now: float, **extra: Any) -> dict[str, Any]:
-    event: dict[str, Any] = {"state": state.value, "at": iso_time(now)}
-    event.update({k: v for k, v in extra.items() if v is not None})
-    return event
+def timeline_entry(state: str, at: str, **fields: Any) -> dict[str, Any]:
+    """One entry of an email's timeline as `GET /email/{id}` shows it: a delivery state or an
+    event's type, when (ISO 8601, UTC, `gomailpy.events.iso`), and what else is known (None
+    values left out). Delivery records (records.py) and events (gomailpy.store.events.event_entry)
+    both make theirs here."""
+    entry: dict[str, Any] = {"state": state, "at": at}
+    entry.update({k: v for k, v in fields.items() if v is not None})
+    return entry

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from gomailpy.store.deliveries.base import DeliveryRecord, DeliveryState, iso_time, timeline_entry
+from gomailpy.events import iso
+from gomailpy.store.deliveries.base import DeliveryRecord, DeliveryState, timeline_entry
 
 MIN_HOLD_S = 1.0  # SQS delays are whole seconds; never look again at once
 
@@ -82,20 +83,22 @@ def intent_record(
     if previous is not None and previous.state is DeliveryState.SENT:
         return None
     if previous is None:
-        created = iso_time(queued_at)
-        timeline = [timeline_entry(DeliveryState.QUEUED, queued_at)]
+        created = iso(queued_at)
+        timeline = [timeline_entry(DeliveryState.QUEUED.value, iso(queued_at))]
     else:
         created = previous.created_at
         timeline = [dict(e) for e in previous.timeline]
     doubt = True if in_doubt else None
     timeline.append(
-        timeline_entry(DeliveryState.SENDING, now, attempt=attempt, node=node, inDoubt=doubt)
+        timeline_entry(
+            DeliveryState.SENDING.value, iso(now), attempt=attempt, node=node, inDoubt=doubt
+        )
     )
     return DeliveryRecord(
         message_id=message_id,
         state=DeliveryState.SENDING,
         created_at=created,
-        updated_at=iso_time(now),
+        updated_at=iso(now),
         attempt=attempt,
         timeline=timeline,
         node=node,

@@ -9,8 +9,10 @@ then `sending` (attempt, when the node took it) if it was offered to a provider;
 
 from __future__ import annotations
 
-from gomailpy.store.deliveries.base import MAX_REASON, DeliveryRecord, DeliveryState, iso_time
-from gomailpy.store.deliveries.base import timeline_entry as entry
+from typing import Any
+
+from gomailpy.events import iso
+from gomailpy.store.deliveries.base import MAX_REASON, DeliveryRecord, DeliveryState, timeline_entry
 
 
 def after_attempt(
@@ -31,7 +33,7 @@ def after_attempt(
     if previous is not None and previous.state is DeliveryState.SENT:
         return None
     if previous is None:
-        created = iso_time(queued_at)
+        created = iso(queued_at)
         timeline = [entry(DeliveryState.QUEUED, queued_at)]
     else:
         created = previous.created_at
@@ -49,7 +51,7 @@ def after_attempt(
         message_id=message_id,
         state=state,
         created_at=created,
-        updated_at=iso_time(now),
+        updated_at=iso(now),
         provider=provider if sent else None,
         provider_message_id=provider_message_id if sent else None,
         attempt=attempt,
@@ -64,8 +66,8 @@ def queued_record(message_id: str, now: float, at: float | None = None) -> Deliv
     return DeliveryRecord(
         message_id,
         DeliveryState.QUEUED,
-        iso_time(when),
-        iso_time(now),
+        iso(when),
+        iso(now),
         timeline=[entry(DeliveryState.QUEUED, when)],
     )
 
@@ -83,3 +85,7 @@ def failed_record(
         attempt=previous.attempt if previous is not None else 0,
         reason=reason,
     )
+
+
+def entry(state: DeliveryState, when: float, **fields: Any) -> dict[str, Any]:
+    return timeline_entry(state.value, iso(when), **fields)
