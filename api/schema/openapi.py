@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from api.schema.admin import OPENAPI_PATHS as ADMIN_PATHS
+from api.schema.bulk import OPENAPI_PATHS as BULK_PATHS
 from api.schema.protocols import OPENAPI_PATHS as PROTOCOL_PATHS
 from api.schema.protocols import SEND_AT
 from api.views.events import OPENAPI_PATHS as EVENTS_PATHS
@@ -269,6 +270,7 @@ def build_openapi(*, webclient_paths: Sequence[str] = ()) -> dict[str, Any]:
     paths.update(PROTOCOL_PATHS)  # v3 mail send, templates, scheduled sends
     paths.update(ADMIN_PATHS)  # /admin/providers
     paths.update(OVERVIEW_PATHS)  # /admin/overview
+    paths.update(BULK_PATHS)  # /u/, /t/ (links in bulk mail), /asm/groups
     for number, path in enumerate(webclient_paths):
         paths[path] = {
             "get": {
