@@ -13,6 +13,7 @@ from contextlib import AsyncExitStack
 
 from gomailpy.claim_check import open_claim_check
 from gomailpy.deliveries import open_delivery_store
+from gomailpy.loop_watch import watch_event_loop
 from gomailpy.providers import open_providers
 from gomailpy.queue import create_queue_client
 from gomailpy.settings import Settings
@@ -30,6 +31,7 @@ log = logging.getLogger("gomailpy.pipeline")
 
 async def run_node(settings: Settings) -> None:
     async with AsyncExitStack() as stack:
+        await stack.enter_async_context(watch_event_loop())  # loop lag and GC pauses, /metrics
         queues = await stack.enter_async_context(create_queue_client(settings))
         providers = await open_providers(stack, settings)
         rates = await open_rates(stack, settings, providers)  # steering.rates: pipeline.pacing
