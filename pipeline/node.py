@@ -217,7 +217,8 @@ class PipelineNode:
             await asyncio.wait(late)
 
     async def _read_unless_stopped(self, room: int) -> Any:
-        read = asyncio.create_task(self._reader.read(self.urls, room))
+        # Each receive's messages are dispatched as it answers, not with the pool's slowest.
+        read = asyncio.create_task(self._reader.read(self.urls, room, self._start_dispatch))
         stopped = asyncio.create_task(self._stopping.wait())
         done, _ = await asyncio.wait({read, stopped}, return_when=asyncio.FIRST_COMPLETED)
         if read in done:
