@@ -13,7 +13,7 @@ from contextlib import AsyncExitStack
 
 from gomailpy.claim_check import open_claim_check
 from gomailpy.deliveries import open_delivery_store
-from gomailpy.loop_watch import watch_event_loop
+from gomailpy.loop_watch import freeze_heap, watch_event_loop
 from gomailpy.providers import open_providers
 from gomailpy.queue import create_queue_client
 from gomailpy.settings import Settings
@@ -52,6 +52,7 @@ async def run_node(settings: Settings) -> None:
             loop.add_signal_handler(signum, node.stop)
         await start_admin(stack, node, settings.pipeline.admin_host, settings.pipeline.admin_port)
         await node.resolve_queues()
+        freeze_heap()  # started: what startup built is kept for the process's life
         log.info(
             "pipeline node started: queues %s; providers %s",
             ", ".join(settings.queues.urls),
