@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.common import (
@@ -65,6 +66,7 @@ from bench.common import (
 )
 from gomailpy import eventloop
 from gomailpy.aws import open_aws_client
+from gomailpy.loop_watch import freeze_heap, watch_event_loop
 from gomailpy.queue import MAX_BATCH, create_queue_client
 from gomailpy.settings import Settings
 from gomailpy_local.localstack import free_port
@@ -210,15 +212,26 @@ async def wait_ready(api_url: str, timeout_s: float = 60) -> None:
 LoopReading = dict[str, dict[str, float]]  # metric -> {"le=<bound>" | "sum" | "count": value}
 
 
-async def read_loop_metrics(api_url: str) -> LoopReading:
-    """The API's event-loop lag and GC pause histograms from its /metrics (buckets summed over
-    labels, so every GC generation together)."""
-    async with aiohttp.ClientSession() as session:
-        async with session.get(api_url + "/metrics") as response:
-            text = await response.text()
+HISTOGRAMS = (
+    "gomailpy_event_loop_lag_seconds",
+    "gomailpy_gc_pause_seconds",
+    "gomailpy_enqueue_duration_seconds",
+)
+
+
+async def read_loop_metrics(api_url: str | None) -> LoopReading:
+    """The event-loop lag, GC pause and enqueue-time histograms from the API's /metrics (None:
+    this process's registry, where the bench watches its own loop), buckets summed over labels
+    (every GC generation together)."""
+    if api_url is None:
+        text = generate_latest().decode()
+    else:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(api_url + "/metrics") as response:
+                text = await response.text()
     reading: LoopReading = {}
     for family in text_string_to_metric_families(text):
-        if family.name not in ("gomailpy_event_loop_lag_seconds", "gomailpy_gc_pause_seconds"):
+        if family.name not in HISTOGRAMS:
             continue
         values = reading.setdefault(family.name, {})
         for sample in family.samples:
@@ -248,13 +261,28 @@ def describe_loop(before: LoopReading, after: LoopReading) -> str:
         return "-"
 
     lag, gc = delta("gomailpy_event_loop_lag_seconds"), delta("gomailpy_gc_pause_seconds")
+    enqueue = delta("gomailpy_enqueue_duration_seconds")
+    enqueued = (
+        f"; enqueue (valid request to the queue's answer) p99 {bound(enqueue, 0.99)}, worst"
+        f" {bound(enqueue, 1.0)}"
+        if enqueue.get("count")
+        else ""
+    )
     return (
         f"event-loop lag p99 {bound(lag, 0.99)}, worst {bound(lag, 1.0)} over"
         f" {lag.get('count', 0):.0f} ticks of 0.1 s (mean"
         f" {1000 * lag.get('sum', 0) / max(lag.get('count', 0), 1):.1f} ms); GC"
         f" {gc.get('count', 0):.0f} pauses, {1000 * gc.get('sum', 0):.0f} ms in all, longest"
-        f" {bound(gc, 1.0)}"
+        f" {bound(gc, 1.0)}{enqueued}"
     )
+
+
+def slow_requests(load: ApiLoad, over_s: float = 0.25) -> str:
+    """How many answers took longer than `over_s`, and in how many bursts (posted within 1 s of
+    each other): one stall somewhere delays every request in flight at once."""
+    slow = sorted(t for t, took in zip(load.started, load.latencies, strict=True) if took > over_s)
+    bursts = sum(1 for i, t in enumerate(slow) if i == 0 or t - slow[i - 1] > 1.0)
+    return f"{len(slow)} answers over {over_s * 1000:.0f} ms, in {bursts} bursts"
 
 
 class ApiLoad:
@@ -262,6 +290,7 @@ class ApiLoad:
         self.endpoint = api_url + "/email/send"
         self.clients = clients
         self.latencies: list[float] = []
+        self.started: list[float] = []  # when each of `latencies` was posted
         self.statuses: Counter[int] = Counter()
         self._n = 0
 
@@ -277,6 +306,7 @@ class ApiLoad:
         self.statuses[status] += 1
         if status == 200:
             self.latencies.append(time.perf_counter() - started)
+            self.started.append(started)
 
     def session(self) -> aiohttp.ClientSession:
         return aiohttp.ClientSession(
@@ -301,12 +331,16 @@ class ApiLoad:
         async with self.session() as session:
             await self.post(session)  # open the connection first
             self.latencies.clear()
+            self.started.clear()
             self.statuses.clear()
             await open_loop(lambda: self.post(session), rate, seconds)
 
 
 async def run(args: argparse.Namespace) -> int:
     header("API throughput: gomail api vs the queue server's batch-send ceiling", args.quick)
+    # The load generator's own collections stalled it for up to 100 ms, inflating what it
+    # measured: its heap is frozen as the API's is (gomailpy.loop_watch).
+    freeze_heap()
     with localstack() as stack:
         endpoint = stack.endpoint_url
         direct_meter = CpuMeter({"localstack": stack.process.pid, "bench": None})
@@ -361,8 +395,11 @@ async def run(args: argparse.Namespace) -> int:
 
             half = ApiLoad(api_url, args.clients)
             loop_before = await read_loop_metrics(api_url)
-            await half.at_rate(api_rate / 2, args.seconds)
+            own_before = await read_loop_metrics(None)
+            async with watch_event_loop():  # the load generator's own stalls count too
+                await half.at_rate(api_rate / 2, args.seconds)
             loop_half = describe_loop(loop_before, await read_loop_metrics(api_url))
+            own_half = describe_loop(own_before, await read_loop_metrics(None))
             signal_all(api_pids, signal.SIGUSR1)
             await asyncio.sleep(0.5)
             calls_half, entries_half = SqsCalls.load(calls_file)
@@ -455,6 +492,8 @@ async def run(args: argparse.Namespace) -> int:
     )
     print(f"API at full load: {loop_full}")
     print(f"API at half load: {loop_half}")
+    print(f"load generator (this process) at half load: {own_half}")
+    print(f"half load: {slow_requests(half)}")
     print(
         f"half-load p99 {half_p99:.1f} ms = ratio {p99_ratio:.2f} of the queue server's own p99"
         f" {direct_half['p99_ms']:.1f} ms at the same rate ({MAX_BATCH}-entry calls; target <="
