@@ -12,11 +12,12 @@
    closes every other one), so both pay the same per call.
 4. half load: requests arrive at half the API's rate, evenly spaced (open loop): the API's p99.
 5. the server at the same rate: SendMessageBatch calls of 10 straight to SQS, open loop, at
-   the same emails/s: the queue server's own p99 at that load, which the API's half-load p99
-   is compared with. (Calls shaped like the API's half-load ones, 3-6 entries, would be
-   400 calls/s and more, past what LocalStack serves here: an open loop then queues without
-   bound, where the API's batcher waits and fills its calls instead.) The idle
-   server's single-call p99 is printed too, for reference.
+   the same emails/s, in turns with step 4 (a quarter of the time each, four times): the
+   queue server's own p99 at that load, which the API's half-load p99 is compared with.
+   (Calls shaped like the API's half-load ones, 3-6 entries, would be 400 calls/s and more,
+   past what LocalStack serves here: an open loop then queues without bound, where the API's
+   batcher waits and fills its calls instead.) The idle server's single-call p99 is printed
+   too, for reference.
 
 The API's own `/metrics` are read around each API run: its event loop's lag
 (gomailpy_event_loop_lag_seconds) and its GC pauses. `--flame FILE.svg` records a py-spy flame
@@ -120,47 +121,61 @@ async def ceiling(endpoint: str, seconds: float, in_flight: int, meter: CpuMeter
     }
 
 
-async def server_at_rate(
-    endpoint: str, rate: float, seconds: float, per_call: int
-) -> dict[str, float]:
-    """SendMessageBatch calls of `per_call` entries, open loop, carrying `rate` emails/s: the
+class ServerAtRate:
+    """SendMessageBatch calls of `per_call` entries, open loop, carrying a given emails/s: the
     queue server's own call latency at that load (each email waits one call).
 
     The calls are one request built once and posted again and again over kept-alive
     connections (aiohttp; the emulator checks no signature): botocore's CPU per call (~1 ms in
     this process, on a shared core) would otherwise queue the calls here, not at the server."""
-    settings, url = await fresh_queue(endpoint)
-    body = typical_body()
-    payload = json.dumps(
-        {"QueueUrl": url, "Entries": [{"Id": str(i), "MessageBody": body} for i in range(per_call)]}
-    ).encode()
-    headers = {
-        "Content-Type": "application/x-amz-json-1.0",
-        "X-Amz-Target": "AmazonSQS.SendMessageBatch",
-        "X-Amz-Date": "20260101T000000Z",
-        "Authorization": "AWS4-HMAC-SHA256 Credential=bench/20260101/us-east-1/sqs/aws4_request,"
-        " SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=0",
-    }
-    latencies: list[float] = []
-    failures = 0
-    connector = aiohttp.TCPConnector(limit=64)
-    async with aiohttp.ClientSession(connector=connector) as session:
 
-        async def call() -> None:
-            nonlocal failures
-            started = time.perf_counter()
-            async with session.post(endpoint, data=payload, headers=headers) as response:
-                answer = await response.read()
-                if response.status != 200 or json.loads(answer).get("Failed"):
-                    failures += 1
-            latencies.append(time.perf_counter() - started)
+    def __init__(self, endpoint: str, per_call: int) -> None:
+        self.endpoint = endpoint
+        self.per_call = per_call
+        self.latencies: list[float] = []
+        self._failures = 0
+        self._payload = b""
+        self._headers = {
+            "Content-Type": "application/x-amz-json-1.0",
+            "X-Amz-Target": "AmazonSQS.SendMessageBatch",
+            "X-Amz-Date": "20260101T000000Z",
+            "Authorization": "AWS4-HMAC-SHA256 Credential=bench/20260101/us-east-1/sqs/"
+            "aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=0",
+        }
+        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64))
 
-        await call()  # one connection open before the clock starts
-        latencies.clear()
-        await open_loop(call, rate / per_call, seconds)
-    if failures:
-        raise SystemExit(f"the queue server refused {failures} of the baseline's calls")
-    return {"p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000}
+    async def __aenter__(self) -> ServerAtRate:
+        _, url = await fresh_queue(self.endpoint)
+        body = typical_body()
+        entries = [{"Id": str(i), "MessageBody": body} for i in range(self.per_call)]
+        self._payload = json.dumps({"QueueUrl": url, "Entries": entries}).encode()
+        await self._call()  # one connection open before the clock starts
+        self.latencies.clear()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self._session.close()
+
+    async def _call(self) -> None:
+        started = time.perf_counter()
+        async with self._session.post(
+            self.endpoint, data=self._payload, headers=self._headers
+        ) as response:
+            answer = await response.read()
+            if response.status != 200 or json.loads(answer).get("Failed"):
+                self._failures += 1
+        self.latencies.append(time.perf_counter() - started)
+
+    async def at_rate(self, rate: float, seconds: float) -> None:
+        await open_loop(self._call, rate / self.per_call, seconds)
+        if self._failures:
+            raise SystemExit(f"the queue server refused {self._failures} of the baseline's calls")
+
+    def result(self) -> dict[str, float]:
+        return {
+            "p50_ms": percentile(self.latencies, 50) * 1000,
+            "p99_ms": percentile(self.latencies, 99) * 1000,
+        }
 
 
 async def single_calls(endpoint: str, seconds: float) -> dict[str, float]:
@@ -285,6 +300,9 @@ def slow_requests(load: ApiLoad, over_s: float = 0.25) -> str:
     return f"{len(slow)} answers over {over_s * 1000:.0f} ms, in {bursts} bursts"
 
 
+SLICES = 4  # turns of the API and the queue server alone at half load
+
+
 class ApiLoad:
     def __init__(self, api_url: str, clients: int) -> None:
         self.endpoint = api_url + "/email/send"
@@ -327,12 +345,18 @@ class ApiLoad:
             await asyncio.gather(*(client() for _ in range(self.clients)))
             return time.perf_counter() - started
 
-    async def at_rate(self, rate: float, seconds: float) -> None:
+    async def at_rate(self, rate: float, seconds: float, *, keep: bool = False) -> None:
+        """Post at `rate` for `seconds`; `keep`: add to what earlier calls measured."""
         async with self.session() as session:
             await self.post(session)  # open the connection first
-            self.latencies.clear()
-            self.started.clear()
-            self.statuses.clear()
+            if not keep:
+                self.latencies.clear()
+                self.started.clear()
+                self.statuses.clear()
+            else:  # the warm-up post is not counted
+                self.latencies.pop()
+                self.started.pop()
+                self.statuses[200] -= 1
             await open_loop(lambda: self.post(session), rate, seconds)
 
 
@@ -396,8 +420,14 @@ async def run(args: argparse.Namespace) -> int:
             half = ApiLoad(api_url, args.clients)
             loop_before = await read_loop_metrics(api_url)
             own_before = await read_loop_metrics(None)
-            async with watch_event_loop():  # the load generator's own stalls count too
-                await half.at_rate(api_rate / 2, args.seconds)
+            # The API and the queue server alone (calls of 10) at the same emails/s, in turns
+            # of 1/SLICES of the time each, so that both meet the same moments of this shared
+            # machine (a baseline run after the API's once met a stall of its own: p99 1 s).
+            async with ServerAtRate(endpoint, MAX_BATCH) as direct, watch_event_loop():
+                for i in range(SLICES):
+                    await half.at_rate(api_rate / 2, args.seconds / SLICES, keep=i > 0)
+                    await direct.at_rate(api_rate / 2, args.seconds / SLICES)
+            direct_half = direct.result()
             loop_half = describe_loop(loop_before, await read_loop_metrics(api_url))
             own_half = describe_loop(own_before, await read_loop_metrics(None))
             signal_all(api_pids, signal.SIGUSR1)
@@ -407,8 +437,6 @@ async def run(args: argparse.Namespace) -> int:
             half_entries = entries_half["SendMessageBatch"] - entries_after["SendMessageBatch"]
         finally:
             stop(child)
-        # The queue server alone at the API's half-load rate, in full calls.
-        direct_half = await server_at_rate(endpoint, api_rate / 2, args.seconds, MAX_BATCH)
         second = await ceiling(endpoint, args.seconds, args.clients, direct_meter)
         direct_one = await single_calls(endpoint, args.seconds)
 

@@ -162,13 +162,15 @@ def stop(child: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
 def flame_graph(pid: int | None, svg: Path | None, rate_hz: int = 100) -> Iterator[None]:
     """Sample `pid` (None: this process) with py-spy while the block runs and write a flame graph
     to `svg`; nothing when `svg` is None. py-spy needs ptrace rights on the process (root, or
-    kernel.yama.ptrace_scope 0); without them it says so in `svg`.log and the bench goes on."""
+    kernel.yama.ptrace_scope 0); without them it says so in its log (a temporary file, named
+    on stderr) and the bench goes on."""
     if svg is None:
         yield
         return
     svg.parent.mkdir(parents=True, exist_ok=True)
     spy = Path(sys.executable).with_name("py-spy")
-    with svg.with_suffix(".log").open("wb") as log:
+    with tempfile.NamedTemporaryFile(prefix="py-spy-", suffix=".log", delete=False) as log:
+        print(f"py-spy: recording {svg} (log: {log.name})", file=sys.stderr)
         recorder = subprocess.Popen(
             [str(spy), "record", "--pid", str(pid or os.getpid()), "--rate", str(rate_hz)]
             + ["--format", "flamegraph", "--output", str(svg), "--nonblocking"],
