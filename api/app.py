@@ -35,6 +35,7 @@ from api.webclient import add_webclient_routes, load_webclient
 from gomailpy.config.settings import Settings
 from gomailpy.errors import ConfigError
 from gomailpy.operating import eventloop
+from gomailpy.operating.loop_watch import watch_event_loop
 from gomailpy.queues.aws import open_aws_client
 from gomailpy.queues.sqs import create_queue_client
 from gomailpy.store.deliveries.ids import id_key_problem
@@ -69,6 +70,7 @@ def create_app(settings: Settings, *, clock: Clock = time.monotonic) -> web.Appl
     )
     app[SETTINGS] = settings
     app.on_startup.append(_log_unscoped_keys)
+    app.cleanup_ctx.append(_loop_watch)
     app.cleanup_ctx.append(_queue_gateway)
     app.cleanup_ctx.append(delivery_resources)  # status store and claim check, when configured
     add_api_routes(app)
@@ -84,6 +86,12 @@ def create_app(settings: Settings, *, clock: Clock = time.monotonic) -> web.Appl
 
 async def _log_unscoped_keys(app: web.Application) -> None:
     log_unscoped_keys(app[SETTINGS].api)
+
+
+async def _loop_watch(app: web.Application) -> AsyncIterator[None]:
+    # The event loop's lag and GC pauses (gomailpy.operating.loop_watch), for /metrics.
+    async with watch_event_loop():
+        yield
 
 
 async def _queue_gateway(app: web.Application) -> AsyncIterator[None]:

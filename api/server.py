@@ -16,6 +16,7 @@ from aiohttp import web
 
 from api.access_log import access_logger
 from gomailpy.config.settings import ApiSettings
+from gomailpy.operating.loop_watch import freeze_heap
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ async def serve(app: web.Application, api: ApiSettings, *, reuse_port: bool = Fa
                 sys.exit(1)
             for signum in STOP_SIGNALS:
                 loop.add_signal_handler(signum, stop.set)
+            freeze_heap()  # started: what startup built is kept for the process's life
             # The bound port, which differs from the configured one when that is 0.
             port = runner.addresses[0][1]
             url = listening_url(api.host, port)

@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import math
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -155,6 +156,36 @@ def stop(child: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
+
+
+@contextlib.contextmanager
+def flame_graph(pid: int | None, svg: Path | None, rate_hz: int = 100) -> Iterator[None]:
+    """Sample `pid` (None: this process) with py-spy while the block runs and write a flame graph
+    to `svg`; nothing when `svg` is None. py-spy needs ptrace rights on the process (root, or
+    kernel.yama.ptrace_scope 0); without them it says so in its log (a temporary file, named
+    on stderr) and the bench goes on."""
+    if svg is None:
+        yield
+        return
+    svg.parent.mkdir(parents=True, exist_ok=True)
+    spy = Path(sys.executable).with_name("py-spy")
+    with tempfile.NamedTemporaryFile(prefix="py-spy-", suffix=".log", delete=False) as log:
+        print(f"py-spy: recording {svg} (log: {log.name})", file=sys.stderr)
+        recorder = subprocess.Popen(
+            [str(spy), "record", "--pid", str(pid or os.getpid()), "--rate", str(rate_hz)]
+            + ["--format", "flamegraph", "--output", str(svg), "--nonblocking"],
+            stdout=log,
+            stderr=log,
+        )
+        try:
+            yield
+        finally:
+            recorder.send_signal(signal.SIGINT)  # py-spy writes the graph when interrupted
+            try:
+                recorder.wait(30)
+            except subprocess.TimeoutExpired:
+                recorder.kill()
+                recorder.wait()
 
 
 def rss_kib(pid: int) -> int:

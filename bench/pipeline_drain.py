@@ -10,6 +10,10 @@
 3. node, providers answering after 100 ms (as SES and SendGrid do): same.
 4. ceiling again (the machine is noisy: ratios use the mean of both).
 
+The node runs in this process, so this process's CPU during a node run is the node's (and a
+depth check every 20 ms): printed per email. `--flame FILE.svg` records py-spy flame graphs of
+this process during the two node runs (FILE.svg, FILE-100ms.svg).
+
 The SQS calls of each run are counted (botocore event hooks) and shown per email.
 """
 
@@ -21,6 +25,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from bench.common import (
     CpuMeter,
@@ -30,6 +35,7 @@ from bench.common import (
     bench_settings,
     calls_by_service,
     default_sizes,
+    flame_graph,
     header,
     localstack,
     priced_kinds,
@@ -71,11 +77,14 @@ async def preload(settings: Settings, count: int) -> list[str]:
     return urls
 
 
-async def measured(run: Callable[[], Awaitable[int]], meter: CpuMeter) -> dict[str, object]:
+async def measured(
+    run: Callable[[], Awaitable[int]], meter: CpuMeter, flame: Path | None = None
+) -> dict[str, object]:
     before = CALLS.snapshot()
     meter.start()
     started = time.perf_counter()
-    done = await run()
+    with flame_graph(None, flame):
+        done = await run()
     elapsed = time.perf_counter() - started
     meter.stop()
     calls = CALLS.snapshot()
@@ -90,6 +99,7 @@ async def measured(run: Callable[[], Awaitable[int]], meter: CpuMeter) -> dict[s
         "calls": calls_by_service(calls)["SQS"] / max(done, 1),
         "all_calls": total,
         "cpu": meter.text(),
+        "cpu_ms": meter.percent["bench"] / 100 * elapsed / max(done, 1) * 1000,
         "ops": ", ".join(f"{op} {n}" for op, n in sorted(calls.items()) if n),
     }
 
@@ -150,7 +160,7 @@ async def run(args: argparse.Namespace) -> int:
                 lambda: drain_directly(settings, urls, args.messages, args.drainers), meter
             )
 
-        async def node(label: str, latency_s: float) -> None:
+        async def node(label: str, latency_s: float, flame: Path | None) -> None:
             settings = bench_settings(
                 endpoint,
                 queue_count=2,
@@ -162,11 +172,12 @@ async def run(args: argparse.Namespace) -> int:
             )
             await preload(settings, args.messages)
             results[label] = await measured(
-                lambda: drain_with_node(settings, args.messages, latency_s), meter
+                lambda: drain_with_node(settings, args.messages, latency_s), meter, flame
             )
             window = WINDOWS[-1]
             results[label]["window"] = (
-                f"window up to {window.peak} (2 x λ x W; at the end λ {window.rate or 0:,.0f}/s,"
+                f"window up to {window.peak} (2 x λ x max(W, H); at the end"
+                f" λ {window.rate or 0:,.0f}/s,"
                 f" W {1000 * window.service_s:.0f} ms = receive {1000 * (window.read_s or 0):.0f}"
                 f" + send {1000 * (window.send_s or 0):.0f}"
                 f" + settle {1000 * (window.settle_s or 0):.0f}; held"
@@ -174,8 +185,9 @@ async def run(args: argparse.Namespace) -> int:
             )
 
         await ceiling("ceiling: receive + delete batch, before")
-        await node("node, provider accepts at once", 0.0)
-        await node("node, provider answers after 100 ms", 0.1)
+        slow_flame = args.flame.with_name(args.flame.stem + "-100ms.svg") if args.flame else None
+        await node("node, provider accepts at once", 0.0, args.flame)
+        await node("node, provider answers after 100 ms", 0.1, slow_flame)
         await ceiling("ceiling: receive + delete batch, after")
 
     ceiling_rate = (
@@ -194,6 +206,7 @@ async def run(args: argparse.Namespace) -> int:
     for label, r in results.items():
         if "window" in r:
             print(f"{label}: in-flight {r['window']}")
+            print(f"{label}: node CPU {float(r['cpu_ms']):.2f} ms per email")  # type: ignore[arg-type]
     slow_run = results["node, provider answers after 100 ms"]
     print(aws_cost_lines(slow_run["priced"], "a node draining, 100 ms providers"))  # type: ignore[arg-type]
     instant = float(results["node, provider accepts at once"]["rate"])  # type: ignore[arg-type]
@@ -201,7 +214,9 @@ async def run(args: argparse.Namespace) -> int:
     print(
         f"summary: node {instant:,.0f} emails/s = ratio {instant / ceiling_rate:.2f} of the"
         f" receive+delete ceiling {ceiling_rate:,.0f}/s (target >= 0.90); with 100 ms providers"
-        f" {slow:,.0f}/s = ratio {slow / ceiling_rate:.2f}; {args.messages:,} emails per run"
+        f" {slow:,.0f}/s = ratio {slow / ceiling_rate:.2f}; node CPU"
+        f" {float(results['node, provider accepts at once']['cpu_ms']):.2f} ms per email;"  # type: ignore[arg-type]
+        f" {args.messages:,} emails per run"
     )
     return 0
 
@@ -215,6 +230,9 @@ def main() -> int:
     )
     parser.add_argument(
         "--min-iteration-s", type=float, default=0.05, help="pipeline.min_iteration_duration_s"
+    )
+    parser.add_argument(
+        "--flame", type=Path, default=None, help="py-spy flame graphs of the node runs"
     )
     args = parser.parse_args()
     default_sizes(args, messages=(200, 10_000))

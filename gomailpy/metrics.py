@@ -218,3 +218,18 @@ PROVIDER_QUOTA_REMAINING = Gauge(
     "Emails the provider's account may still send in its 24-hour window (SES GetSendQuota)",
     ["provider"],
 )
+
+# -- the process's own health (gomailpy.operating.loop_watch) ------------------------------
+# Buckets from 1 ms: a loop that answers its timer later than that is delaying every request.
+_PAUSE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+EVENT_LOOP_LAG = Histogram(
+    "gomailpy_event_loop_lag_seconds",
+    "How late the event loop ran a periodic timer (every 0.1 s): time a callback held the loop",
+    buckets=_PAUSE_BUCKETS,
+)
+GC_PAUSE = Histogram(
+    "gomailpy_gc_pause_seconds",
+    "Time of one garbage collection (gc.callbacks), by generation",
+    ["generation"],
+    buckets=(0.0001, 0.00025, 0.0005, *_PAUSE_BUCKETS),
+)

@@ -12,6 +12,7 @@ import signal
 from contextlib import AsyncExitStack
 
 from gomailpy.config.settings import Settings
+from gomailpy.operating.loop_watch import freeze_heap, watch_event_loop
 from gomailpy.providers import open_providers
 from gomailpy.queues.claim_check import open_claim_check
 from gomailpy.queues.sqs import create_queue_client
@@ -30,6 +31,7 @@ log = logging.getLogger("gomailpy.pipeline")
 
 async def run_node(settings: Settings) -> None:
     async with AsyncExitStack() as stack:
+        await stack.enter_async_context(watch_event_loop())  # loop lag and GC pauses, /metrics
         queues = await stack.enter_async_context(create_queue_client(settings))
         providers = await open_providers(stack, settings)
         # steering.rates: pipeline.prepare.pacing
@@ -59,6 +61,7 @@ async def run_node(settings: Settings) -> None:
             loop.add_signal_handler(signum, node.stop)
         await start_admin(stack, node, settings.pipeline.admin_host, settings.pipeline.admin_port)
         await node.resolve_queues()
+        freeze_heap()  # started: what startup built is kept for the process's life
         log.info(
             "pipeline node started: queues %s; providers %s",
             ", ".join(settings.queues.urls),

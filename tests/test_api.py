@@ -614,6 +614,7 @@ async def test_metrics_count_answers_by_route_and_status(
         "gomailpy_http_requests_total",
         "gomailpy_http_request_duration_seconds",
         "gomailpy_enqueue_duration_seconds",
+        "gomailpy_event_loop_lag_seconds",  # gomailpy.operating.loop_watch, opened by the app
     ):
         assert name in text
     # An unknown path is counted under one label, not its own.

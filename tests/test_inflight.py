@@ -78,8 +78,28 @@ def test_window_is_headroom_times_rate_times_service_time(
     assert window.service_s == pytest.approx(send_s)
     assert window.hold_s == pytest.approx(send_s, abs=0.011)  # nothing waited
     assert window.rate is not None
-    assert window.limit() == max(100, math.ceil(HEADROOM * window.rate * window.service_s))
+    held_s = max(window.service_s, window.hold_s)
+    assert window.limit() == max(100, math.ceil(HEADROOM * window.rate * held_s))
     assert window.limit() == pytest.approx(expected, rel=0.1)
+
+
+def test_messages_waiting_in_the_node_grow_the_window_beyond_the_service_time() -> None:
+    clock = Clock()
+    window = InFlightWindow(10_000, floor=100, clock=clock)
+    # Sent in 0.1 s, but each waits 0.5 s more inside the node before it is settled: held 0.6 s.
+    held: list[tuple[float, list[ReceivedMessage]]] = []
+    for tick in range(500):
+        batch = messages(10, start=tick * 10)
+        window.hold(batch)
+        held.append((clock.now + 0.6, batch))
+        clock.now = round(clock.now + 0.01, 6)
+        while held and held[0][0] <= clock.now + 1e-9:
+            window.observe_send(0.1)
+            window.release(held.pop(0)[1])
+    assert window.service_s == pytest.approx(0.1)
+    assert window.hold_s == pytest.approx(0.6, abs=0.011)
+    # 2 x 1,000/s x 0.6 s: the window keeps what is really held, with room to grow.
+    assert window.limit() == pytest.approx(1200, rel=0.1)
 
 
 def test_receive_time_counts_from_the_request_but_not_a_long_poll_wait() -> None:

@@ -185,6 +185,7 @@ class SesProvider(AwsResource):
             endpoint_url=self._settings.endpoint_url,
             read_timeout_s=self._settings.timeout_s,
             max_attempts=1,  # the pipeline retries, with its own back-off
+            keep_alive=True,  # a TCP connect per send otherwise (gomailpy.queues.aws._keep_alive)
         )
 
     async def send(self, envelope: Envelope) -> SendResult:

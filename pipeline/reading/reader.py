@@ -5,6 +5,9 @@
   (`capacity`, in messages): gomail could start 12,001 readers for one deep queue.
 - While every receive of a queue comes back full, the next iteration reads it again at once,
   without asking for its depth first.
+- Each receive's messages go on (`on_batch`, the node's dispatch) as soon as that receive
+  answered, not when the pool's slowest one did: one slow answer (the queue server's tail,
+  hundreds of ms under load) no longer holds the others' messages in the node, unsent.
 - Those receives wait at most 1 s: the depth is an estimate, and another node may have taken the
   messages since, so a reader must not sit in a 20 s long poll while the pool is ready.
 - When every queue looks empty, one long-polling receive per queue waits in SQS for mail (so an
@@ -19,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from gomailpy import metrics
@@ -30,6 +33,7 @@ log = logging.getLogger("gomailpy.pipeline")
 
 BUSY_WAIT_S = 1
 OnReceive = Callable[[list[ReceivedMessage]], None]
+OnBatch = Callable[[list[ReceivedMessage]], None]
 IDLE_LINGER_S = 0.05
 
 
@@ -114,7 +118,11 @@ class QueueReader:
         self._failed: list[str] = []
         self._still_full: set[str] = set()
 
-    async def read(self, urls: Sequence[str], capacity: int) -> Pool:
+    async def read(
+        self, urls: Sequence[str], capacity: int, on_batch: OnBatch | None = None
+    ) -> Pool:
+        """One pool of at most `capacity` messages. `on_batch`: given each busy receive's
+        messages as soon as it answers (those are then not in the Pool)."""
         # A queue whose receives all came back full last time is still deep: skip asking for
         # its depth (a round trip before every read) and read it as hard as allowed.
         busy = {url: self._max_readers * MAX_BATCH for url in urls if url in self._still_full}
@@ -141,15 +149,26 @@ class QueueReader:
                         )
                     )
                     urls_of_calls.append((url, take))
-            batches = await asyncio.gather(*calls)
+            batches = await asyncio.gather(*(self._handed_on(call, on_batch) for call in calls))
             full: dict[str, bool] = {}
-            for (url, take), batch in zip(urls_of_calls, batches, strict=True):
+            for (url, take), (batch, handed_on) in zip(urls_of_calls, batches, strict=True):
                 full[url] = full.get(url, True) and len(batch) == take == MAX_BATCH
-                messages += batch
+                if not handed_on:
+                    messages += batch
             self._still_full = {url for url, was_full in full.items() if was_full}
         elif not messages:
             messages = await self._idle_poll(list(depths), capacity)
         return Pool(messages, depths, unreachable + self._failed)
+
+    @staticmethod
+    async def _handed_on(
+        call: Awaitable[list[ReceivedMessage]], on_batch: OnBatch | None
+    ) -> tuple[list[ReceivedMessage], bool]:
+        batch = await call
+        if batch and on_batch is not None:
+            on_batch(batch)
+            return batch, True
+        return batch, False
 
     @property
     def busy(self) -> bool:

@@ -8,19 +8,21 @@
     lane.send_all(envelopes, checks, early.watch(items))   # settles in chunks as sends finish
     rest = await early.rest(outcomes)                      # what is left for the batch's end
 
-**Sizing (Little's law).** To take messages at rate λ while each is held for W seconds, a node
-needs L = λ·W messages in flight. Both are measured, not assumed: W is the service time of one
-message, the sum of three exponential moving averages: a receive call (from its request to its
-answer, at most `READ_ALLOWANCE_S`), a provider send (from the start of the call), and a settle
-call (record, delete); λ is the rate at which the node settled messages over the last half
-second. The window is `HEADROOM`·λ·W, never below `floor` and never above `cap`
-(`pipeline.max_in_flight`, now a bound for memory rather than the size). While the queue server
-or the demand limits λ, the window is twice what the latencies need; while the window limits λ,
-λ is window/H where H is how long messages are actually held, so the next window is
-HEADROOM·window·W/H: it grows while messages wait inside the node less than they are served,
-and stops once they wait as long (W counts no waiting, H does; `hold_s` shows H). A node with
-slow providers thus holds more, one with fast ones less (leaving the rest on the queue for
-other nodes): a fixed 500 was too small at 1 s per send and more than needed at 10 ms.
+**Sizing (Little's law).** To take messages at rate λ while each is held for H seconds, a node
+holds L = λ·H messages. Two times are measured: W, the service time of one message, the sum of
+three exponential moving averages (a receive call, from its request to its answer, at most
+`READ_ALLOWANCE_S`; a provider send, from the start of the call; a settle call: record,
+delete), and H, how long messages are really held, from their receive to their settlement
+(`hold_s`, which also counts waiting inside the node); λ is the rate at which the node settled
+messages over the last half second. The window is `HEADROOM`·λ·max(W, H), never below `floor`
+and never above `cap` (`pipeline.max_in_flight`, a bound for memory rather than the size).
+Sized on W alone, a node whose messages waited (H of 1.16 s against W of 0.63 s with 100 ms
+providers, bench/README.md) had a window of 2·λ·W ≈ λ·H: just what it held, so any slowdown
+shrank λ, then the window, then λ again. On max(W, H), while the window limits λ (λ = L/H) the
+next window is HEADROOM·L: it grows until the queue server, the providers or the cap limit λ
+instead. A node with slow providers thus holds more, one with fast ones less (leaving the rest
+on the queue for other nodes): a fixed 500 was too small at 1 s per send and more than needed
+at 10 ms.
 
 **Settling as sends finish.** A batch used to be deleted only after its slowest send, so its
 messages held their place in the window for the whole batch. Now every outcome is settled in
@@ -91,10 +93,10 @@ class InFlightWindow:
         return len(self._held)
 
     def limit(self) -> int:
-        """HEADROOM·λ·W from what was measured, within [floor, cap]."""
+        """HEADROOM·λ·max(W, H) from what was measured, within [floor, cap]."""
         if self.rate is None or self.send_s is None:
             return self.floor
-        wanted = math.ceil(HEADROOM * self.rate * self.service_s)
+        wanted = math.ceil(HEADROOM * self.rate * max(self.service_s, self.hold_s or 0.0))
         size = max(self.floor, min(self.cap, wanted))
         self.peak = max(self.peak, size)
         return size
