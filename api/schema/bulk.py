@@ -18,7 +18,8 @@ _TOKEN = {
     "name": "token",
     "in": "path",
     "required": True,
-    "schema": {"type": "string"},
+    # base64url without padding (gomailpy.bulk.tokens): anything else is a malformed token, 400
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$", "maxLength": 4096},
     "description": "The signed token of the link: the authority, no API key",
 }
 _TOKEN_ANSWERS = {
