@@ -205,7 +205,7 @@ async def add_group(request: web.Request) -> web.Response:
         errors["base"] = f"Unknown field(s): {', '.join(sorted(map(str, unknown)))}"
     group_id = data.get("id")
     if group_id is None:
-        group_id = max((g.id for g in await store.list()), default=0) + 1
+        group_id = await store.next_id()
     if isinstance(group_id, bool) or not isinstance(group_id, int) or not 0 < group_id < 2**32:
         errors["id"] = "Id must be a positive integer"
     if errors:
