@@ -24,13 +24,17 @@ from gomailpy.events import EventType
 from gomailpy.feedback.parse import parse_report
 from gomailpy.listeners.bounces import BounceListener
 from gomailpy.queues.sqs import QueueClient, ReceivedMessage, create_queue_client
+from gomailpy.store.backends import EventStores
 from gomailpy.store.events import MemoryEventStore
 from gomailpy.store.suppressions import MemorySuppressionStore
+from gomailpy.webhooks.outbox import with_webhooks
+from gomailpy.webhooks.queue import ensure_webhook_queue
+from gomailpy.webhooks.signing import new_secret
 from pipeline.feedback import EventConsumer
 from pipeline.prepare.suppress import RecipientScreen
 from pipeline.sending.settlement import Item, IterationReport, Plan
 from tests.bulk_support import SECRET, bulk_settings
-from tests.support import make_envelope
+from tests.support import make_envelope, unique
 
 DOMAIN = "bounces.test.example"
 KEY = SECRET.encode()
@@ -39,7 +43,17 @@ ANN = "ann@example.org"
 
 @pytest.fixture
 async def bed(sqs_endpoint: str) -> AsyncIterator[tuple[Settings, QueueClient, BounceListener]]:
-    settings = await bulk_settings(sqs_endpoint, events={"bounce_domain": DOMAIN})
+    settings = await bulk_settings(
+        sqs_endpoint,
+        events={"bounce_domain": DOMAIN},
+        webhooks={
+            "enabled": True,
+            "queue": unique("hooks"),
+            "endpoints": [{"name": "app", "url": "https://app.example.com/hooks"}],
+            "secrets": json.dumps({"app": new_secret()}),
+        },
+    )
+    await ensure_webhook_queue(settings)
     async with (
         create_queue_client(settings) as queues,
         BounceListener(settings, queues, host="127.0.0.1", port=0) as listener,
@@ -102,12 +116,18 @@ async def test_mail_to_the_mailto_unsubscribes_from_that_group_only(
 
     bodies = await drain(settings, queues)
     assert [json.loads(b.body)["source"] for b in bodies] == ["gomailpy"]
-    # The event consumer records it (outcome store; webhooks are its wrapper) and suppresses.
-    outcomes = MemoryEventStore()
+    # The event consumer records it, publishes it to the webhooks and suppresses, as a node's.
     store = MemorySuppressionStore(settings.suppression)
-    consumer = EventConsumer(settings, queues, outcomes=outcomes, suppression=store)
+    stores = with_webhooks(settings, queues, EventStores(MemoryEventStore(), store))
+    assert stores.outcomes is not None
+    consumer = EventConsumer(settings, queues, outcomes=stores.outcomes, suppression=store)
     await consumer.handle(bodies)
     assert consumer.recorded == 1
+    hooks = await queues.receive(await queues.resolve(settings.webhooks.queue), wait_time_s=1)
+    [(webhook_id, hook)] = [
+        (json.loads(h.body)["id"], json.loads(json.loads(h.body)["body"])) for h in hooks
+    ]
+    assert hook["type"] == "email.unsubscribed" and hook["data"]["recipient"] == ANN
     [event] = parse_report(bodies[0].body)
     assert (event.type, event.recipient, event.subtype) == (EventType.UNSUBSCRIBED, ANN, "group")
     assert event.raw == {"via": "mailto", "asm_group_id": 3}
@@ -123,9 +143,13 @@ async def test_mail_to_the_mailto_unsubscribes_from_that_group_only(
 
     # The same mail again is the same unsubscribe: nothing new is recorded.
     assert await smtp(listener, ANN, [address], message(ANN)) == {}
-    again = EventConsumer(settings, queues, outcomes=outcomes, suppression=store)
+    again = EventConsumer(settings, queues, outcomes=stores.outcomes, suppression=store)
     await again.handle(await drain(settings, queues))
     assert again.recorded == 0
+    # Webhooks are at least once: offered again, with the same webhook-id (receivers dedupe).
+    hooks_url = await queues.resolve(settings.webhooks.queue)
+    [repeat] = [json.loads(h.body)["id"] for h in await queues.receive(hooks_url, wait_time_s=1)]
+    assert repeat == webhook_id
 
 
 async def test_a_global_unsubscribe_and_a_rewritten_envelope_sender(
