@@ -85,6 +85,7 @@ def sample(name: str, labels: dict[str, str] | None = None) -> float:
     value = REGISTRY.get_sample_value(name, labels or {})
     return 0.0 if value is None else value
 
+
 PIPELINE_SETTLE_FAILURES = Counter(
     "gomailpy_pipeline_settle_failures_total",
     "Deletes or visibility changes the queue refused (the message comes back: maybe twice)",
@@ -122,6 +123,14 @@ RECIPIENTS_SUPPRESSED = Counter(
 )
 EMAILS_SUPPRESSED = Counter(
     "gomailpy_emails_suppressed_total", "Emails never sent: every recipient is suppressed"
+)
+ENGAGEMENT_EVENTS = Counter(
+    "gomailpy_engagement_events_total",
+    "New opened, clicked, unsubscribed and complained events, by the provider instance that sent"
+    " the email (unknown: not joined to one), type, and machine (true: a privacy proxy's or link"
+    " scanner's open or click, kept apart so that rates count people); divide by"
+    ' gomailpy_provider_sends_total{outcome="accepted"} for a rate',
+    ["provider", "type", "machine"],
 )
 PROVIDER_BOUNCE_RATE = Gauge(
     "gomailpy_provider_bounce_rate",
@@ -185,7 +194,8 @@ WEBHOOK_OLDEST_AGE = Gauge(
     ["endpoint"],
 )
 WEBHOOK_ENDPOINT_DISABLED = Gauge(
-    "gomailpy_webhook_endpoint_disabled", "1 while the endpoint is disabled (it answered 410)",
+    "gomailpy_webhook_endpoint_disabled",
+    "1 while the endpoint is disabled (it answered 410)",
     ["endpoint"],
 )
 

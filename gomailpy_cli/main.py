@@ -16,6 +16,7 @@ import click
 from gomailpy.config.settings import SCOPES
 from gomailpy.errors import ConfigError
 from gomailpy_cli.commands.bounces import bounces
+from gomailpy_cli.commands.groups import groups
 from gomailpy_cli.commands.provider import provider
 from gomailpy_cli.commands.shared import config_option, load, load_local, run_command
 from gomailpy_cli.commands.smtp import smtp
@@ -80,6 +81,7 @@ def pipeline_command(config_path: Path | None) -> None:
 cli.add_command(pipeline_command)
 cli.add_command(bounces)
 cli.add_command(suppression)
+cli.add_command(groups)
 cli.add_command(templates)
 cli.add_command(webhooks)
 cli.add_command(smtp)

@@ -14,7 +14,8 @@ never take one of their slots, so a flood of events never holds up sending. Per 
   (DSN, ARF: anyone can mail one to the bounce listener) counts for neither unless its
   recipient is one its email was sent to (gomailpy.feedback.trust); it is kept all the same,
   and the log says why it did not suppress; the node's health per mailbox provider
-  (pipeline.sending.domain_steering) counts the new trusted ones too;
+  (pipeline.sending.domain_steering) counts the new trusted ones too, and so do the engagement
+  counters per provider (gomailpy.feedback.engagement: opens, clicks, unsubscribes, complaints);
 - delete the batch. If the store could not be written, nothing is deleted: the reports come
   back after their visibility timeout (at-least-once; every step is idempotent).
 
@@ -39,6 +40,7 @@ from gomailpy import metrics
 from gomailpy.config.settings import Settings
 from gomailpy.errors import EventFormatError, QueueError, StoreError
 from gomailpy.events import Event
+from gomailpy.feedback.engagement import count_engagement
 from gomailpy.feedback.parse import parse_report
 from gomailpy.feedback.trust import sent_through_smtp, vouched
 from gomailpy.lifecycle import AsyncResource, cancel_and_wait
@@ -73,8 +75,10 @@ class EventConsumer(AsyncResource):
         suppression: SuppressionStore | None,
         reputation: ReputationGuard | None = None,
         domains: DomainSteering | None = None,
+        deliveries: DeliveryStore | None = None,
     ) -> None:
         self._settings = settings
+        self._deliveries = deliveries  # joins gomailpy's own hits to the provider that sent
         self._queues = queues
         self._outcomes = outcomes
         self._suppression = suppression
@@ -161,9 +165,14 @@ class EventConsumer(AsyncResource):
         by default)."""
         new = list(events) if self._outcomes is None else await self._outcomes.record(events)
         acting = events if suppressing is None else suppressing
+        trusted = {e.id for e in acting}
         if self._reputation is not None:  # counted once: a redelivered batch has nothing new
-            trusted = {e.id for e in acting}
             self._reputation.observe([e for e in new if e.id in trusted])
+        await count_engagement(
+            [e for e in new if e.id in trusted],
+            self._deliveries,
+            machine_window_s=self._settings.bulk.machine_window_s,
+        )
         for event in new:
             metrics.EVENTS_RECORDED.labels(event.provider, event.type.value).inc()
         self.recorded += len(new)
@@ -232,6 +241,7 @@ async def open_feedback(
         suppression=stores.suppression,
         reputation=reputation,
         domains=node.domains,
+        deliveries=status,
     )
     # Events in send results (recipients refused at RCPT time) go the same way as reports.
     node.settlement.record_events = consumer.record

@@ -9,22 +9,20 @@ from gomailpy.config.settings import Settings
 from gomailpy.events import Event
 from gomailpy.feedback.parse import parse_report
 from gomailpy.queues.sqs import create_queue_client
-from tests.support import create_queues, make_settings, unique
+from tests.support import create_queues, make_settings, merge, unique
 
 SECRET = "s" * 40
 PUBLIC = "https://mail.example.com"
 
 
 async def bulk_settings(sqs: str, **sections: Any) -> Settings:
-    settings = make_settings(
-        sqs,
-        queue_count=1,
-        api={"serve_webclient": False},
-        status={"backend": "memory"},
-        events={"enabled": True, "queue": unique("events")},
-        bulk={"secret": SECRET, "public_url": PUBLIC, "flush_interval_s": 0.1},
-        **sections,
-    )
+    base: dict[str, Any] = {
+        "api": {"serve_webclient": False},
+        "status": {"backend": "memory"},
+        "events": {"enabled": True, "queue": unique("events")},
+        "bulk": {"secret": SECRET, "public_url": PUBLIC, "flush_interval_s": 0.1},
+    }
+    settings = make_settings(sqs, queue_count=1, **merge(base, sections))
     await create_queues(settings)
     async with create_queue_client(settings) as queues:
         await queues.ensure_queue(settings.events.queue)

@@ -133,6 +133,9 @@ def test_the_dashboard_covers_what_an_operator_watches() -> None:
         "gomailpy_provider_rate_limit",
         "gomailpy_provider_bounce_rate",
         "gomailpy_provider_complaint_rate",
+        "gomailpy_engagement_events_total",
     ):
         assert metric in queries, metric
+    for kind in ("opened", "clicked", "unsubscribed", "complained"):  # rates per provider
+        assert f'type="{kind}", machine="false"' in queries, kind
     assert "histogram_quantile(0.99" in queries

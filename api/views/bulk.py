@@ -16,7 +16,6 @@ URL) these routes answer 404.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -35,13 +34,12 @@ from gomailpy.bulk.links import GIF
 from gomailpy.bulk.machine import is_machine
 from gomailpy.bulk.page import CSP, confirmation_page, done_page
 from gomailpy.bulk.tokens import Kind, Link, verify
+from gomailpy.bulk.unsubscribes import record_unsubscribes
 from gomailpy.config.bulk import BulkSettings
-from gomailpy.errors import InvalidEmailError, MalformedRequestError, QueueError
+from gomailpy.errors import InvalidEmailError, MalformedRequestError
 from gomailpy.events import Event, EventType
 from gomailpy.queues.aws import open_aws_client
 from gomailpy.queues.sqs import create_queue_client
-
-log = logging.getLogger("gomailpy.api")
 
 BATCHER = web.AppKey("bulk_events", EventBatcher)
 MAX_FORM_BYTES = 4096
@@ -145,24 +143,11 @@ async def unsubscribe(request: web.Request) -> web.Response:
 
 async def _record_unsubscribes(request: web.Request, events: list[Event]) -> None:
     """Suppress now (the list) and put the events on the queue (webhooks, the timeline)."""
-    if not events:
-        return
     store = request.app.get(SUPPRESSION_STORE)
     batcher = request.app.get(BATCHER)
-    if store is None and batcher is None:
+    if events and store is None and batcher is None:
         raise web.HTTPNotImplemented(reason=NOWHERE)
-    if store is not None:
-        for entry in await store.apply(events):
-            log.info("unsubscribed: %s", entry.describe())
-    if batcher is not None:
-        try:
-            await batcher.put(events)
-        except QueueError:
-            if store is None:
-                raise
-            # Suppressed already: the event comes late, by the consumer's next unsubscribe.
-            for event in events:
-                batcher.add(event)
+    await record_unsubscribes(events, suppression=store, batcher=batcher)
 
 
 def _engagement(request: web.Request, kind: Kind, event_type: EventType) -> Link:
@@ -220,7 +205,7 @@ async def add_group(request: web.Request) -> web.Response:
         errors["base"] = f"Unknown field(s): {', '.join(sorted(map(str, unknown)))}"
     group_id = data.get("id")
     if group_id is None:
-        group_id = max((g.id for g in await store.list()), default=0) + 1
+        group_id = await store.next_id()
     if isinstance(group_id, bool) or not isinstance(group_id, int) or not 0 < group_id < 2**32:
         errors["id"] = "Id must be a positive integer"
     if errors:

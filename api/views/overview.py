@@ -1,14 +1,19 @@
 """What the operator page (webclient/operator/) shows, in one JSON answer: GET /admin/overview.
 
     {"at": epoch s, "queues": [...], "regions": {region: depth}, "accepted": {queue: n},
-     "providers": {name: {...}}, "nodes": [...] (each with its per-domain exclusions,
+     "providers": {name: {..., "engagement": {opened, opened_machine, clicked, clicked_machine,
+       unsubscribed, complained}, "rates": {the same per accepted send, or null}}},
+     "engagement_unattributed": {the same counts, joined to no configured provider},
+     "nodes": [...] (each with its per-domain exclusions,
      `domains_excluded`), "controls": {...} | null,
      "history": [the last HISTORY_SHOWN changes to the controls, newest first] | null}
 
 The API's own part: each queue's depth, region and circuit as its gateway last read them, and
 the emails it accepted per queue (its metrics). The pipeline nodes' part, from the admin servers
-listed in `operator.node_admin_urls`: each provider's health per node (/status), its rate limit
-and its sends (/metrics), summed over the nodes that answered. Counts are totals since each
+listed in `operator.node_admin_urls`: each provider's health per node (/status), its rate limit,
+its sends and the engagement with its mail (/metrics: opens and clicks by people and by machines
+apart, unsubscribes, complaints; gomailpy.feedback.engagement), summed over the nodes that
+answered; the rates divide engagement by accepted sends. Counts are totals since each
 process started; the page draws rates from the differences between two polls. A node that does
 not answer within NODE_TIMEOUT_S is listed with its problem and left out of the sums.
 
@@ -36,6 +41,15 @@ from api.views.controls import CONTROL_STORE
 from gomailpy.config.providers import ProvidersSettings
 from gomailpy.errors import GomailError
 
+# Engagement per provider (gomailpy.feedback.engagement), machine opens and clicks apart.
+ENGAGEMENT = (
+    "opened",
+    "opened_machine",
+    "clicked",
+    "clicked_machine",
+    "unsubscribed",
+    "complained",
+)
 NODE_TIMEOUT_S = 1.5  # a node slower than this is shown as not answering, not waited for
 HISTORY_SHOWN = 20  # the operator page's recent changes (all: GET /admin/providers/history)
 LOCAL_OPERATOR = "local-operator"
@@ -73,7 +87,31 @@ def _provider_figures(metrics_text: str) -> dict[str, dict[str, float]]:
                 mine[key] = mine.get(key, 0.0) + sample.value
             elif sample.name == "gomailpy_provider_rate_limit":
                 mine["rate_limit"] = sample.value
+            elif sample.name == "gomailpy_engagement_events_total":
+                kind = sample.labels.get("type", "")
+                key = f"{kind}_machine" if sample.labels.get("machine") == "true" else kind
+                if key in ENGAGEMENT:
+                    mine[key] = mine.get(key, 0.0) + sample.value
     return figures
+
+
+def _rates(entry: dict[str, Any]) -> dict[str, float | None]:
+    """Each engagement count per accepted send (None before anything was sent)."""
+    sent = entry["sent"]
+    return {key: (entry["engagement"][key] / sent if sent else None) for key in ENGAGEMENT}
+
+
+def _unattributed(known: set[str], nodes: list[dict[str, Any]]) -> dict[str, float]:
+    """Engagement counted against no configured instance (`unknown`: joined to no email)."""
+    total: dict[str, float] = {}
+    for node in (node for node in nodes if node["ok"]):
+        for name, figures in node["figures"].items():
+            if name in known:
+                continue
+            for key in ENGAGEMENT:
+                if figures.get(key):
+                    total[key] = total.get(key, 0.0) + figures[key]
+    return total
 
 
 async def _read_node(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
@@ -107,6 +145,7 @@ def _providers(
             "sent": 0.0,
             "failed": 0.0,
             "rate_limit": None,
+            "engagement": dict.fromkeys(ENGAGEMENT, 0.0),
         }
         for node in (node for node in nodes if node["ok"]):
             health = node["status"].get("providers", {}).get(name)
@@ -119,6 +158,9 @@ def _providers(
             entry["failed"] += figures.get("failed", 0.0)
             if "rate_limit" in figures:  # the cluster's rate: the nodes' shares together
                 entry["rate_limit"] = (entry["rate_limit"] or 0.0) + figures["rate_limit"]
+            for key in ENGAGEMENT:
+                entry["engagement"][key] += figures.get(key, 0.0)
+        entry["rates"] = _rates(entry)
         providers[name] = entry
     return providers
 
@@ -158,6 +200,7 @@ async def overview(request: web.Request) -> web.Response:
             "regions": {region: gateway.region_depth(region) for region in regions},
             "accepted": _accepted_by_queue(),
             "providers": _providers(settings.providers, nodes),
+            "engagement_unattributed": _unattributed(set(settings.providers.known()), nodes),
             "nodes": [
                 {
                     "url": node["url"],

@@ -9,6 +9,7 @@
 - `machine`: whether a hit was a mail privacy proxy or a link scanner;
 - `hits`: the `unsubscribed`, `opened` and `clicked` events a hit makes;
 - `batcher`: events onto the events queue in batches, nothing written per hit;
+- `unsubscribes`: recording an unsubscribe, from a link or mail to the `mailto:` address;
 - `groups`: the unsubscribe groups kept on the status table;
 - `page`: the confirmation page a GET of an unsubscribe link shows.
 

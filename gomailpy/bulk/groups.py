@@ -4,6 +4,7 @@
     await groups.add(Group(3, "Newsletter", "Monthly news"))
     await groups.list()                         # by id
     await groups.remove(3)
+    await groups.next_id()                      # for a group added without an id
 
 A group is an item `asmgrp#<id>` (name, description), the ids kept as a set on `asmgrp#ids`:
 no scan. Whether an address left a group is kept on the suppression list
@@ -67,6 +68,10 @@ class GroupStore:
         ids = sorted(int(i) for i in await self._table.members(IDS) if i.isdigit())
         found = await self.get_many(ids)
         return [found[i] for i in ids if i in found]
+
+    async def next_id(self) -> int:
+        """The id a new group gets when none is asked for: one past the highest."""
+        return max((g.id for g in await self.list()), default=0) + 1
 
     async def remove(self, group_id: int) -> bool:
         held = await self.get(group_id)

@@ -30,9 +30,12 @@ MACHINE_AGENTS = (
 BARE_AGENTS = frozenset({"", "mozilla/5.0"})
 
 
+def is_machine_agent(user_agent: str) -> bool:
+    """Whether `user_agent` is a known proxy's or scanner's (or Apple's bare one)."""
+    agent = user_agent.strip().lower()
+    return agent in BARE_AGENTS or any(part in agent for part in MACHINE_AGENTS)
+
+
 def is_machine(user_agent: str, sent_at: float, now: float, window_s: float) -> bool:
     """Whether a hit with `user_agent` at `now` on an email sent at `sent_at` was a machine's."""
-    agent = user_agent.strip().lower()
-    if agent in BARE_AGENTS or any(part in agent for part in MACHINE_AGENTS):
-        return True
-    return 0 <= now - sent_at < window_s
+    return is_machine_agent(user_agent) or 0 <= now - sent_at < window_s

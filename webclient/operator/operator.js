@@ -156,6 +156,7 @@ function formatNumber(n) {
 function render(data) {
   renderQueues(data);
   renderProviders(data);
+  renderEngagement(data);
   renderHistory(data);
   renderNodes(data);
   renderDomains(data);
@@ -218,6 +219,34 @@ function renderHistory(data) {
     cell(row, entry.reason);
     body.appendChild(row);
   }
+}
+
+// Engagement per provider (api.views.overview): each count per accepted send, the count beside it.
+const ENGAGEMENT = ["opened", "clicked", "unsubscribed", "complained", "opened_machine", "clicked_machine"];
+
+function percent(rate) {
+  return rate == null ? "—" : `${(rate * 100).toFixed(2)}%`;
+}
+
+function renderEngagement(data) {
+  const body = $("engagement");
+  body.replaceChildren();
+  for (const [name, p] of Object.entries(data.providers)) {
+    const row = document.createElement("tr");
+    row.dataset.provider = name;
+    cell(row, name);
+    cell(row, String(Math.round(p.sent)));
+    for (const key of ENGAGEMENT) {
+      cell(row, `${percent(p.rates[key])} (${Math.round(p.engagement[key])})`);
+      row.lastChild.dataset.field = key;
+    }
+    body.appendChild(row);
+  }
+  const other = Object.entries(data.engagement_unattributed || {});
+  $("engagement-unattributed").textContent = other.length
+    ? "Not joined to a provider (e.g. unsubscribes by mail): " +
+      other.map(([key, n]) => `${key.replace("_", " ")} ${Math.round(n)}`).join(", ")
+    : "";
 }
 
 // A provider blocked or deferred at a recipient domain group: that group's mail goes through the
