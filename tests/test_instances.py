@@ -497,12 +497,20 @@ async def test_gomail_up_runs_the_five_provider_example(tmp_path: Path) -> None:
         control = re.search(r"SMTP: (http://\S+/_standin)/relay-a/messages", banner)
         assert api and control and "SMTP relay-b: " in banner, banner
         api_url, standins = api.group(1), control.group(1)
+        # A sender domain verified in us-east-1 only: ses-eu's region refuses it (identity
+        # unverified there), so ses-us, SendGrid and relay-b must carry all of the mail.
+        domain = f"{uuid.uuid4().hex[:10]}.up-instances.example.net"
+        async with AsyncExitStack() as aws:
+            settings = load_settings(config_path, env={})
+            ses_us = await open_aws_client(aws, "ses", settings.aws, region="us-east-1")
+            await ses_us.verify_domain_identity(Domain=domain)
         async with aiohttp.ClientSession() as session:
             async with session.post(f"{standins}/relay-a/mode", json={"mode": "fail"}) as answer:
                 assert answer.status == 200
             ids = []
             for n in range(20):
-                async with session.post(api_url + "/email/send", json=email_request(n)) as r:
+                request = email_request(n, fromEmail=f"sender@{domain}")
+                async with session.post(api_url + "/email/send", json=request) as r:
                     assert r.status == 200, await r.text()
                     ids.append((await r.json())["messageId"])
 
@@ -524,9 +532,25 @@ async def test_gomail_up_runs_the_five_provider_example(tmp_path: Path) -> None:
         providers = overview["providers"]
         assert list(providers) == ["ses-us", "ses-eu", "sendgrid", "relay-a", "relay-b"]
         assert sum(p["sent"] for p in providers.values()) == 20
-        assert providers["relay-a"]["sent"] == 0
+        assert providers["relay-a"]["sent"] == 0 and providers["ses-eu"]["sent"] == 0
+        assert providers["ses-eu"]["failed"] > 0  # tried, refused: its share went elsewhere
         assert set(providers["relay-a"]["health"].values()) != {"healthy"}
+        assert set(providers["ses-eu"]["health"].values()) != {"healthy"}
         assert set(providers["relay-b"]["health"].values()) == {"healthy"}
+        by_region = await ses_sent(config["aws"]["endpoint_url"], f"sender@{domain}")
+        assert "eu-west-1" not in by_region, by_region
+
+        # `gomail status` finds the running stack by its state file and lists all five.
+        status = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "gomailpy_cli.main", "status"),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env={**os.environ, STATE_ENV: str(tmp_path / "up.json")},
+        )
+        printed = (await status.communicate())[0].decode()
+        assert status.returncode == 0, printed
+        for name in ("ses-us", "ses-eu", "sendgrid", "relay-a", "relay-b"):
+            assert re.search(rf"\b{name}\b", printed), printed
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGINT)
