@@ -24,7 +24,7 @@ before (after its events were queued), as Mailgun's manual advises.
 |   reason old                        | bounced soft, expired (retries ran out)           |
 | complained                          | complained                                        |
 | unsubscribed                        | unsubscribed                                      |
-| opened, clicked                     | opened, clicked (url as reason; user agent in raw) |
+| opened, clicked                     | opened, clicked (url as reason; raw.userAgent)    |
 | anything else                       | unknown (raw kept)                                |
 
 Bounces and deferrals are classified by `delivery-status` (its SMTP `code`, `message` or
@@ -49,7 +49,14 @@ import re
 from collections import OrderedDict
 from typing import Any
 
-from gomailpy.bounce_reasons import Classification, Reason, classify, outcome, refine
+from gomailpy.bounce_reasons import (
+    Classification,
+    Reason,
+    classify,
+    find_code,
+    outcome,
+    refine,
+)
 from gomailpy.email.mime import MESSAGE_ID_DOMAIN
 from gomailpy.errors import EventFormatError
 from gomailpy.events import Event, EventType, iso, stable_id
@@ -61,6 +68,7 @@ INSTANCE_VARIABLE = "gomailpy-provider"
 _LATEST_EPOCH_S = 253_402_300_800  # 10000-01-01: past it, no date can be written
 _HEX = re.compile(r"[0-9a-fA-F]{64}")
 _MAX_TOKEN_CHARS = 256  # Mailgun's tokens are 50 characters
+MAX_AGENT_CHARS = 512  # as gomailpy.bulk.hits keeps a user agent
 MAX_REMEMBERED_TOKENS = 100_000  # a bound on memory; the oldest are forgotten first
 
 _TYPES: dict[str, EventType] = {
@@ -220,6 +228,11 @@ def _event(entry: Any, index: int, instance: str | None) -> Event:
         reason = _text(entry.get("url"))
     elif kind is EventType.UNKNOWN:
         reason = f"Mailgun {name}"
+    raw = entry
+    agent = _text(_object(entry.get("client-info")).get("user-agent"))
+    if kind in (EventType.OPENED, EventType.CLICKED) and agent is not None:
+        # Where gomailpy's own opens and clicks keep it (gomailpy.bulk.hits); `url` already is.
+        raw = {**entry, "userAgent": agent[:MAX_AGENT_CHARS]}
     recipient = _text(entry.get("recipient"))
     if recipient is None and kind is EventType.REJECTED:  # rejected events name none
         recipient = _text(headers.get("to"))
@@ -245,20 +258,20 @@ def _event(entry: Any, index: int, instance: str | None) -> Event:
         reason=reason,
         mta_response=mta_response,
         provider_message_id=header_id.strip("<>") if header_id else None,
-        raw=entry,
+        raw=raw,
         status=status,
     )
 
 
 def _mta_response(block: dict[str, Any]) -> str | None:
     """The receiving server's words: `message` (else `description`), after the SMTP `code`
-    when it is one (Mailgun's own 6xx codes are not)."""
+    when it is one (Mailgun's own 6xx codes are not) and the text names none itself."""
     text = _text(block.get("message")) or _text(block.get("description"))
     code = block.get("code")
     if isinstance(code, int) and not isinstance(code, bool) and 200 <= code < 600:
         if text is None:
             return str(code)
-        return text if text.lstrip().startswith(str(code)) else f"{code} {text}"
+        return text if find_code(text) is not None else f"{code} {text}"
     return text
 
 

@@ -36,6 +36,7 @@ the body, so it is kept as the reason.
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 from urllib.parse import quote
 
@@ -54,6 +55,11 @@ INSTANCE_VARIABLE = "gomailpy-provider"  # providers[].name of the instance that
 MAX_TAGS = 3  # Mailgun keeps at most three tags per message
 _MAX_REASON = 300
 _ACCOUNT_REFUSALS = ("is not allowed to send",)  # 400s about the domain, not the email
+
+
+def basic_auth(api_key: str) -> str:
+    """The Authorization header of Mailgun's HTTP Basic auth: user `api`, the key as password."""
+    return "Basic " + base64.b64encode(f"{API_USER}:{api_key}".encode()).decode("ascii")
 
 
 def send_path(domain: str) -> str:
@@ -127,8 +133,7 @@ class MailgunProvider(AsyncResource):
         api_key = settings.api_key.get_secret_value() if settings.api_key else ""
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=settings.max_connections),
-            auth=aiohttp.BasicAuth(API_USER, api_key),
-            headers={"User-Agent": "gomailpy"},
+            headers={"Authorization": basic_auth(api_key), "User-Agent": "gomailpy"},
             # The pipeline bounds the whole call with timeout_s; this only bounds connecting.
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=settings.timeout_s),
             raise_for_status=False,

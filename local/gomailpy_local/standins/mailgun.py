@@ -32,6 +32,7 @@ as Mailgun's are. A post that finds no server or gets a 5xx is tried again a few
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import secrets
@@ -87,6 +88,18 @@ class ReceivedMime:
 
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"message": message}, status=status)
+
+
+def basic_credentials(header: str) -> tuple[str, str] | None:
+    """(user, password) of an HTTP Basic Authorization header; None for any other."""
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user, colon, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+    except (ValueError, UnicodeError):
+        return None
+    return (user, password) if colon else None
 
 
 def split_addresses(value: str) -> list[str]:
@@ -279,15 +292,7 @@ class MailgunStandIn(StandIn):
 
     async def _send(self, request: web.Request) -> web.Response:
         self.requests += 1
-        auth = request.headers.get("Authorization", "")
-        try:
-            credentials = aiohttp.BasicAuth.decode(auth)
-        except ValueError:
-            credentials = None
-        if credentials is None or (credentials.login, credentials.password) != (
-            API_USER,
-            self.api_key,
-        ):
+        if basic_credentials(request.headers.get("Authorization", "")) != (API_USER, self.api_key):
             return web.Response(status=401, text="Forbidden")
         domain = request.match_info["domain"]
         if domain != self.domain:
