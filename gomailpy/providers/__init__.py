@@ -38,6 +38,7 @@ async def open_providers(stack: AsyncExitStack, settings: Settings) -> dict[str,
     """Build every enabled provider instance (name -> provider), in the order configured; each
     is closed when `stack` closes."""
     providers: dict[str, Provider] = {}
+    numbers = {name: n for n, name in enumerate(settings.providers.names())}
     for instance in settings.providers.enabled().values():
         provider: Provider
         if isinstance(instance, SesSettings):
@@ -47,6 +48,7 @@ async def open_providers(stack: AsyncExitStack, settings: Settings) -> dict[str,
         elif isinstance(instance, MailgunSettings):
             provider = MailgunProvider(instance)
         else:
-            provider = SmtpProvider(instance, settings.events, settings.bulk)
+            where = f"providers[{numbers[instance.name]}] ({instance.name})"  # as check-config
+            provider = SmtpProvider(instance, settings.events, settings.bulk, where=where)
         providers[instance.name] = await stack.enter_async_context(provider)
     return providers
