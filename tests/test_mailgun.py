@@ -756,3 +756,83 @@ async def test_gomail_up_serves_a_configured_mailgun_instance_from_its_stand_in(
             [captured] = await answer.json()
     assert mailguns["mg-eu"].mode == "throttle" and captured["to"] == ["rcpt1@example.org"]
     assert (await provider.send(make_envelope(2))).outcome is Outcome.THROTTLED
+
+
+async def test_gomail_up_with_a_mailgun_instance_sends_and_hears_back(tmp_path: Path) -> None:
+    """`gomail up --config` with a Mailgun instance beside the usual three: mail goes through its
+    stand-in, the stand-in's signed events come back through the API's route to the email's
+    status, and the operator overview and `gomail status` list the instance."""
+    import os
+    import re
+    import signal
+    import sys
+
+    import yaml
+
+    from gomailpy.operating.up_state import STATE_ENV
+    from gomailpy_local.localstack import free_port
+    from tests.support import email_request
+    from tests.test_up import read_banner
+
+    root = Path(__file__).resolve().parent.parent
+    config = yaml.safe_load((root / "config" / "gomailpy.yaml").read_text())
+    config["aws"]["endpoint_url"] = f"http://127.0.0.1:{free_port()}"
+    config["queues"]["wait_time_s"] = 1
+    # Disabled, as SendGrid is there: no key in the file; `gomail up` enables it on a stand-in.
+    config["providers"].append(
+        {"name": "mg-eu", "kind": "mailgun", "domain": DOMAIN, "enabled": False}
+    )
+    # The others nearly weightless: the split (largest remainder) hands the one email to Mailgun.
+    for entry in config["providers"]:
+        entry["weight"] = 100 if entry["kind"] == "mailgun" else 0.001
+    config_path = tmp_path / "mailgun.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", STATE_ENV: str(tmp_path / "up.json")}
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "gomailpy_cli.main", "up", "--config", str(config_path)),
+        *("--api-port", "0", "--no-open", "--nodes", "1"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=env,
+    )
+    try:
+        banner = await read_banner(process)
+        api = re.search(r"web form\s+(http://\S+)/", banner)
+        captured = re.search(r"Mailgun mg-eu: (http://\S+)/messages", banner)
+        assert api and captured, banner
+        api_url = api.group(1)
+        async with aiohttp.ClientSession() as session:
+            request = email_request(1, toEmail="bounce@example.org", cc=["ok@example.org"])
+            async with session.post(api_url + "/email/send", json=request) as answer:
+                assert answer.status == 200, await answer.text()
+                message_id = (await answer.json())["messageId"]
+            async with asyncio.timeout(90):
+                while True:
+                    async with session.get(f"{api_url}/email/{message_id}") as answer:
+                        status = await answer.json()
+                    states = {a: r["state"] for a, r in status.get("recipients", {}).items()}
+                    if states == {"bounce@example.org": "bounced", "ok@example.org": "delivered"}:
+                        break
+                    await asyncio.sleep(0.3)
+            async with session.get(captured.group(1) + "/messages") as answer:
+                [sent] = await answer.json()
+            assert sent["variables"]["gomailpy-id"] == message_id
+            async with session.get(api_url + "/admin/overview") as answer:
+                overview = await answer.json()
+        assert set(overview["providers"]) == {"ses", "sendgrid", "smtp", "mg-eu"}
+        assert overview["providers"]["mg-eu"]["sent"] == 1
+        assert set(overview["providers"]["mg-eu"]["health"].values()) == {"healthy"}
+        done = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "gomailpy_cli.main", "status"),
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out = (await done.communicate())[0].decode()
+        assert done.returncode == 0 and "mg-eu" in out, out
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGINT)
+        async with asyncio.timeout(60):
+            rest = (await process.communicate())[0].decode()
+    assert process.returncode == 0, rest
