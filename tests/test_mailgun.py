@@ -404,6 +404,20 @@ async def test_the_stand_in_refuses_what_mailgun_refuses(stack: AsyncExitStack) 
     assert len(standin.messages) == 1
 
 
+async def test_categories_become_tags_and_an_instance_named_after_its_kind_goes_unnamed(
+    stack: AsyncExitStack,
+) -> None:
+    standin = await stack.enter_async_context(MailgunStandIn(api_key=API_KEY, domain=DOMAIN))
+    provider = await stack.enter_async_context(
+        MailgunProvider(mailgun_settings(standin.base_url, name="mailgun"))
+    )
+    envelope = make_envelope(1).model_copy(update={"categories": ["a", "b", "c", "d"]})
+    assert (await provider.send(envelope)).ok
+    [received] = standin.messages
+    assert received.options == {"o:tag": ["a", "b", "c"]}  # Mailgun keeps three
+    assert received.variables == {"gomailpy-id": envelope.id}  # the kind's events are its own
+
+
 @pytest.mark.parametrize(
     ("mode", "outcome", "reason"),
     [
