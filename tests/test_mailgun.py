@@ -116,6 +116,10 @@ def test_the_samples_keep_what_mailgun_said() -> None:
     assert temporary.mta_response is not None and temporary.mta_response.startswith("451 ")
     [opened] = parse_mailgun([sample("opened")])
     assert opened.raw["userAgent"].startswith("Mozilla/5.0 (iPhone")
+    assert "machine" not in opened.raw  # "bot": "" in the sample: a person, as far as Mailgun knows
+    scanned = sample("opened")
+    scanned["client-info"]["bot"] = "apple"
+    assert parse_mailgun([scanned])[0].raw["machine"] is True
     [clicked] = parse_mailgun([sample("clicked")])
     assert (
         clicked.raw["url"] == "http://example.com/signup" and "Chromium" in clicked.raw["userAgent"]

@@ -24,7 +24,8 @@ before (after its events were queued), as Mailgun's manual advises.
 |   reason old                        | bounced soft, expired (retries ran out)           |
 | complained                          | complained                                        |
 | unsubscribed                        | unsubscribed                                      |
-| opened, clicked                     | opened, clicked (url as reason; raw.userAgent)    |
+| opened, clicked                     | opened, clicked (url as reason; raw.userAgent;    |
+|                                     | raw.machine when Mailgun names a bot)             |
 | anything else                       | unknown (raw kept)                                |
 
 Bounces and deferrals are classified by `delivery-status` (its SMTP `code`, `message` or
@@ -228,11 +229,7 @@ def _event(entry: Any, index: int, instance: str | None) -> Event:
         reason = _text(entry.get("url"))
     elif kind is EventType.UNKNOWN:
         reason = f"Mailgun {name}"
-    raw = entry
-    agent = _text(_object(entry.get("client-info")).get("user-agent"))
-    if kind in (EventType.OPENED, EventType.CLICKED) and agent is not None:
-        # Where gomailpy's own opens and clicks keep it (gomailpy.bulk.hits); `url` already is.
-        raw = {**entry, "userAgent": agent[:MAX_AGENT_CHARS]}
+    raw = _with_hit_details(entry) if kind in (EventType.OPENED, EventType.CLICKED) else entry
     recipient = _text(entry.get("recipient"))
     if recipient is None and kind is EventType.REJECTED:  # rejected events name none
         recipient = _text(headers.get("to"))
@@ -261,6 +258,21 @@ def _event(entry: Any, index: int, instance: str | None) -> Event:
         raw=raw,
         status=status,
     )
+
+
+def _with_hit_details(entry: dict[str, Any]) -> dict[str, Any]:
+    """An open's or click's `entry` with `userAgent` and `machine` where gomailpy's own hits
+    keep them (gomailpy.bulk.hits; `url` already is). Mailgun names the bot it recognised
+    (`client-info.bot`, "" for a person): that hit was a machine's; otherwise nothing is
+    claimed either way."""
+    client = _object(entry.get("client-info"))
+    agent = _text(client.get("user-agent"))
+    extra: dict[str, Any] = {}
+    if agent is not None:
+        extra["userAgent"] = agent[:MAX_AGENT_CHARS]
+    if _text(client.get("bot")) is not None:
+        extra["machine"] = True
+    return {**entry, **extra} if extra else entry
 
 
 def _mta_response(block: dict[str, Any]) -> str | None:
