@@ -145,6 +145,7 @@ _TEXT: tuple[tuple[Reason, re.Pattern[str]], ...] = (
             r"too many (?:concurrent )?(?:smtp )?(?:connections|sessions)",
             r"connection (?:rate )?limit",
             r"maximum connection limit",
+            r"maximum number of connections",  # Outlook's 4.7.652 (a Mailgun sample)
             r"too many errors from your ip",
             r"trop de connexions",
             r"throttling failure",

@@ -16,10 +16,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import SecretStr
 
-from gomailpy.config.settings import load_settings
+from gomailpy.config.settings import Settings, load_settings
 from gomailpy.email.dkim import DkimDomainSettings, DkimSigner
 from gomailpy.email.mime import build_message, message_bytes
 from gomailpy.errors import ConfigError
+from gomailpy.providers import open_providers
 from gomailpy.providers.smtp import SmtpProvider
 from gomailpy_local.standins import SmtpStandIn
 from tests.support import make_envelope
@@ -162,3 +163,40 @@ async def test_the_smtp_provider_sends_signed_mail(key: rsa.RSAPrivateKey) -> No
     [received] = standin.messages
     assert received.data.startswith(b"DKIM-Signature:")
     assert dkim.verify(received.data, dnsfunc=dns_for(key))
+
+
+async def test_dkim_errors_at_send_time_name_the_instance_as_check_config_does(
+    tmp_path: Path,
+) -> None:
+    """A key file that went missing after check-config (or a key that cannot be read) fails
+    when the pipeline builds its providers: the error names that relay, not `providers.smtp`."""
+    missing = str(tmp_path / "gone.pem")
+    settings = Settings.model_validate(
+        {
+            "providers": [
+                {"name": "relay-a", "kind": "smtp"},
+                {
+                    "name": "relay-b",
+                    "kind": "smtp",
+                    "dkim": [{"domain": "example.com", "selector": "s1", "key_file": missing}],
+                },
+            ]
+        }
+    )
+    async with AsyncExitStack() as stack:
+        with pytest.raises(ConfigError) as caught:
+            await open_providers(stack, settings)
+    assert str(caught.value).startswith(
+        f"providers[1] (relay-b).dkim.0.key_file {missing}: cannot read the DKIM key"
+    )
+    bad_secret = settings.providers["relay-b"].model_copy(
+        update={
+            "dkim": [DkimDomainSettings(domain="example.com", selector="s1")],
+            "dkim_keys": SecretStr("just text"),
+        }
+    )
+    with pytest.raises(ConfigError) as caught:
+        SmtpProvider(bad_secret)  # type: ignore[arg-type]
+    assert str(caught.value).startswith(
+        "providers (relay-b).dkim_keys (GOMAILPY_PROVIDERS__RELAY_B__DKIM_KEYS): must be"
+    )

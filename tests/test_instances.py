@@ -114,11 +114,12 @@ def test_the_list_form_reads_without_warning(
         ),
         (
             "providers:\n  - {name: ses-eu, kind: ses}\n  - {name: pm, kind: postmark}\n",
-            "providers[1] (pm).kind: unknown kind 'postmark'; one of 'ses', 'sendgrid', 'smtp'",
+            "providers[1] (pm).kind: unknown kind 'postmark'; one of 'ses', 'sendgrid', 'smtp',"
+            " 'mailgun'",
         ),
         (
             "providers:\n  - {name: nokind}\n",
-            "providers[0] (nokind).kind: is required: one of ses, sendgrid, smtp",
+            "providers[0] (nokind).kind: is required: one of ses, sendgrid, smtp, mailgun",
         ),
         (
             "providers:\n  - {name: ses-eu, kind: ses, regoin: eu-west-1}\n",

@@ -1,4 +1,5 @@
-"""POST /events/sendgrid[/{instance}]: SendGrid's Event Webhook, signed, onto the events queue.
+"""POST /events/sendgrid[/{instance}] and /events/mailgun/{instance}: providers' signed event
+webhooks, onto the events queue.
 
     SendGrid --POST [events] + signature--> API --{"source": "sendgrid", ...}--> events queue
 
@@ -17,6 +18,16 @@ Each SendGrid instance (providers[].name, kind sendgrid) has its own route,
 `events.sendgrid_public_key`); its events go on the queue with `"instance": <name>`, so they
 count for that instance (reputation) even when they carry no custom arg naming it. A name that is
 no SendGrid instance answers 404.
+
+Mailgun (one route per Mailgun instance, `/events/mailgun/<name>`) posts one event per request,
+`{"signature": {"timestamp", "token", "signature"}, "event-data": {...}}`, signed inside the body
+with the instance's `webhook_signing_key` (gomailpy.feedback.mailgun). A body that is not a JSON
+object is 400 (it cannot be judged signed or not), one without a signature 401, a signature that
+does not verify, a timestamp outside `events.mailgun_replay_window_s` or a token already taken
+403, a name that is no Mailgun instance with a signing key 404. Once verified, `event-data` must
+be an event object (400 otherwise); it goes on the queue as `{"source": "mailgun", "receivedAt",
+"instance", "events": [<event-data>]}` and the answer is 200 only then (503 otherwise: Mailgun
+posts again later).
 """
 
 from __future__ import annotations
@@ -36,6 +47,7 @@ from api.responses import error_response
 from api.views.body import read_body
 from gomailpy.config.settings import Settings
 from gomailpy.errors import EventFormatError, QueueError
+from gomailpy.feedback.mailgun import MailgunVerifier, parse_mailgun
 from gomailpy.feedback.sendgrid import parse_sendgrid
 from gomailpy.feedback.signature import (
     SIGNATURE_HEADER,
@@ -49,6 +61,9 @@ from gomailpy.queues.sqs import QueueClient, create_queue_client, queue_name
 logger = logging.getLogger(__name__)
 
 PATH = "/events/sendgrid"
+MAILGUN_PATH = "/events/mailgun/{instance}"
+# Mailgun posts one event per request (a few KiB: headers, not the message).
+MAILGUN_MAX_BODY_BYTES = 256 * 1024
 # SendGrid posts a batch when it reaches 768 KB (or every 30 s); room to spare.
 MAX_BODY_BYTES = 2 * 1024 * 1024
 # Events per queue message are bounded by size: SQS refuses a body over 256 KiB.
@@ -63,6 +78,15 @@ INVALID = "The signature does not verify with the configured SendGrid public key
 NO_INSTANCE = "No SendGrid provider instance of that name takes events here"
 REPLAYED = "The signature's timestamp is outside the replay window"
 NOT_AN_ARRAY = "The body must be a JSON array of SendGrid events"
+MAILGUN_NO_INSTANCE = (
+    "No Mailgun provider instance of that name takes events here (events.enabled and its"
+    " webhook_signing_key are needed)"
+)
+MAILGUN_NOT_AN_OBJECT = 'The body must be a JSON object: {"signature": {...}, "event-data": {...}}'
+MAILGUN_MISSING = "Signed posts only: a signature object with timestamp, token and signature"
+MAILGUN_INVALID = "The signature does not verify with this instance's Mailgun webhook signing key"
+MAILGUN_REPLAYED = "The signature's timestamp is outside the replay window, or its token was used"
+MAILGUN_BAD_EVENT = "event-data must be one Mailgun event object"
 
 
 @dataclass
@@ -72,16 +96,23 @@ class EventsSink:
 
     verifier: WebhookVerifier | None
     instances: dict[str, WebhookVerifier] = field(default_factory=dict)
+    mailgun: dict[str, MailgunVerifier] = field(default_factory=dict)  # by instance name
     queues: QueueClient | None = None  # set once the app has started
     queue: str = ""
 
-    async def put(self, events: list[Any], received_at: float, instance: str | None = None) -> None:
+    async def put(
+        self,
+        events: list[Any],
+        received_at: float,
+        instance: str | None = None,
+        source: str = "sendgrid",
+    ) -> None:
         """Put the events on the events queue, or raise QueueError."""
         assert self.queues is not None, "the app has not started"
         url = await self.queues.resolve(self.queue)
         named = {} if instance is None else {"instance": instance}
         bodies = [
-            json.dumps({"source": "sendgrid", "receivedAt": received_at, **named, "events": chunk})
+            json.dumps({"source": source, "receivedAt": received_at, **named, "events": chunk})
             for chunk in _chunks(events)
         ]
         result = await self.queues.send_batch(url, [(str(i), b) for i, b in enumerate(bodies)])
@@ -142,6 +173,38 @@ async def sendgrid_events(request: web.Request) -> web.Response:
     return web.json_response({"received": len(events)})
 
 
+async def mailgun_events(request: web.Request) -> web.Response:
+    sink = request.app.get(EVENTS_SINK)
+    instance = request.match_info["instance"]
+    verifier = sink.mailgun.get(instance) if sink is not None else None
+    if sink is None or verifier is None:
+        return error_response(404, MAILGUN_NO_INSTANCE)
+    body = await read_body(request, MAILGUN_MAX_BODY_BYTES)
+    received_at = time.time()
+    try:
+        post: Any = json.loads(body)
+    except (ValueError, RecursionError):
+        return error_response(400, MAILGUN_NOT_AN_OBJECT)
+    if not isinstance(post, dict):
+        return error_response(400, MAILGUN_NOT_AN_OBJECT)
+    signature: Any = post.get("signature")
+    verdict = verifier.check(signature, now=received_at)
+    if verdict is not SignatureCheck.VALID:
+        logger.warning("Mailgun webhook of %s refused: signature %s", instance, verdict.value)
+        if verdict is SignatureCheck.MISSING:
+            return error_response(401, MAILGUN_MISSING)
+        refused = MAILGUN_REPLAYED if verdict is SignatureCheck.REPLAYED else MAILGUN_INVALID
+        return error_response(403, refused)
+    event = post.get("event-data")
+    try:
+        parse_mailgun([event], instance=instance)  # what the consumer could not read: refused
+    except EventFormatError as exc:
+        return error_response(400, f"{MAILGUN_BAD_EVENT}: {exc}")
+    await sink.put([event], received_at, instance, source="mailgun")
+    verifier.remember(signature, now=received_at)  # only now: a 503 is posted again, same token
+    return web.json_response({"received": 1})
+
+
 async def _open_events_queue(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     sink = app[EVENTS_SINK]
@@ -154,11 +217,13 @@ async def _open_events_queue(app: web.Application) -> AsyncIterator[None]:
 
 
 def add_event_routes(app: web.Application) -> None:
-    """Add POST /events/sendgrid; when events are configured, the events queue's client opens
+    """Add POST /events/sendgrid[/{instance}] and /events/mailgun/{instance}; when events are
+    configured, the events queue's client opens
     with the app. A public key that cannot be read raises ConfigError here, at startup."""
     settings: Settings = app[SETTINGS]
     app.router.add_post(PATH, sendgrid_events, name="sendgrid_events")
     app.router.add_post(PATH + "/{instance}", sendgrid_events, name="sendgrid_instance_events")
+    app.router.add_post(MAILGUN_PATH, mailgun_events, name="mailgun_events")
     events = settings.events
     if not events.enabled:
         return
@@ -177,8 +242,16 @@ def add_event_routes(app: web.Application) -> None:
         for sendgrid in settings.providers.sendgrid_instances()
     }
     checked = {name: verifier for name, verifier in instances.items() if verifier is not None}
-    if shared is not None or checked:
-        app[EVENTS_SINK] = EventsSink(shared, checked)
+    mailgun = {
+        instance.name: MailgunVerifier(
+            instance.webhook_signing_key.get_secret_value(),
+            replay_window_s=events.mailgun_replay_window_s,
+        )
+        for instance in settings.providers.mailgun_instances()
+        if instance.webhook_signing_key is not None
+    }
+    if shared is not None or checked or mailgun:
+        app[EVENTS_SINK] = EventsSink(shared, checked, mailgun)
         app.cleanup_ctx.append(_open_events_queue)
 
 
@@ -253,5 +326,57 @@ OPENAPI_PATHS[PATH + "/{instance}"] = {
             },
             *OPENAPI_PATHS[PATH]["post"]["parameters"],
         ],
+    }
+}
+
+# Mailgun's webhook, one route per instance: the signature is inside the JSON body.
+OPENAPI_PATHS[MAILGUN_PATH] = {
+    "post": {
+        "operationId": "mailgunInstanceEvents",
+        "summary": "One Mailgun instance's event webhook: its signed event onto the events queue",
+        "description": (
+            "Not behind the API key: the HMAC-SHA256 signature of timestamp + token, checked with"
+            " the instance's webhook_signing_key, is the authentication."
+        ),
+        "parameters": [
+            {
+                "name": "instance",
+                "in": "path",
+                "required": True,
+                "description": "The Mailgun provider instance (providers[].name)",
+                "schema": {"type": "string"},
+            }
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "signature": {
+                                "type": "object",
+                                "properties": {
+                                    "timestamp": {"type": "string"},
+                                    "token": {"type": "string"},
+                                    "signature": {"type": "string"},
+                                },
+                                "required": ["timestamp", "token", "signature"],
+                            },
+                            "event-data": {"type": "object"},
+                        },
+                        "required": ["signature", "event-data"],
+                    }
+                }
+            },
+        },
+        "responses": {
+            "200": OPENAPI_PATHS[PATH]["post"]["responses"]["200"],
+            "400": _errors("Not a JSON object, or signed but event-data is no event object"),
+            "401": _errors("No signature object, or one without timestamp, token or signature"),
+            "403": _errors("A bad signature, a stale timestamp, or a token already used"),
+            "404": _errors("No Mailgun instance of that name takes events here"),
+            "503": _errors("The events queue did not take the event: post again"),
+        },
     }
 }

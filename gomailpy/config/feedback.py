@@ -13,8 +13,8 @@ from gomailpy.config.base import Section as _Section
 
 class EventsSettings(_Section):
     """What providers report after accepting an email (gomailpy.events): one events queue (with
-    its dead-letter queue `<queue><queues.dlq_suffix>`) that SES's SNS topic, the SendGrid
-    webhook and the SMTP bounce listener all feed, read by the pipeline nodes."""
+    its dead-letter queue `<queue><queues.dlq_suffix>`) that SES's SNS topic, the SendGrid and
+    Mailgun webhooks and the SMTP bounce listener all feed, read by the pipeline nodes."""
 
     enabled: bool = False
     queue: str = "gomailpy-events"  # a name (resolved like queues.urls) or a URL
@@ -22,6 +22,9 @@ class EventsSettings(_Section):
     ses_configuration_set: str = "gomailpy"
     sendgrid_public_key: str | None = None  # the Event Webhook's verification key (base64 DER)
     sendgrid_replay_window_s: Annotated[int, Field(ge=1)] = 600
+    # How far a Mailgun webhook post's signed timestamp may be from now (its key is per
+    # instance: providers[].webhook_signing_key)
+    mailgun_replay_window_s: Annotated[int, Field(ge=1)] = 600
     bounce_domain: str = "bounces.gomailpy.local"  # VERP envelope senders: bounces+<id>@<domain>
     bounce_host: str = "127.0.0.1"  # the SMTP listener that takes DSNs and complaints
     bounce_port: Port = 2526

@@ -7,9 +7,12 @@ gomailpy.config.settings.
       - {name: sendgrid, kind: sendgrid}           # GOMAILPY_PROVIDERS__SENDGRID__API_KEY
       - {name: relay-a, kind: smtp, host: relay-a.internal, port: 587, start_tls: true}
       - {name: relay-b, kind: smtp, host: relay-b.internal, enabled: false}
+      - {name: mailgun-eu, kind: mailgun, domain: mg.example.com, base_url: https://api.eu.mailgun.net}
+                                                   # GOMAILPY_PROVIDERS__MAILGUN_EU__API_KEY and
+                                                   # ..._WEBHOOK_SIGNING_KEY
 
 Every instance has a `name` (unique: it labels metrics, controls, health and events), a `kind`
-(ses, sendgrid or smtp: the union below is discriminated on it), `enabled` (default true),
+(ses, sendgrid, smtp or mailgun: the union below is discriminated on it), `enabled` (default true),
 `weight` and `timeout_s`, then its kind's own settings. An instance's secrets come from the
 environment, `GOMAILPY_PROVIDERS__<NAME>__<KEY>` with the name in upper case and `-` as `_`
 (gomailpy.config.settings).
@@ -34,9 +37,15 @@ from gomailpy.email.dkim import DkimDomainSettings
 
 log = logging.getLogger("gomailpy.settings")
 
-KINDS = ("ses", "sendgrid", "smtp")
-LEGACY_NAMES = KINDS  # the keys of the three-key form: one instance of each kind
-SECRET_KEYS = frozenset({"api_key", "password", "dkim_keys"})  # of any kind: environment only
+KINDS = ("ses", "sendgrid", "smtp", "mailgun")
+# The keys of the three-key form, one instance of each kind; also the kinds `gomail up` always runs.
+LEGACY_NAMES = ("ses", "sendgrid", "smtp")
+# of any kind: environment only
+SECRET_KEYS = frozenset({"api_key", "password", "dkim_keys", "webhook_signing_key"})
+# A Mailgun sending domain goes into the request path (/v3/<domain>/messages.mime): a host name,
+# nothing that could add a path segment or a query.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+DOMAIN_PATTERN = rf"^{_LABEL}(?:\.{_LABEL})*$"
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
 
@@ -97,13 +106,30 @@ class SmtpSettings(_ProviderSection):
         return self
 
 
+class MailgunSettings(_ProviderSection):
+    """A Mailgun account's sending domain (gomailpy.providers.mailgun): raw MIME through
+    `POST /v3/<domain>/messages.mime`, events through the signed webhook
+    `/events/mailgun/<name>`."""
+
+    kind: Literal["mailgun"] = "mailgun"
+    # the sending domain, as Mailgun has it (required)
+    domain: Annotated[str, Field(pattern=DOMAIN_PATTERN, max_length=253)]
+    base_url: str = "https://api.mailgun.net"  # the EU region: https://api.eu.mailgun.net
+    api_key: SecretStr | None = None  # sent as HTTP Basic auth, user `api`
+    # The account's HTTP webhook signing key (not the API key): checks the HMAC of each event
+    # posted to /events/mailgun/<name>; None: that route answers 404.
+    webhook_signing_key: SecretStr | None = None
+    max_connections: Annotated[int, Field(ge=1)] = 50
+
+
 ProviderSettings = Annotated[
-    SesSettings | SendGridSettings | SmtpSettings, Field(discriminator="kind")
+    SesSettings | SendGridSettings | SmtpSettings | MailgunSettings, Field(discriminator="kind")
 ]
 KIND_MODELS: dict[str, type[_ProviderSection]] = {
     "ses": SesSettings,
     "sendgrid": SendGridSettings,
     "smtp": SmtpSettings,
+    "mailgun": MailgunSettings,
 }
 
 
@@ -231,6 +257,10 @@ class ProvidersSettings(RootModel[list[ProviderSettings]]):
     def smtp_instances(self) -> list[SmtpSettings]:
         """The enabled SMTP instances."""
         return [i for i in self.root if i.enabled and isinstance(i, SmtpSettings)]
+
+    def mailgun_instances(self) -> list[MailgunSettings]:
+        """The enabled Mailgun instances."""
+        return [i for i in self.root if i.enabled and isinstance(i, MailgunSettings)]
 
     # The three-key form's view, for code written before instances had names: the instance
     # named after the kind, else the first of that kind, else a disabled one (as its default was).

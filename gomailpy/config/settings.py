@@ -526,6 +526,11 @@ def missing_secrets(settings: Settings) -> list[str]:
             where = f"providers[{numbers[sendgrid.name]}] ({sendgrid.name}).api_key"
             variable = provider_var(sendgrid.name, "api_key")
             missing.append(f"{where}: missing secret: SendGrid is enabled, so set {variable}")
+    for mailgun in settings.providers.mailgun_instances():
+        if mailgun.api_key is None:
+            where = f"providers[{numbers[mailgun.name]}] ({mailgun.name}).api_key"
+            variable = provider_var(mailgun.name, "api_key")
+            missing.append(f"{where}: missing secret: Mailgun is enabled, so set {variable}")
     for smtp in settings.providers.smtp_instances():
         if smtp.username and smtp.password is None:
             where = f"providers[{numbers[smtp.name]}] ({smtp.name}).password"

@@ -1,19 +1,22 @@
 """DKIM signatures on outgoing SMTP mail (dkimpy): one selector and private key per sending domain.
 
     providers:
-      smtp:
+      - name: relay-a
+        kind: smtp
         dkim:
           - {domain: example.com, selector: mail2026, key_file: /etc/gomailpy/example.com.pem}
           - {domain: example.org, selector: s1}     # key from the environment:
-    GOMAILPY_PROVIDERS__SMTP__DKIM_KEYS='{"example.org": "-----BEGIN PRIVATE KEY-----\\n…"}'
+    GOMAILPY_PROVIDERS__RELAY_A__DKIM_KEYS='{"example.org": "-----BEGIN PRIVATE KEY-----\\n…"}'
 
-    signer = DkimSigner.from_settings(settings.providers.smtp)   # reads and checks every key
+    signer = DkimSigner.from_settings(relay.dkim, relay.dkim_keys,   # reads and checks every key
+                                      instance="providers[0] (relay-a)", variable=...)
     data = signer.sign(data, "sender@example.com")               # DKIM-Signature prepended
 
-A private key never sits in the YAML: it is a file the YAML names, or the secret
-`providers.smtp.dkim_keys` (environment only, like every secret), a YAML/JSON mapping of
+A private key never sits in the YAML: it is a file the YAML names, or the instance's secret
+`dkim_keys` (environment only, like every secret), a YAML/JSON mapping of
 domain to PEM key (PKCS#1 or PKCS#8, RSA). SES and SendGrid sign with the keys set up in their
-own consoles; this is for the relay path only.
+own consoles; this is for the relay path only. Every error names the instance and its key as
+check-config writes them (`providers[3] (relay-b).dkim.0`), at check-config and at send time alike.
 
 Which key signs: the one whose domain is the sender's (From) domain, else the closest parent
 domain configured (`d=example.com` for `news.example.com`, which DMARC's relaxed alignment
@@ -39,17 +42,23 @@ _EXTRA_HEADERS = (b"x-gomailpy-id", b"list-unsubscribe", b"list-unsubscribe-post
 
 
 class DkimDomainSettings(BaseModel):
-    """One signing domain: `providers.smtp.dkim[]`."""
+    """One signing domain: an SMTP instance's `dkim[]`."""
 
     model_config = ConfigDict(extra="forbid")
 
     domain: str = Field(min_length=1)  # d=: the From domain (or a parent of it)
     selector: str = Field(min_length=1)  # s=: the TXT record is <selector>._domainkey.<domain>
-    key_file: str | None = None  # a PEM file; None: the key is in providers.smtp.dkim_keys
+    key_file: str | None = None  # a PEM file; None: the key is in the instance's dkim_keys
 
 
-def parse_keys(secret: SecretStr | None) -> dict[str, str]:
-    """The `dkim_keys` secret as {domain: PEM}; ConfigError naming the variable if unreadable."""
+def parse_keys(
+    secret: SecretStr | None,
+    *,
+    instance: str = "providers.smtp",
+    variable: str = _KEYS_VARIABLE,
+) -> dict[str, str]:
+    """The `dkim_keys` secret of the SMTP instance written `instance` as {domain: PEM};
+    ConfigError naming the instance's key and `variable` if unreadable."""
     if secret is None:
         return {}
     try:
@@ -61,7 +70,7 @@ def parse_keys(secret: SecretStr | None) -> dict[str, str]:
     ):
         # Never quote the value: it holds private keys.
         raise ConfigError(
-            f"providers.smtp.dkim_keys ({_KEYS_VARIABLE}): must be a YAML or JSON mapping of"
+            f"{instance}.dkim_keys ({variable}): must be a YAML or JSON mapping of"
             ' domain to PEM private key, e.g. {"example.com": "-----BEGIN PRIVATE KEY-----\\n..."}'
         )
     return {domain.lower().rstrip("."): key for domain, key in data.items()}
@@ -77,9 +86,9 @@ def key_problems(
     """What is wrong with the DKIM configuration of the SMTP instance written `instance`
     (`providers[3] (relay-b)`) whose keys are in `variable`, without reading any key file."""
     try:
-        keys = parse_keys(secret)
+        keys = parse_keys(secret, instance=instance, variable=variable)
     except ConfigError as exc:
-        return [str(exc).replace(_KEYS_VARIABLE, variable)]
+        return [str(exc)]
     problems = []
     seen: set[str] = set()
     for number, entry in enumerate(domains):
@@ -101,15 +110,19 @@ def key_problems(
     return problems
 
 
-def _read_key(entry: DkimDomainSettings, keys: dict[str, str]) -> bytes:
+def _read_key(
+    entry: DkimDomainSettings, keys: dict[str, str], *, where: str, variable: str
+) -> bytes:
+    """The PEM key of `entry`, the `where` (`providers[3] (relay-b).dkim.0`) of an instance whose
+    keys are in `variable`; ConfigError naming both when it cannot be used."""
     domain = entry.domain.lower().rstrip(".")
     if entry.key_file is None:
         text = keys.get(domain)
-        source = f"{_KEYS_VARIABLE}[{domain}]"
+        source = f"{where} ({variable}[{domain}])"
         if text is None:
             raise ConfigError(f"{source}: missing: no DKIM key for {domain}")
     else:
-        source = f"providers.smtp.dkim key_file {entry.key_file}"
+        source = f"{where}.key_file {entry.key_file}"
         try:
             with open(entry.key_file, encoding="ascii") as file:
                 text = file.read()
@@ -139,20 +152,27 @@ class DkimSigner:
 
     @classmethod
     def from_settings(
-        cls, domains: list[DkimDomainSettings], secret: SecretStr | None
+        cls,
+        domains: list[DkimDomainSettings],
+        secret: SecretStr | None,
+        *,
+        instance: str = "providers.smtp",
+        variable: str = _KEYS_VARIABLE,
     ) -> DkimSigner:
-        """Read and check every key (files, the secret); ConfigError naming what is wrong."""
-        problems = key_problems(domains, secret)
+        """Read and check every key (files, the secret) of the SMTP instance written
+        `instance` (`providers[3] (relay-b)`, as check-config writes it) whose keys are in
+        `variable`; ConfigError naming that instance's key when something is wrong."""
+        problems = key_problems(domains, secret, instance=instance, variable=variable)
         if problems:
             raise ConfigError("\n".join(problems), problems=problems)
-        keys = parse_keys(secret)
+        keys = parse_keys(secret, instance=instance, variable=variable)
         return cls(
             {
                 entry.domain.lower().rstrip("."): (
                     entry.selector.encode("ascii"),
-                    _read_key(entry, keys),
+                    _read_key(entry, keys, where=f"{instance}.dkim.{number}", variable=variable),
                 )
-                for entry in domains
+                for number, entry in enumerate(domains)
             }
         )
 

@@ -7,6 +7,8 @@ The shapes (see the events contract in the README):
   `gomailpy.feedback.ses.parse_sns`;
 - SendGrid: `{"source": "sendgrid", "receivedAt", "events": [...]}`, read by
   `gomailpy.feedback.sendgrid.parse_sendgrid`;
+- Mailgun: `{"source": "mailgun", "receivedAt", "instance", "events": [<event-data>, ...]}`, read
+  by `gomailpy.feedback.mailgun.parse_mailgun`;
 - SMTP relay bounces: `{"source": "smtp", "receivedAt", "mailFrom", "rcptTo", "message"}`, read by
   `gomailpy.feedback.dsn.parse_bounce`;
 - gomailpy's own: `{"source": "gomailpy", "events": [<Event.to_json()>, ...]}` (replays, tools).
@@ -53,13 +55,22 @@ def parse_report(body: str) -> list[Event]:
             of_instance = _parser("sendgrid", "parse_sendgrid_of")
             return _guarded("sendgrid", lambda: of_instance(events, instance=instance))
         return _guarded("sendgrid", lambda: parse(events))
+    if source == "mailgun":
+        events = data.get("events")
+        if not isinstance(events, list):
+            raise EventFormatError("mailgun: `events` is not a list")
+        parse = _parser("mailgun", "parse_mailgun")
+        named = data.get("instance")  # the instance's webhook route took them (api.views.events)
+        instance = named if isinstance(named, str) else None
+        return _guarded("mailgun", lambda: parse(events, instance=instance))
     if source == "smtp":
         parse = _parser("dsn", "parse_bounce")
         return _guarded("smtp", lambda: parse(data))
     if source == "gomailpy":
         return _guarded("gomailpy", lambda: [Event.from_json(e) for e in data["events"]])
     raise EventFormatError(
-        f"unknown report: neither an SNS envelope nor a source of sendgrid, smtp or gomailpy"
+        f"unknown report: neither an SNS envelope nor a source of sendgrid, mailgun, smtp or"
+        f" gomailpy"
         f" (keys: {', '.join(sorted(map(str, data))[:8])})"
     )
 

@@ -1,4 +1,4 @@
-"""Email providers behind one interface (`base.Provider`): SES, SendGrid, SMTP.
+"""Email providers behind one interface (`base.Provider`): SES, SendGrid, SMTP, Mailgun.
 
     async with AsyncExitStack() as stack:
         providers = await open_providers(stack, settings)   # {"ses-eu": ..., "relay-a": ...}
@@ -14,14 +14,16 @@ from __future__ import annotations
 
 from contextlib import AsyncExitStack
 
-from gomailpy.config.providers import SendGridSettings, SesSettings
+from gomailpy.config.providers import MailgunSettings, SendGridSettings, SesSettings
 from gomailpy.config.settings import Settings
 from gomailpy.providers.base import Outcome, Provider, SendResult
+from gomailpy.providers.mailgun import MailgunProvider
 from gomailpy.providers.sendgrid import SendGridProvider
 from gomailpy.providers.ses import SesProvider
 from gomailpy.providers.smtp import SmtpProvider
 
 __all__ = [
+    "MailgunProvider",
     "Outcome",
     "Provider",
     "SendGridProvider",
@@ -36,13 +38,17 @@ async def open_providers(stack: AsyncExitStack, settings: Settings) -> dict[str,
     """Build every enabled provider instance (name -> provider), in the order configured; each
     is closed when `stack` closes."""
     providers: dict[str, Provider] = {}
+    numbers = {name: n for n, name in enumerate(settings.providers.names())}
     for instance in settings.providers.enabled().values():
         provider: Provider
         if isinstance(instance, SesSettings):
             provider = SesProvider(instance, settings.aws, events=settings.events)
         elif isinstance(instance, SendGridSettings):
             provider = SendGridProvider(instance)
+        elif isinstance(instance, MailgunSettings):
+            provider = MailgunProvider(instance)
         else:
-            provider = SmtpProvider(instance, settings.events, settings.bulk)
+            where = f"providers[{numbers[instance.name]}] ({instance.name})"  # as check-config
+            provider = SmtpProvider(instance, settings.events, settings.bulk, where=where)
         providers[instance.name] = await stack.enter_async_context(provider)
     return providers

@@ -27,9 +27,11 @@ at any point; a provider leaves nothing half-used behind (SMTP closes that conne
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from gomailpy.email.envelope import Envelope
 from gomailpy.events import Event
@@ -86,3 +88,24 @@ class Provider(Protocol):
     async def send(self, envelope: Envelope) -> SendResult: ...
 
     async def aclose(self) -> None: ...
+
+
+def retry_after_s(headers: Any) -> float | None:
+    """An HTTP API's wait hint on a 429: Retry-After (seconds or an HTTP date), else
+    X-RateLimit-Reset (epoch seconds, as SendGrid sends it); None without either."""
+    retry_after = headers.get("Retry-After")
+    if retry_after:
+        try:
+            return max(0.0, float(retry_after))
+        except ValueError:
+            try:
+                return max(0.0, parsedate_to_datetime(retry_after).timestamp() - time.time())
+            except (TypeError, ValueError):
+                pass
+    reset = headers.get("X-RateLimit-Reset")
+    if reset:
+        try:
+            return max(0.0, float(reset) - time.time())
+        except ValueError:
+            pass
+    return None

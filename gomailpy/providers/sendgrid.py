@@ -25,8 +25,6 @@ it (no SMTPUTF8), but an SMTP relay may, so another provider should have it.
 
 from __future__ import annotations
 
-import time
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
@@ -57,7 +55,7 @@ from gomailpy.email.mime import ID_HEADER, ascii_domain, message_id_header, need
 from gomailpy.email.models import ALLOWED_HEADERS, Address, Email
 from gomailpy.email.submitted import as_named
 from gomailpy.lifecycle import AsyncResource
-from gomailpy.providers.base import Outcome, SendResult
+from gomailpy.providers.base import Outcome, SendResult, retry_after_s
 
 NAME = "sendgrid"
 SEND_PATH = "/v3/mail/send"
@@ -189,26 +187,6 @@ def payload_for(envelope: Envelope, instance: str | None = None) -> dict[str, An
             "subscription_tracking": {"enable": False},
         }
     return payload
-
-
-def retry_after_s(headers: Any) -> float | None:
-    """SendGrid's wait hint: Retry-After (seconds or an HTTP date), else X-RateLimit-Reset."""
-    retry_after = headers.get("Retry-After")
-    if retry_after:
-        try:
-            return max(0.0, float(retry_after))
-        except ValueError:
-            try:
-                return max(0.0, parsedate_to_datetime(retry_after).timestamp() - time.time())
-            except (TypeError, ValueError):
-                pass
-    reset = headers.get("X-RateLimit-Reset")
-    if reset:
-        try:
-            return max(0.0, float(reset) - time.time())
-        except ValueError:
-            pass
-    return None
 
 
 def classify_status(status: int) -> Outcome:

@@ -72,6 +72,7 @@ from gomailpy.bulk.links import track_envelope
 from gomailpy.config.bulk import BulkSettings
 from gomailpy.config.feedback import EventsSettings
 from gomailpy.config.providers import SmtpSettings
+from gomailpy.config.settings import provider_var
 from gomailpy.email.dkim import DkimSigner
 from gomailpy.email.envelope import Envelope
 from gomailpy.email.mime import (
@@ -157,15 +158,23 @@ class SmtpProvider(AsyncResource):
         settings: SmtpSettings,
         events: EventsSettings | None = None,
         bulk: BulkSettings | None = None,
+        *,
+        where: str | None = None,
     ) -> None:
         """`events`: with `events.enabled`, VERP envelope senders on `events.bounce_domain`.
         `bulk`: open and click tracking by gomailpy itself (gomailpy.bulk.links).
-        Reads the DKIM keys (ConfigError when one cannot be used)."""
+        Reads the DKIM keys (ConfigError when one cannot be used, naming the instance as
+        `where` writes it, `providers[3] (relay-b)`; default: by name)."""
         self._bulk = bulk
         self._settings = settings
         self.name = settings.name  # the instance: labels, health, controls
         self._bounce_domain = events.bounce_domain if events and events.enabled else None
-        self._dkim = DkimSigner.from_settings(settings.dkim, settings.dkim_keys)
+        self._dkim = DkimSigner.from_settings(
+            settings.dkim,
+            settings.dkim_keys,
+            instance=where or f"providers ({settings.name})",
+            variable=provider_var(settings.name, "dkim_keys"),
+        )
         self.timeout_s = settings.timeout_s
         # The pipeline starts at most this many sends at once, so none waits for a connection
         # inside its time limit; `_slots` keeps the pool at that size for any other caller.

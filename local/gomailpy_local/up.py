@@ -8,7 +8,8 @@
                                   API and pipeline processes, so `memory` means off here
     SMTP and SendGrid stand-ins   served by this process, one per provider instance (and one
                                   of each kind the config lacks); their control API flips
-                                  faults
+                                  faults; a Mailgun stand-in per Mailgun instance configured
+                                  (none by default: Mailgun needs a sending domain)
     API + web form                a `gomail api` child process
     pipeline nodes                `pipeline` child processes (--nodes N)
 
@@ -30,12 +31,13 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from secrets import token_hex
 from typing import Any
 
 import aiohttp
 import yaml
 
-from gomailpy.config.providers import KINDS, SECRET_KEYS
+from gomailpy.config.providers import LEGACY_NAMES, SECRET_KEYS
 from gomailpy.config.settings import SECRET_PATHS, Settings, env_var_for, provider_var
 from gomailpy.operating.report import node_status
 from gomailpy.operating.resources import ensure_resources
@@ -44,7 +46,7 @@ from gomailpy.queues.aws import is_loopback, open_aws_client
 from gomailpy.queues.sqs import create_queue_client, queue_name
 from gomailpy_local.localstack import LocalStack, free_port, health
 from gomailpy_local.receiver import WebhookReceiver, banner_lines, with_local_receiver
-from gomailpy_local.standins import SendGridStandIn, SmtpStandIn
+from gomailpy_local.standins import MailgunStandIn, SendGridStandIn, SmtpStandIn
 from gomailpy_local.standins.control import Controllable
 from gomailpy_local.tls import self_signed_certificate
 
@@ -76,7 +78,9 @@ class Running:
     endpoint_url: str | None
     smtp: SmtpStandIn  # the first SMTP instance's stand-in
     sendgrid: SendGridStandIn  # the first SendGrid instance's: it serves every control API
-    standins: dict[str, SmtpStandIn | SendGridStandIn] = field(default_factory=dict)  # by name
+    standins: dict[str, SmtpStandIn | SendGridStandIn | MailgunStandIn] = field(
+        default_factory=dict
+    )  # by name
     children: list[asyncio.subprocess.Process] = field(default_factory=list)
     submission_port: int = 0  # `gomail smtp`: SMTP submission (STARTTLS, AUTH apikey/<key>)
 
@@ -253,10 +257,11 @@ async def status_line(running: Running) -> str:
 
 def _every_kind(settings: Settings) -> Settings:
     """Every configured instance enabled, and one instance (named after it) of each kind the
-    configuration lacks: `gomail up` always runs SES, SendGrid and SMTP."""
+    configuration lacks: `gomail up` always runs SES, SendGrid and SMTP (Mailgun only when
+    configured: a Mailgun instance needs its sending domain)."""
     data = settings.model_dump(mode="python")
     present = {entry["kind"] for entry in data["providers"]}
-    data["providers"] += [{"name": k, "kind": k} for k in KINDS if k not in present]
+    data["providers"] += [{"name": k, "kind": k} for k in LEGACY_NAMES if k not in present]
     for entry in data["providers"]:
         entry["enabled"] = True
     return Settings.model_validate(data)
@@ -267,9 +272,10 @@ def _local_settings(
     endpoint: str | None,
     smtp: dict[str, int],
     sendgrid: dict[str, str],
+    mailgun: dict[str, MailgunStandIn] | None = None,
 ) -> Settings:
     """The instances pointed at their stand-ins (`smtp`: name -> port, `sendgrid`: name -> base
-    URL); SES at the endpoint."""
+    URL, `mailgun`: name -> stand-in); SES at the endpoint."""
     from pydantic import SecretStr
 
     data = settings.model_dump(mode="python")
@@ -286,6 +292,13 @@ def _local_settings(
             )
         elif entry["kind"] == "sendgrid":
             entry.update(base_url=sendgrid[entry["name"]], api_key=SecretStr(STANDIN_API_KEY))
+        elif entry["kind"] == "mailgun" and mailgun is not None:
+            standin = mailgun[entry["name"]]  # takes the instance's domain, signs with its key
+            entry.update(
+                base_url=standin.base_url,
+                api_key=SecretStr(standin.api_key),
+                webhook_signing_key=SecretStr(standin.signing_key),
+            )
         elif entry["kind"] == "ses":
             entry["endpoint_url"] = None  # aws.endpoint_url: LocalStack serves every region
     data["pipeline"]["admin_port"] = 0
@@ -366,12 +379,40 @@ async def _status_store(
     return Settings.model_validate(data)
 
 
-async def _start_standins(
+def _point_webhooks(
+    api_url: str, sendgrids: dict[str, SendGridStandIn], mailguns: dict[str, MailgunStandIn]
+) -> None:
+    """Each SendGrid and Mailgun stand-in posts its events to its instance's route."""
+    for name, sendgrid in sendgrids.items():
+        sendgrid.events_url = f"{api_url}/events/sendgrid/{name}"
+    for name, mailgun in mailguns.items():
+        mailgun.events_url = f"{api_url}/events/mailgun/{name}"
+
+
+async def _start_mailgun_standins(
     stack: AsyncExitStack, settings: Settings
+) -> dict[str, MailgunStandIn]:
+    """One Mailgun stand-in per Mailgun instance, for its domain, each on a port of its own."""
+    mailguns: dict[str, MailgunStandIn] = {}
+    for instance in settings.providers.mailgun_instances():
+        standin = MailgunStandIn(
+            api_key=STANDIN_API_KEY, domain=instance.domain, signing_key=token_hex(16)
+        )
+        await standin.start()
+        stack.push_async_callback(standin.stop)
+        mailguns[instance.name] = standin
+    return mailguns
+
+
+async def _start_standins(
+    stack: AsyncExitStack,
+    settings: Settings,
+    mailguns: dict[str, MailgunStandIn] | None = None,
 ) -> tuple[dict[str, SmtpStandIn], dict[str, SendGridStandIn]]:
     """One stand-in per SMTP and SendGrid instance, each on a port of its own. The first
     SendGrid stand-in serves the control API of all: `/_standin/<smtp instance>`,
-    `/_standin/sendgrid/<other sendgrid instance>`."""
+    `/_standin/sendgrid/<other sendgrid instance>`, `/_standin/mailgun/<mailgun instance>`
+    (`mailguns`, started already)."""
     smtps: dict[str, SmtpStandIn] = {}
     for smtp_instance in settings.providers.smtp_instances():
         smtps[smtp_instance.name] = SmtpStandIn()
@@ -382,6 +423,7 @@ async def _start_standins(
     controls: dict[str, Controllable] = {
         **smtps,
         **{f"sendgrid/{name}": standin for name, standin in sendgrids.items()},
+        **{f"mailgun/{name}": standin for name, standin in (mailguns or {}).items()},
     }
     sendgrids = {
         names[0]: SendGridStandIn(api_key=STANDIN_API_KEY, controls=controls),
@@ -409,13 +451,15 @@ async def run_up(settings: Settings, options: UpOptions, echo: Echo = print) -> 
             env.update(AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local")
             os.environ.update(AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local")
         settings = _every_kind(settings)
-        smtps, sendgrids = await _start_standins(stack, settings)
+        mailguns = await _start_mailgun_standins(stack, settings)
+        smtps, sendgrids = await _start_standins(stack, settings, mailguns)
         smtp, sendgrid = next(iter(smtps.values())), next(iter(sendgrids.values()))
         settings = _local_settings(
             settings,
             endpoint,
             {name: s.port for name, s in smtps.items()},
             {name: s.base_url for name, s in sendgrids.items()},
+            mailguns,
         )
         settings = _with_events(settings, {n: s.public_key for n, s in sendgrids.items()})
         receiver = await stack.enter_async_context(WebhookReceiver())  # webhooks land here
@@ -431,8 +475,7 @@ async def run_up(settings: Settings, options: UpOptions, echo: Echo = print) -> 
 
         api_port = settings.api.port if options.api_port is None else options.api_port
         api_port = api_port or free_port()
-        for name, sendgrid_standin in sendgrids.items():  # each on its instance's route
-            sendgrid_standin.events_url = f"http://127.0.0.1:{api_port}/events/sendgrid/{name}"
+        _point_webhooks(f"http://127.0.0.1:{api_port}", sendgrids, mailguns)
         for smtp_standin in smtps.values():
             smtp_standin.report_to = (settings.events.bounce_host, settings.events.bounce_port)
         node_ports = [free_port() for _ in range(options.nodes)]
@@ -447,7 +490,7 @@ async def run_up(settings: Settings, options: UpOptions, echo: Echo = print) -> 
             endpoint_url=endpoint,
             smtp=smtp,
             sendgrid=sendgrid,
-            standins={**smtps, **sendgrids},
+            standins={**smtps, **sendgrids, **mailguns},
         )
         stack.push_async_callback(
             _stop_children, running.children, settings.pipeline.shutdown_grace_s + 5
@@ -545,6 +588,10 @@ def _standin_lines(running: Running, control: str) -> list[str]:
     lines += [
         f"                  SendGrid {name}: {control}/sendgrid/{name}/messages"
         for name in sendgrid[1:]
+    ]
+    mailgun = [n for n, s in running.standins.items() if isinstance(s, MailgunStandIn)]
+    lines += [
+        f"                  Mailgun {name}: {control}/mailgun/{name}/messages" for name in mailgun
     ]
     return lines
 
