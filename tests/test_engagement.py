@@ -17,6 +17,7 @@ from gomailpy.bulk.hits import engaged, unsubscribed
 from gomailpy.bulk.tokens import Kind, Link
 from gomailpy.events import Event, EventType, iso
 from gomailpy.feedback.engagement import count_engagement, is_machine_hit
+from gomailpy.feedback.mailgun import parse_mailgun
 from gomailpy.feedback.parse import parse_report
 from gomailpy.metrics import sample
 from gomailpy.store.deliveries import DeliveryRecord, DeliveryState, MemoryDeliveryStore
@@ -38,6 +39,15 @@ def ses_events(kind: str, **changes: Any) -> list[Event]:
     for key, value in changes.items():
         message[kind.removeprefix("event_")][key] = value
     return parse_report(json.dumps(sns(message, unique("sns"))))
+
+
+def mailgun_events(kind: str, agent: str) -> list[Event]:
+    """Mailgun's documented sample of `kind`, its client-info's user agent replaced."""
+    examples = json.loads((DATA / "mailgun" / "event_examples.json").read_text())
+    entry = copy.deepcopy(examples[kind])
+    entry["id"] = unique("mg")
+    entry.setdefault("client-info", {})["user-agent"] = agent
+    return parse_mailgun([entry])
 
 
 def sendgrid_events(kind: str, **changes: Any) -> list[Event]:
@@ -66,6 +76,8 @@ def sendgrid_events(kind: str, **changes: Any) -> list[Event]:
         (lambda: sendgrid_events("open", sg_machine_open=True), True),  # Apple MPP
         (lambda: sendgrid_events("click", useragent="Mimecast URL scanner"), True),
         (lambda: sendgrid_events("click", useragent=PERSON), False),
+        (lambda: mailgun_events("clicked", "Mimecast URL scanner"), True),
+        (lambda: mailgun_events("opened", PERSON), False),
     ],
 )
 def test_machine_opens_and_clicks_are_told_apart(events: Any, machine: bool) -> None:

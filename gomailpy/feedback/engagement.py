@@ -13,9 +13,9 @@ that sent it: one batched store read per batch of events. A hit that joins nothi
 
 Machine hits are counted apart (`machine="true"`): the event's own `raw.machine` (gomailpy's
 hits, gomailpy.bulk.machine), SendGrid's `sg_machine_open` (Apple Mail Privacy Protection), a
-known proxy's or scanner's user agent (SendGrid's `useragent`, SES's `open.userAgent` and
-`click.userAgent`), or an SES open or click within `machine_window_s` of SES taking the email
-(its `mail.timestamp`). Unsubscribes and complaints are people's: never machine.
+known proxy's or scanner's user agent (SendGrid's `useragent`, Mailgun's `userAgent`, SES's
+`open.userAgent` and `click.userAgent`), or an SES open or click within `machine_window_s` of SES
+taking the email (its `mail.timestamp`). Unsubscribes and complaints are people's: never machine.
 """
 
 from __future__ import annotations
@@ -59,7 +59,11 @@ def is_machine_hit(event: Event, window_s: float) -> bool:
     if raw.get("sg_machine_open") is True:
         return True
     details = _details(event)
-    agent = _text(raw.get("useragent")) or _text(details.get("userAgent"))
+    agent = (
+        _text(raw.get("useragent"))  # SendGrid
+        or _text(raw.get("userAgent"))  # Mailgun's client-info, kept by its parser
+        or _text(details.get("userAgent"))  # SES
+    )
     if agent and is_machine_agent(agent):
         return True
     mail = raw.get("mail")
