@@ -33,6 +33,8 @@ from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
+import aiohttp
+
 from gomailpy.email.envelope import Envelope
 from gomailpy.events import Event
 
@@ -109,3 +111,18 @@ def retry_after_s(headers: Any) -> float | None:
         except ValueError:
             pass
     return None
+
+
+def http_session(
+    max_connections: int, timeout_s: float, authorization: str
+) -> aiohttp.ClientSession:
+    """The one aiohttp session of an HTTP provider instance (SendGrid, Mailgun): at most
+    `max_connections` connections (the pipeline starts no more sends at once, so none waits for a
+    connection inside its time limit), answers read whatever their status."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=max_connections),
+        headers={"Authorization": authorization, "User-Agent": "gomailpy"},
+        # The pipeline bounds the whole call with timeout_s; this only bounds connecting.
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout_s),
+        raise_for_status=False,
+    )

@@ -46,7 +46,7 @@ from gomailpy.config.providers import MailgunSettings
 from gomailpy.email.envelope import Envelope
 from gomailpy.email.mime import all_recipients, build_message, message_bytes, needs_smtputf8
 from gomailpy.lifecycle import AsyncResource
-from gomailpy.providers.base import Outcome, SendResult, retry_after_s
+from gomailpy.providers.base import Outcome, SendResult, http_session, retry_after_s
 
 NAME = "mailgun"
 API_USER = "api"  # Mailgun's Basic auth user name; the password is the API key
@@ -131,12 +131,8 @@ class MailgunProvider(AsyncResource):
         self.max_concurrency = settings.max_connections
         self._url = settings.base_url.rstrip("/") + send_path(settings.domain)
         api_key = settings.api_key.get_secret_value() if settings.api_key else ""
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=settings.max_connections),
-            headers={"Authorization": basic_auth(api_key), "User-Agent": "gomailpy"},
-            # The pipeline bounds the whole call with timeout_s; this only bounds connecting.
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=settings.timeout_s),
-            raise_for_status=False,
+        self._session = http_session(
+            settings.max_connections, settings.timeout_s, basic_auth(api_key)
         )
 
     async def _stop(self) -> None:

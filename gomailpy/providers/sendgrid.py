@@ -55,7 +55,7 @@ from gomailpy.email.mime import ID_HEADER, ascii_domain, message_id_header, need
 from gomailpy.email.models import ALLOWED_HEADERS, Address, Email
 from gomailpy.email.submitted import as_named
 from gomailpy.lifecycle import AsyncResource
-from gomailpy.providers.base import Outcome, SendResult, retry_after_s
+from gomailpy.providers.base import Outcome, SendResult, http_session, retry_after_s
 
 NAME = "sendgrid"
 SEND_PATH = "/v3/mail/send"
@@ -230,12 +230,8 @@ class SendGridProvider(AsyncResource):
         self.max_concurrency = settings.max_connections
         self._url = settings.base_url.rstrip("/") + SEND_PATH
         api_key = settings.api_key.get_secret_value() if settings.api_key else ""
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=settings.max_connections),
-            headers={"Authorization": f"Bearer {api_key}", "User-Agent": "gomailpy"},
-            # The pipeline bounds the whole call with timeout_s; this only bounds connecting.
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=settings.timeout_s),
-            raise_for_status=False,
+        self._session = http_session(
+            settings.max_connections, settings.timeout_s, f"Bearer {api_key}"
         )
 
     async def _stop(self) -> None:
