@@ -365,6 +365,7 @@ async def run(args: argparse.Namespace) -> int:
     # The load generator's own collections stalled it for up to 100 ms, inflating what it
     # measured: its heap is frozen as the API's is (gomailpy.operating.loop_watch).
     freeze_heap()
+    print(f"load average at the start: {load_average()}", flush=True)
     with localstack() as stack:
         endpoint = stack.endpoint_url
         direct_meter = CpuMeter({"localstack": stack.process.pid, "bench": None})
@@ -533,9 +534,16 @@ async def run(args: argparse.Namespace) -> int:
         f"summary: API {api_rate:,.0f} emails/s = ratio {ratio:.2f} of the batch-send ceiling"
         f" {ceiling_rate:,.0f}/s (target >= 0.90); CPU {cpu_ms:.2f} ms per email (target <="
         f" 0.30); half-load p99 ratio {p99_ratio:.2f} to the queue server's at the same rate"
-        f" (target <= 2.0); {args.clients} emails in flight in both, {args.seconds:g} s per run"
+        f" (target <= 2.0); {args.clients} emails in flight in both, {args.seconds:g} s per run;"
+        f" load average {load_average()}"
     )
     return 0
+
+
+def load_average() -> str:
+    """The machine's 1, 5 and 15 min load averages: it is shared, and the ratios move with it."""
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
 
 
 def signal_all(pids: list[int], signum: int) -> None:

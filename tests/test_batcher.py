@@ -1,9 +1,11 @@
 """API batching (api.enqueue.batcher) against the real SQS server of the test bed (LocalStack).
 
-Concurrent requests for one queue share SendMessageBatch calls, counted with botocore's event
-hooks; each request is answered from its own entry only. Requests are started together (one
-`asyncio.gather`), so they reach the batcher before its linger timer can fire: the counts do not
-depend on how fast anything runs. No test asserts a time.
+Concurrent requests for one queue share SendMessageBatch calls (natural batching: a call leaves
+whenever one of the queue's two call slots is free, with what is waiting), counted with
+botocore's event hooks; each request is answered from its own entry only. Requests are started
+together (one `asyncio.gather`), so they all reach the batcher in one pass of the event loop,
+before its first call starts: the counts do not depend on how fast anything runs. No test
+asserts a time.
 """
 
 from __future__ import annotations
@@ -21,13 +23,13 @@ from aiohttp.test_utils import TestClient, TestServer
 from api.app import create_app
 from api.enqueue.batcher import SendBatcher
 from api.enqueue.gateway import QueueGateway
-from gomailpy.config.settings import ApiSettings, Settings
+from gomailpy.config.settings import ApiSettings, Settings, load_settings
 from gomailpy.email.envelope import Envelope
-from gomailpy.errors import NoQueueAvailableError, UnqueueableEmailError
-from gomailpy.queues.sqs import QueueClient, queue_name
+from gomailpy.errors import ConfigError, NoQueueAvailableError, QueueError, UnqueueableEmailError
+from gomailpy.queues.sqs import BatchResult, QueueClient, queue_name
 from tests.support import email_request, make_settings
 
-LINGER = ApiSettings(batch_linger_ms=200)  # long, so that requests started together batch
+NATURAL = ApiSettings()  # the defaults: no linger, two calls in flight per queue
 
 
 @dataclass(eq=False)  # hashable: botocore keys handlers by identity
@@ -95,20 +97,21 @@ async def test_requests_arriving_together_share_batch_calls(
     queues: QueueClient, urls: list[str]
 ) -> None:
     first = urls[0]
-    gateway = QueueGateway(queues, [first], Fixed(), api=LINGER)
+    gateway = QueueGateway(queues, [first], Fixed(), api=NATURAL)
     calls = count_calls(queues)
     bodies = [f"email {i}" for i in range(25)]
 
     answers = await enqueue_all(gateway, bodies)
 
     assert answers == [queue_name(first)] * 25
+    # Two full calls fill the two slots; the rest waits for one of them, not for a timer.
     assert calls.to(first) == [10, 10, 5]
     assert await bodies_on(queues, first) == Counter(bodies)
 
 
-async def test_linger_zero_sends_each_request_alone(queues: QueueClient, urls: list[str]) -> None:
+async def test_one_entry_per_call_turns_batching_off(queues: QueueClient, urls: list[str]) -> None:
     first = urls[0]
-    gateway = QueueGateway(queues, [first], Fixed(), api=ApiSettings(batch_linger_ms=0))
+    gateway = QueueGateway(queues, [first], Fixed(), api=ApiSettings(batch_max_entries=1))
     calls = count_calls(queues)
 
     answers = await enqueue_all(gateway, [f"email {i}" for i in range(5)])
@@ -119,7 +122,7 @@ async def test_linger_zero_sends_each_request_alone(queues: QueueClient, urls: l
 
 async def test_an_entry_the_batch_refuses_fails_alone(queues: QueueClient, urls: list[str]) -> None:
     first, second = urls
-    gateway = QueueGateway(queues, urls, Fixed(), api=LINGER)
+    gateway = QueueGateway(queues, urls, Fixed(), api=NATURAL)
     calls = count_calls(queues)
     bad = "invalid \x00 character"  # SQS refuses this entry, and only this one, in the batch
     bodies = [f"email {i}" for i in range(9)]
@@ -140,7 +143,7 @@ async def test_an_entry_too_large_for_a_batch_goes_alone_and_fails_alone(
     queues: QueueClient, urls: list[str]
 ) -> None:
     first = urls[0]
-    gateway = QueueGateway(queues, [first], Fixed(), api=LINGER)
+    gateway = QueueGateway(queues, [first], Fixed(), api=NATURAL)
     calls = count_calls(queues)
     huge = "x" * 1_100_000  # longer than any SQS server takes in one call
     bodies = [f"email {i}" for i in range(6)]
@@ -158,7 +161,7 @@ async def test_a_batch_refused_as_a_whole_is_split_until_the_bad_entry_is_alone(
 ) -> None:
     first = urls[0]
     # No byte cap: the server refuses the whole call (BatchRequestTooLong) for one entry.
-    batcher = SendBatcher(queues, linger_s=0.2, max_bytes=10**9)
+    batcher = SendBatcher(queues, max_bytes=10**9)
     gateway = QueueGateway(queues, [first], Fixed(), batcher=batcher)
     calls = count_calls(queues)
     huge = "x" * 1_100_000
@@ -177,7 +180,7 @@ async def test_a_queue_that_refuses_every_call_moves_the_batch_to_the_next(
 ) -> None:
     real = urls[0]
     missing = real.rsplit("/", 1)[0] + "/does-not-exist-" + queue_name(real)
-    gateway = QueueGateway(queues, [missing, real], Fixed(), api=LINGER)
+    gateway = QueueGateway(queues, [missing, real], Fixed(), api=NATURAL)
     calls = count_calls(queues)
     bodies = [f"email {i}" for i in range(8)]
 
@@ -193,7 +196,7 @@ async def test_a_request_cancelled_before_its_batch_left_is_not_sent(
     queues: QueueClient, urls: list[str]
 ) -> None:
     first = urls[0]
-    gateway = QueueGateway(queues, [first], Fixed(), api=LINGER)
+    gateway = QueueGateway(queues, [first], Fixed(), api=NATURAL)
     calls = count_calls(queues)
 
     gone = asyncio.create_task(gateway.enqueue("cancelled"))
@@ -230,9 +233,118 @@ async def test_concurrent_http_requests_each_get_their_own_message_on_a_queue(
 
 
 def test_batch_knobs_are_validated() -> None:
-    assert ApiSettings().batch_linger_ms > 0  # on by default
+    defaults = ApiSettings()
+    assert (defaults.batch_linger_ms, defaults.batch_max_calls) == (0, 2)  # natural batching
     with pytest.raises(ValueError):
         ApiSettings(batch_max_entries=11)
     with pytest.raises(ValueError):
         ApiSettings(batch_linger_ms=-1)
-    assert json.loads(ApiSettings(batch_linger_ms=0).model_dump_json())["batch_linger_ms"] == 0
+    with pytest.raises(ValueError):
+        ApiSettings(batch_max_calls=0)
+    assert json.loads(ApiSettings(batch_max_calls=4).model_dump_json())["batch_max_calls"] == 4
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "key"),
+    [
+        ("GOMAILPY_API__BATCH_MAX_CALLS", "0", "api.batch_max_calls"),
+        ("GOMAILPY_API__BATCH_LINGER_MS", "-1", "api.batch_linger_ms"),
+    ],
+)
+def test_a_bad_batch_knob_is_named_in_the_config_error(variable: str, value: str, key: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(env={variable: value})
+    assert key in str(raised.value)
+
+
+@dataclass(eq=False)
+class Flaky:
+    """QueueClient.send_batch as the app calls it, with failures the test chooses: the queue
+    server reports Failed for the entries of emails whose subject starts with "fail" (in every
+    call, on every queue: a partial failure of SendMessageBatch) and sends the others for real;
+    the first call to `down` fails as a whole before sending anything (a 5xx)."""
+
+    real: Any
+    down: str = ""
+    sizes: list[int] = field(default_factory=list)
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        async def send_batch(
+            queues: QueueClient, url: str, entries: Sequence[tuple[str, str]]
+        ) -> BatchResult:
+            return await self.send_batch(queues, url, entries)
+
+        monkeypatch.setattr(QueueClient, "send_batch", send_batch)
+
+    async def send_batch(
+        self, queues: QueueClient, url: str, entries: Sequence[tuple[str, str]]
+    ) -> BatchResult:
+        self.sizes.append(len(entries))
+        if url == self.down:
+            self.down = ""
+            raise QueueError(queue_name(url), "SendMessageBatch", "ServiceUnavailable: 503")
+        failing = {i for i, body in entries if Envelope.decode(body).email.subject[:4] == "fail"}
+        result: BatchResult = await self.real(
+            queues, url, [(i, body) for i, body in entries if i not in failing]
+        )
+        for i in failing:
+            result.failed[i] = "InternalError: the server failed this entry"
+        return result
+
+
+async def post_all(settings: Settings, requests: list[dict[str, Any]]) -> list[tuple[int, str]]:
+    """POST every request at once to an app of `settings`: per request, status and message id."""
+    client = TestClient(TestServer(create_app(settings), host="127.0.0.1"))
+    await client.start_server()
+    try:
+        responses = await asyncio.gather(
+            *(client.post("/email/send", json=request) for request in requests)
+        )
+        return [
+            (r.status, (await r.json()).get("messageId", "") if r.status == 200 else "")
+            for r in responses
+        ]
+    finally:
+        await client.close()
+
+
+async def queued_ids(queues: QueueClient, urls: list[str]) -> Counter[str]:
+    found: Counter[str] = Counter()
+    for url in urls:
+        found.update(Envelope.decode(body).id for body in (await bodies_on(queues, url)).elements())
+    return found
+
+
+async def test_a_partial_failure_answers_503_to_exactly_those_requests(
+    settings: Settings, queues: QueueClient, urls: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flaky = Flaky(QueueClient.send_batch)
+    flaky.install(monkeypatch)
+    failing = {3, 11, 12, 27}
+    requests = [
+        email_request(i, subject=f"{'fail' if i in failing else 'mail'} {i}") for i in range(30)
+    ]
+
+    answers = await post_all(settings, requests)
+
+    assert [i for i, (status, _) in enumerate(answers) if status == 503] == sorted(failing)
+    assert all(status == 200 for i, (status, _) in enumerate(answers) if i not in failing)
+    assert max(flaky.sizes) > 1  # the failed entries shared calls with accepted ones
+    accepted = [message_id for status, message_id in answers if status == 200]
+    assert await queued_ids(queues, urls) == Counter(accepted)  # each accepted email once
+
+
+async def test_a_call_that_fails_as_a_whole_loses_and_doubles_nothing(
+    settings: Settings, queues: QueueClient, urls: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flaky = Flaky(QueueClient.send_batch, down=urls[0])
+    flaky.install(monkeypatch)
+    settings = settings.model_copy(
+        update={"api": settings.api.model_copy(update={"queue_choice": "round-robin"})}
+    )
+
+    answers = await post_all(settings, [email_request(i) for i in range(30)])
+
+    assert [status for status, _ in answers] == [200] * 30
+    assert not flaky.down  # the failing call was made: its entries moved to the other queue
+    assert await queued_ids(queues, urls) == Counter(message_id for _, message_id in answers)

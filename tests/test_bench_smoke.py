@@ -14,7 +14,7 @@ import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 # The scripts that report a ratio against a ceiling (bench/soak.py, a fault soak, does not;
-# bench/form_timeout.py counts answers and needs gomail up's fixed ports).
+# bench/form_timeout.py counts answers against no ceiling and starts a whole gomail up).
 SCRIPTS = [
     "api_throughput.py",
     "bounces.py",

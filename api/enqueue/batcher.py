@@ -1,18 +1,25 @@
 """Requests arriving together for the same queue share one SendMessageBatch call.
 
-    batcher = SendBatcher(queues, linger_s=0.002)
+    batcher = SendBatcher(queues, max_calls=2)
     outcome = await batcher.send(url, body)      # this entry's own outcome, never the batch's
     if outcome.ok: ...                           # outcome.message_id
     else: ...                                    # outcome.reason: try the next queue or 503
 
-The first entry for a queue opens a batch. While fewer than `max_calls` calls to that queue are
-under way, it starts a short timer (`linger_s`) and the batch goes out when the timer fires;
-otherwise it waits for one of those calls to finish (Nagle's rule, as group commit does): the
-busier the queue, the fuller the batches, and a quiet queue costs one linger. A batch also goes
-out once it holds `max_entries` (SQS allows 10) or when one more body would make it longer than
-`max_bytes`. A fixed linger alone made half load dearer than full load: arrivals 2 ms apart
-left in calls of one or two entries, and the queue server spent its CPU on calls rather than
-emails (bench/README.md). Each caller waits for its own entry only:
+Natural batching (as group commit and Nagle's algorithm do it): entries wait in a queue per
+queue URL, and whenever one of that queue's `max_calls` call slots is free a call leaves at once
+with whatever is waiting, up to `max_entries` (SQS allows 10) and `max_bytes`. There is no timer
+to wait out: under light load a request waits for its own call only, and under heavy load the
+entries that arrive while the slots are busy fill the next calls by themselves. The start of a
+call is put off to the end of the event loop's current pass (`call_soon`), so requests the loop
+is handling in that same pass go together rather than the first one alone. The lingering window
+it replaces (2 ms, then the Nagle rule) cost every request at half load a linger plus a call,
+and a second call now and then (bench/README.md, issue 27).
+
+`linger_s > 0` makes a free slot wait that long (or until `max_entries` are waiting) before
+its call leaves: fuller calls at light load, for that much latency; 0 is the default.
+`max_entries == 1` turns batching off: each entry is sent at once in a call of its own.
+
+Each caller waits for its own entry only:
 
 - an entry the queue accepted answers `ok` with its SQS message id;
 - an entry the queue refused in the batch (`Failed`) answers with that entry's reason only;
@@ -24,14 +31,14 @@ emails (bench/README.md). Each caller waits for its own entry only:
   its own, exactly as it would have without batching. A timed-out call may still have been
   accepted, so an email can reach two queues: at least once, never at most once.
 
-An entry whose caller was cancelled before its batch left is dropped, not sent. `linger_s == 0`
-turns batching off: each entry is sent at once in a call of its own.
+An entry whose caller was cancelled before its call left is dropped, not sent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from dataclasses import dataclass, field
 
 from botocore.exceptions import ClientError
@@ -85,12 +92,13 @@ class _Entry:
 
 
 @dataclass(slots=True)
-class _Open:
-    """The batch being filled for one queue."""
+class _Lane:
+    """One queue URL's entries waiting for a call slot, and its calls under way."""
 
-    entries: list[_Entry] = field(default_factory=list)
-    size: int = 0
-    timer: asyncio.TimerHandle | None = None
+    waiting: deque[_Entry] = field(default_factory=deque)
+    under_way: int = 0
+    # A start of calls is scheduled (call_soon, or the linger timer): at most one at a time.
+    scheduled: asyncio.Handle | asyncio.TimerHandle | None = None
 
 
 def _splittable(exc: QueueError) -> bool:
@@ -114,52 +122,54 @@ class SendBatcher(AsyncResource):
         self,
         queues: QueueClient,
         *,
-        linger_s: float,
+        linger_s: float = 0.0,
         max_entries: int = MAX_BATCH,
         max_bytes: int = MAX_BATCH_BYTES,
         max_calls: int = 2,
     ) -> None:
         if not 1 <= max_entries <= MAX_BATCH:
             raise ValueError(f"max_entries must be 1..{MAX_BATCH}")
-        self._max_calls = max_calls  # per queue, before a partial batch waits for one to end
-        self._under_way: dict[str, int] = {}  # calls per queue URL
+        if max_calls < 1:
+            raise ValueError("max_calls must be at least 1")
         self._queues = queues
-        self._linger_s = linger_s
+        self._linger_s = max(linger_s, 0.0)
         self._max_entries = max_entries
         self._max_bytes = max_bytes
-        self._open: dict[str, _Open] = {}
+        self._max_calls = max_calls  # per queue URL
+        self._lanes: dict[str, _Lane] = {}
         self._calls: set[asyncio.Task[None]] = set()
+        self._closing = False
 
     async def send(self, url: str, body: str) -> EntryOutcome:
-        """Queue `body` on `url` in the next batch; return this entry's own outcome.
+        """Queue `body` on `url` in the next call; return this entry's own outcome.
 
-        Raises nothing for a refusal (see `EntryOutcome`); cancelling the caller before the
-        batch leaves drops the entry.
+        Raises nothing for a refusal (see `EntryOutcome`); cancelling the caller before its
+        call leaves drops the entry.
         """
-        if self._linger_s <= 0 or self._max_entries == 1:
+        if self._max_entries == 1:
             return await self._send_alone(url, body)
         future: asyncio.Future[EntryOutcome] = asyncio.get_running_loop().create_future()
-        entry = _Entry(body, len(body.encode("utf-8")), future)
-        batch = self._open.get(url)
-        if batch is not None and batch.entries and batch.size + entry.size > self._max_bytes:
-            self._flush(url)
-            batch = None
-        if batch is None:
-            batch = self._open[url] = _Open()
-            if self._under_way.get(url, 0) < self._max_calls:
-                batch.timer = asyncio.get_running_loop().call_later(
-                    self._linger_s, self._flush, url
+        lane = self._lanes.get(url)
+        if lane is None:
+            lane = self._lanes[url] = _Lane()
+        lane.waiting.append(_Entry(body, len(body.encode("utf-8")), future))
+        if lane.under_way < self._max_calls:
+            if len(lane.waiting) >= self._max_entries:
+                self._start_calls(url)  # a full call need not wait for the loop's pass
+            elif lane.scheduled is None:
+                loop = asyncio.get_running_loop()
+                lane.scheduled = (
+                    loop.call_later(self._linger_s, self._start_calls, url)
+                    if self._linger_s > 0 and not self._closing
+                    else loop.call_soon(self._start_calls, url)
                 )
-        batch.entries.append(entry)
-        batch.size += entry.size
-        if len(batch.entries) >= self._max_entries:
-            self._flush(url)
         return await future
 
     async def _stop(self) -> None:
-        for url in list(self._open):
-            self._flush(url)
-        if self._calls:
+        self._closing = True  # what waits goes now, and later sends linger no more
+        for url in list(self._lanes):
+            self._start_calls(url)
+        while self._calls:  # a call ending starts the next one for its queue
             await asyncio.gather(*self._calls, return_exceptions=True)
 
     # -- internals ------------------------------------------------------------------------------
@@ -173,27 +183,54 @@ class SendBatcher(AsyncResource):
             return EntryOutcome(True, message_id=result.ok["0"])
         return EntryOutcome(False, reason=result.failed.get("0", "the queue did not report it"))
 
-    def _flush(self, url: str) -> None:
-        batch = self._open.pop(url, None)
-        if batch is None:
+    def _start_calls(self, url: str) -> None:
+        """Fill every free call slot of `url`'s lane from what waits, oldest first."""
+        lane = self._lanes.get(url)
+        if lane is None:
             return
-        if batch.timer is not None:
-            batch.timer.cancel()
-        # Callers cancelled while their entry waited are not sent: nobody would hear of it.
-        entries = [entry for entry in batch.entries if not entry.future.done()]
-        if not entries:
-            return
-        self._under_way[url] = self._under_way.get(url, 0) + 1
-        task = asyncio.get_running_loop().create_task(self._call(url, entries))
-        self._calls.add(task)
-        task.add_done_callback(self._calls.discard)
-        task.add_done_callback(lambda _: self._call_ended(url))
+        if lane.scheduled is not None:
+            lane.scheduled.cancel()
+            lane.scheduled = None
+        while lane.under_way < self._max_calls:
+            entries = self._take(lane)
+            if not entries:
+                break
+            lane.under_way += 1
+            task = asyncio.get_running_loop().create_task(self._call(url, entries))
+            self._calls.add(task)
+            task.add_done_callback(self._calls.discard)
+            task.add_done_callback(lambda _: self._call_ended(url))
+        if not lane.waiting and not lane.under_way:
+            del self._lanes[url]  # queues come and go (regions, failover): keep no empty lanes
+
+    def _take(self, lane: _Lane) -> list[_Entry]:
+        """The next call's entries: up to `max_entries` and `max_bytes` (an entry larger than
+        that on its own goes alone). Entries whose callers were cancelled are dropped here:
+        nobody would hear of them."""
+        entries: list[_Entry] = []
+        size = 0
+        while lane.waiting and len(entries) < self._max_entries:
+            entry = lane.waiting[0]
+            if entry.future.done():
+                lane.waiting.popleft()
+                continue
+            if entries and size + entry.size > self._max_bytes:
+                break
+            lane.waiting.popleft()
+            entries.append(entry)
+            size += entry.size
+        return entries
 
     def _call_ended(self, url: str) -> None:
-        self._under_way[url] -= 1
-        waiting = self._open.get(url)
-        if waiting is not None and waiting.timer is None:  # it waited for this call: go now
-            self._flush(url)
+        lane = self._lanes[url]
+        lane.under_way -= 1
+        if not lane.waiting:
+            if not lane.under_way:
+                del self._lanes[url]
+            return
+        # The slot is free: what waited goes at once (it has waited a call already, longer
+        # than any linger would have made it).
+        self._start_calls(url)
 
     async def _call(self, url: str, entries: list[_Entry]) -> None:
         try:

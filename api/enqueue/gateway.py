@@ -7,9 +7,10 @@ reports: no request ever waits for a depth read. Queue URLs are resolved lazily 
 refresher or the first send), so the API starts, and answers 503, while the queue server is
 unreachable.
 
-Requests arriving together for the same queue share one SendMessageBatch call (api.enqueue.batcher,
-`api.batch_linger_ms`): each request still waits for its own entry, and an entry the queue
-refused moves on to the next queue alone.
+Requests for the same queue share SendMessageBatch calls (api.enqueue.batcher, natural batching:
+a call leaves whenever one of `api.batch_max_calls` slots is free, with what is waiting): each
+request still waits for its own entry, and an entry the queue refused moves on to the next queue
+alone.
 
 Failing fast (api.enqueue.circuit): each queue has a circuit, opened by failed calls (the request
 path's and the refresher's) and closed by the refresher's next answer from it, which it probes more
@@ -118,7 +119,10 @@ class QueueGateway(AsyncResource):
 
         def batcher_of(client: QueueClient) -> SendBatcher:
             return SendBatcher(
-                client, linger_s=knobs.batch_linger_ms / 1000, max_entries=knobs.batch_max_entries
+                client,
+                linger_s=knobs.batch_linger_ms / 1000,
+                max_entries=knobs.batch_max_entries,
+                max_calls=knobs.batch_max_calls,
             )
 
         self._batcher = batcher or batcher_of(queues)

@@ -169,12 +169,14 @@ class ApiSettings(_Section):
     # The longest a request waits for the queues, every failover included (api.enqueue.gateway);
     # also bounds each probe of a queue whose circuit is open. Past it the answer is 503.
     enqueue_deadline_s: Annotated[float, Field(gt=0, le=60)] = 5.0
-    # Requests arriving together for the same queue share one SendMessageBatch
-    # (api.enqueue.batcher): a batch leaves after `batch_linger_ms` (while fewer than two calls to
-    # that queue are under way; else when one ends) or once it holds `batch_max_entries`.
-    # 0 ms (or 1 entry) turns batching off: one call per request.
-    batch_linger_ms: Annotated[float, Field(ge=0, le=1000)] = 2.0
+    # Requests for the same queue share SendMessageBatch calls (api.enqueue.batcher): whenever
+    # one of the queue's `batch_max_calls` call slots is free, a call leaves at once with what is
+    # waiting, up to `batch_max_entries`; what arrives while every slot is busy fills the next
+    # call. `batch_linger_ms` > 0 makes a free slot wait that long for more entries first (fuller
+    # calls at light load, for that much latency). 1 entry turns batching off.
+    batch_linger_ms: Annotated[float, Field(ge=0, le=1000)] = 0.0
     batch_max_entries: Annotated[int, Field(ge=1, le=10)] = 10
+    batch_max_calls: Annotated[int, Field(ge=1, le=64)] = 2  # per queue, per API process
     serve_webclient: bool = True
     shutdown_grace_s: PositiveSeconds = 10.0
     # The front door (api.auth, api.ratelimit). API keys are stored as SHA-256 hashes (64 hex
