@@ -50,7 +50,10 @@ NOWHERE = "Neither the suppression list nor the events queue is configured here"
 PAGE_HEADERS = {
     "Content-Security-Policy": CSP,
     "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
+    # Not no-referrer: under it a browser sends `Origin: null` with the page's own form POST,
+    # which the cross-site check (api.middleware) refuses, so the button never unsubscribed.
+    # same-origin keeps the token-bearing URL from other sites and lets the form say its origin.
+    "Referrer-Policy": "same-origin",
     "X-Robots-Tag": "noindex",
 }
 PIXEL_HEADERS = {"Cache-Control": "no-store, max-age=0", "Content-Type": "image/gif"}
