@@ -236,7 +236,7 @@ async def walkthrough(
     [unsubscribe_url] = re.findall(r"<(http[^>]+)>", delivered["List-Unsubscribe"])
     assert delivered["List-Unsubscribe-Post"] == ONE_CLICK
 
-    context = await browser.new_context(viewport={"width": 900, "height": 700})
+    context = await browser.new_context(viewport={"width": 760, "height": 340})
     try:
         page = await context.new_page()
         # Opened: showing the mail fetches the pixel.
@@ -261,6 +261,7 @@ async def walkthrough(
         assert answer.headers["referrer-policy"] == "same-origin"
         await expect(page.get_by_label("Newsletter — The monthly news")).to_be_checked()
         await expect(page.get_by_label("Offers — Deals from the shop")).not_to_be_checked()
+        # docs/unsubscribe.png is this picture (copied from a run: pytest --basetemp=DIR).
         await page.screenshot(path=str(tmp_path / "unsubscribe.png"))
         await page.get_by_role("button", name="Unsubscribe").click()
         await expect(page.locator("h1")).to_have_text("Unsubscribed")
