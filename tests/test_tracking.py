@@ -127,7 +127,7 @@ async def test_the_smtp_path_rewrites_links_adds_a_pixel_and_signs_the_headers()
     assert f'<img src="{PUBLIC}/t/o/' in body
 
 
-async def test_the_fast_lane_still_counts_hits_and_answers_errors_as_json(
+async def test_the_fast_lane_counts_hits_answers_errors_as_json_and_records_no_bad_hit(
     sqs_endpoint: str,
 ) -> None:
     # /t/o and /t/c go past the other middlewares (api.middleware.fast_lane_middleware): their
@@ -160,6 +160,11 @@ async def test_the_fast_lane_still_counts_hits_and_answers_errors_as_json(
     assert counted(403) == before[403] + 1
     assert counted(404) == before[404] + 1
     assert counted(410, "/t/c/{token}") == expired_before + 1
+    # Tampered and expired tracking tokens recorded nothing: only the good pixel's open. (The
+    # app closes while its batcher's periodic flush may be under way: that flush's events are
+    # flushed again on the way out, not lost.)
+    [event] = await queued_events(settings)
+    assert (event.type, event.message_id) == (EventType.OPENED, "m-1")
 
 
 @pytest.mark.xfail(
