@@ -23,6 +23,7 @@ from api.middleware import (
     cors_middleware,
     cross_site_middleware,
     error_middleware,
+    fast_lane_middleware,
     front_door_middleware,
     metrics_middleware,
 )
@@ -30,6 +31,7 @@ from api.ratelimit import Clock
 from api.routes import add_api_routes
 from api.schema.openapi import build_openapi
 from api.server import serve
+from api.views.bulk import FAST_ROUTES
 from api.views.delivery import delivery_resources
 from api.webclient import add_webclient_routes, load_webclient
 from gomailpy.config.settings import Settings
@@ -61,6 +63,7 @@ def create_app(settings: Settings, *, clock: Clock = time.monotonic) -> web.Appl
     app = web.Application(
         client_max_size=settings.api.max_body_size_bytes,
         middlewares=[
+            fast_lane_middleware(FAST_ROUTES),
             cors_middleware(settings.api.cors_origins),
             metrics_middleware,
             cross_site_middleware(settings.api.cors_origins),

@@ -7,12 +7,15 @@ from __future__ import annotations
 import copy
 import json
 import time
+from contextlib import AsyncExitStack
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from api.views.delivery import DELIVERY_STORE
+from api.views.suppressions import OUTCOME_STORE
 from gomailpy.bulk.hits import engaged, unsubscribed
 from gomailpy.bulk.tokens import Kind, Link
 from gomailpy.events import Event, EventType, iso
@@ -23,7 +26,7 @@ from gomailpy.metrics import sample
 from gomailpy.store.deliveries import DeliveryRecord, DeliveryState, MemoryDeliveryStore
 from gomailpy.store.events import MemoryEventStore
 from pipeline.feedback import EventConsumer
-from tests.support import make_settings, unique
+from tests.support import api_client, make_settings, unique
 from tests.test_events_ses import sns
 
 DATA = Path(__file__).parent / "data"
@@ -31,6 +34,9 @@ SES: dict[str, Any] = json.loads((DATA / "ses" / "notifications.json").read_text
 SENDGRID: list[dict[str, Any]] = json.loads(
     (DATA / "sendgrid" / "event_webhook_examples.json").read_text()
 )["all_events"]
+SENDGRID_CLICK = next(e for e in SENDGRID if e["event"] == "click")
+SENDGRID_OPEN = next(e for e in SENDGRID if e["event"] == "open")
+MAILGUN_CLICK = json.loads((DATA / "mailgun" / "event_examples.json").read_text())["clicked"]
 PERSON = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/130.0 Safari/537.36"
 
 
@@ -131,3 +137,47 @@ async def test_without_a_delivery_store_own_hits_are_unknown() -> None:
         [engaged(link, EventType.CLICKED, PERSON, False, time.time())], None, machine_window_s=10
     )
     assert counted("unknown", "clicked") == before + 1
+
+
+async def test_the_timeline_shows_each_providers_opens_and_clicks_alike() -> None:
+    # GET /email/{id}: every open and click, whoever reported it, with its recipient, user
+    # agent, link (clicks) and whether a machine made it, under the same names.
+    settings = make_settings("http://127.0.0.1:1", status={"backend": "memory"})
+    link = Link(Kind.CLICK, "m-1", "ann@example.org", url="https://shop.example/a")
+    own = [
+        engaged(link, EventType.CLICKED, PERSON, False, time.time()),
+        engaged(replace(link, kind=Kind.OPEN), EventType.OPENED, "GoogleImageProxy", True, 0),
+    ]
+    later = "2017-08-09T23:00:00.000Z"  # SES's click well after SES took the email
+    providers = [
+        *sendgrid_events("click", useragent=PERSON),
+        *sendgrid_events("open", sg_machine_open=True),
+        *ses_events("event_click", timestamp=later),
+        *mailgun_events("clicked", "Mimecast URL scanner"),
+    ]
+    events = [*own, *(replace(e, message_id="m-1") for e in providers)]
+    async with AsyncExitStack() as stack:
+        client = await api_client(stack, settings)
+        now = iso(time.time())
+        await client.app[DELIVERY_STORE].put_many(
+            [DeliveryRecord("m-1", DeliveryState.SENT, now, now, provider="smtp")]
+        )
+        await client.app[OUTCOME_STORE].record(events)
+        answer = await client.get("/email/m-1")
+        assert answer.status == 200, await answer.text()
+        timeline = (await answer.json())["timeline"]
+    shown = {
+        (e["provider"], e["state"]): (e.get("userAgent", ""), e.get("url"), e["machine"])
+        for e in timeline
+        if e["state"] in ("opened", "clicked")
+    }
+    ses_click = SES["event_click"]["click"]
+    assert shown == {
+        ("gomailpy", "clicked"): (PERSON, "https://shop.example/a", False),
+        ("gomailpy", "opened"): ("GoogleImageProxy", None, True),
+        ("sendgrid", "clicked"): (PERSON, SENDGRID_CLICK["url"], False),
+        ("sendgrid", "opened"): (SENDGRID_OPEN["useragent"], None, True),
+        ("ses", "clicked"): (ses_click["userAgent"], ses_click["link"], False),
+        ("mailgun", "clicked"): ("Mimecast URL scanner", MAILGUN_CLICK["url"], True),
+    }
+    assert all(e["recipient"] for e in timeline if e["state"] in ("opened", "clicked"))

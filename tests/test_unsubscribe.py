@@ -123,8 +123,16 @@ async def test_the_page_form_posts_same_origin_and_foreign_origins_are_refused(
     token = sign(Link(Kind.UNSUBSCRIBE, "m-2", "bob@example.org", 3, url="4"), KEY, time.time())
     async with AsyncExitStack() as stack:
         client = await api_client(stack, settings)
-        html = await (await client.get(f"/u/{token}")).text()
+        page = await client.get(f"/u/{token}")
+        html = await page.text()
         assert 'value="3" checked' in html and 'value="4"' in html
+        # Under `no-referrer` a browser posts the page's own form with `Origin: null`, which is
+        # refused below: the button never worked (tests/test_bulk_browser.py clicks it).
+        assert page.headers["Referrer-Policy"] == "same-origin"
+        nowhere = await client.post(
+            f"/u/{token}", data=ONE_CLICK, headers={**FORM, "Origin": "null"}
+        )
+        assert nowhere.status == 403
         origin = f"http://{client.host}:{client.port}"
         foreign = await client.post(
             f"/u/{token}", data=ONE_CLICK, headers={**FORM, "Origin": "https://evil.example"}

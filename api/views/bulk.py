@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -42,6 +43,9 @@ from gomailpy.queues.aws import open_aws_client
 from gomailpy.queues.sqs import create_queue_client
 
 BATCHER = web.AppKey("bulk_events", EventBatcher)
+# Past the other middlewares (api.middleware.fast_lane_middleware): hit by every mail client.
+OPEN_ROUTE, CLICK_ROUTE = "/t/o/{token}", "/t/c/{token}"
+FAST_ROUTES = (OPEN_ROUTE, CLICK_ROUTE)
 MAX_FORM_BYTES = 4096
 OFF = "Unsubscribe links and tracking are off on this server (bulk.secret, bulk.public_url)"
 GROUPS_OFF = "Unsubscribe groups need a status table (status.backend memory or dynamodb)"
@@ -50,7 +54,10 @@ NOWHERE = "Neither the suppression list nor the events queue is configured here"
 PAGE_HEADERS = {
     "Content-Security-Policy": CSP,
     "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
+    # Not no-referrer: under it a browser sends `Origin: null` with the page's own form POST,
+    # which the cross-site check (api.middleware) refuses, so the button never unsubscribed.
+    # same-origin keeps the token-bearing URL from other sites and lets the form say its origin.
+    "Referrer-Policy": "same-origin",
     "X-Robots-Tag": "noindex",
 }
 PIXEL_HEADERS = {"Cache-Control": "no-store, max-age=0", "Content-Type": "image/gif"}
@@ -150,15 +157,39 @@ async def _record_unsubscribes(request: web.Request, events: list[Event]) -> Non
     await record_unsubscribes(events, suppression=store, batcher=batcher)
 
 
+@dataclass(frozen=True, slots=True)
+class _Tracking:
+    """What every open or click needs, read from the settings once (api.app's fast lane: these
+    routes are hit by every recipient's mail client)."""
+
+    key: bytes
+    ttl_s: float
+    machine_window_s: float
+    batcher: EventBatcher | None
+
+
+TRACKING = web.AppKey("bulk_tracking", _Tracking)
+
+
+async def _tracking_context(app: web.Application) -> None:
+    # on_startup, after bulk_resources (cleanup contexts start first) has made the batcher.
+    bulk = app[SETTINGS].bulk
+    if bulk.enabled:
+        app[TRACKING] = _Tracking(
+            bulk.key(), bulk.tracking_ttl_s, bulk.machine_window_s, app.get(BATCHER)
+        )
+
+
 def _engagement(request: web.Request, kind: Kind, event_type: EventType) -> Link:
-    link = _link(request, kind)
-    batcher = request.app.get(BATCHER)
-    if batcher is not None:
+    tracking = request.app.get(TRACKING)
+    if tracking is None:
+        raise web.HTTPNotFound(reason=OFF)
+    now = time.time()
+    link = verify(request.match_info["token"], tracking.key, kind, ttl_s=tracking.ttl_s, now=now)
+    if tracking.batcher is not None:
         agent = request.headers.get("User-Agent", "")
-        now = time.time()
-        window = request.app[SETTINGS].bulk.machine_window_s
-        machine = is_machine(agent, link.issued_at, now, window)
-        batcher.add(engaged(link, event_type, agent, machine, now))
+        machine = is_machine(agent, link.issued_at, now, tracking.machine_window_s)
+        tracking.batcher.add(engaged(link, event_type, agent, machine, now))
     return link
 
 
@@ -227,10 +258,11 @@ async def remove_group(request: web.Request) -> web.Response:
 
 def add_bulk_routes(app: web.Application) -> None:
     app.cleanup_ctx.append(bulk_resources)
+    app.on_startup.append(_tracking_context)
     app.router.add_get("/u/{token}", unsubscribe_page, name="unsubscribe", allow_head=False)
     app.router.add_post("/u/{token}", unsubscribe)
-    app.router.add_get("/t/o/{token}", open_pixel, name="open_pixel", allow_head=False)
-    app.router.add_get("/t/c/{token}", click, name="click", allow_head=False)
+    app.router.add_get(OPEN_ROUTE, open_pixel, name="open_pixel", allow_head=False)
+    app.router.add_get(CLICK_ROUTE, click, name="click", allow_head=False)
     app.router.add_get("/asm/groups", list_groups, name="asm_groups", allow_head=False)
     app.router.add_post("/asm/groups", add_group)
     app.router.add_delete("/asm/groups/{group}", remove_group, name="asm_group")

@@ -30,6 +30,7 @@ from api.views.body import read_json
 from gomailpy.email.models import Email, normalize_address
 from gomailpy.errors import InvalidEmailError, MalformedRequestError, StoreError
 from gomailpy.events import EventType
+from gomailpy.feedback.engagement import hit_details
 from gomailpy.store.backends import open_event_stores
 from gomailpy.store.events import EventStore, event_entry, fold, sorted_timeline
 from gomailpy.store.suppressions import MAX_REASON, SuppressionKind, SuppressionStore, manual
@@ -128,7 +129,8 @@ async def delete_suppression(request: web.Request) -> web.Response:
 
 async def with_outcomes(app: web.Application, answer: dict[str, Any]) -> dict[str, Any]:
     """`GET /email/{id}`'s answer with `recipients` ({address: {state, subtype, reason, at,
-    provider}}) and the provider's events merged into `timeline`. A store that cannot be read
+    provider}}) and the provider's events merged into `timeline` (opens and clicks with
+    `userAgent`, `url` and `machine`). A store that cannot be read
     leaves the answer as it was (logged)."""
     store = app.get(OUTCOME_STORE)
     if store is None:
@@ -143,7 +145,10 @@ async def with_outcomes(app: web.Application, answer: dict[str, Any]) -> dict[st
         log.warning("outcomes of %s not read: %s", answer["messageId"], exc)
         return answer
     answer["recipients"] = {a: o.to_json() for a, o in sorted(fold(events).items())}
-    answer["timeline"] = sorted_timeline([*answer["timeline"], *map(event_entry, events)])
+    window_s = app[SETTINGS].bulk.machine_window_s
+    # Opens and clicks say who or what hit them (agent, link, machine), whoever reported them.
+    entries = [{**event_entry(e), **hit_details(e, window_s)} for e in events]
+    answer["timeline"] = sorted_timeline([*answer["timeline"], *entries])
     return answer
 
 

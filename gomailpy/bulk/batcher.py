@@ -71,6 +71,11 @@ class EventBatcher(AsyncResource):
             return
         try:
             await self.put(taken)
+        except asyncio.CancelledError:
+            # Closing while this flush waited on the queue: `_stop` flushes them once more
+            # (if the queue had taken them already, they go twice; the event ids make it once).
+            self._pending[:0] = taken
+            raise
         except QueueError as exc:
             log.warning("%d tracking event(s) not queued yet: %s", len(taken), exc)
             room = self._max_pending - len(self._pending)

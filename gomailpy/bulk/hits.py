@@ -10,7 +10,7 @@ clicks carry `raw.userAgent`, `raw.machine` (gomailpy.bulk.machine) and, for a c
 
 from __future__ import annotations
 
-import uuid
+import os
 from typing import Any
 
 from gomailpy.bulk.tokens import Link
@@ -44,7 +44,7 @@ def engaged(link: Link, kind: EventType, user_agent: str, machine: bool, now: fl
     if kind is EventType.CLICKED:
         raw["url"] = link.url
     return Event(
-        id=uuid.uuid4().hex,
+        id=os.urandom(16).hex(),  # what uuid4().hex is, without building a UUID per hit
         message_id=link.message_id,
         recipient=link.recipient,
         provider=PROVIDER,

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import struct
 from dataclasses import dataclass
@@ -68,7 +67,8 @@ def _unb64(token: str) -> bytes:
 
 
 def _mac(key: bytes, payload: bytes) -> bytes:
-    return hmac.new(key, _LABEL + payload, hashlib.sha256).digest()[:MAC_BYTES]
+    # hmac.digest: OpenSSL's one-shot HMAC, cheaper than an hmac.new object per tracking hit.
+    return hmac.digest(key, _LABEL + payload, "sha256")[:MAC_BYTES]
 
 
 def _group_field(group: int | None) -> int:

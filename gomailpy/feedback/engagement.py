@@ -51,6 +51,38 @@ def _details(event: Event) -> dict[str, Any]:
     return details if isinstance(details, dict) else {}
 
 
+def user_agent(event: Event) -> str:
+    """The user agent of an open or click, whichever provider reported it ("" when none)."""
+    raw = event.raw
+    return (
+        _text(raw.get("useragent"))  # SendGrid
+        or _text(raw.get("userAgent"))  # gomailpy's own hits; Mailgun's client-info
+        or _text(_details(event).get("userAgent"))  # SES
+    )
+
+
+def clicked_url(event: Event) -> str:
+    """The link a click followed ("" when not a click or not said)."""
+    if event.type is not EventType.CLICKED:
+        return ""
+    # gomailpy's own, SendGrid's and Mailgun's `url`; SES's `click.link`.
+    return _text(event.raw.get("url")) or _text(_details(event).get("link"))
+
+
+def hit_details(event: Event, window_s: float) -> dict[str, Any]:
+    """What the timeline shows of an open or click beside its type and recipient: `userAgent`,
+    `url` (clicks) and `machine`, the same names whichever provider reported it; {} for any
+    other event."""
+    if event.type not in HITS:
+        return {}
+    details: dict[str, Any] = {"machine": is_machine_hit(event, window_s)}
+    if agent := user_agent(event):
+        details["userAgent"] = agent
+    if url := clicked_url(event):
+        details["url"] = url
+    return details
+
+
 def is_machine_hit(event: Event, window_s: float) -> bool:
     """Whether an opened or clicked event was a machine's (see the module docstring)."""
     raw = event.raw
@@ -58,12 +90,7 @@ def is_machine_hit(event: Event, window_s: float) -> bool:
         return bool(raw["machine"])
     if raw.get("sg_machine_open") is True:
         return True
-    details = _details(event)
-    agent = (
-        _text(raw.get("useragent"))  # SendGrid
-        or _text(raw.get("userAgent"))  # Mailgun's client-info, kept by its parser
-        or _text(details.get("userAgent"))  # SES
-    )
+    agent = user_agent(event)
     if agent and is_machine_agent(agent):
         return True
     mail = raw.get("mail")
