@@ -124,7 +124,13 @@ class PipelineNode:
         self.steering: Steer = unsteered  # the operator's controls: pipeline.steering
         self._rotation = 0
         self._capacity_freed = asyncio.Event()
-        self.window = InFlightWindow(pipeline.max_in_flight, on_free=self._capacity_freed.set)
+        pools = [lane.concurrency for lane in self.lanes.values()]
+        self.window = InFlightWindow(
+            pipeline.max_in_flight,
+            on_free=self._capacity_freed.set,
+            # what the lanes can send at once, when every provider has a pool
+            senders=sum(p for p in pools if p) if pools and all(pools) else None,
+        )
         self._stopping = asyncio.Event()
         self._dispatches: set[asyncio.Task[IterationReport]] = set()
         self._arrived: list[ReceivedMessage] = []  # received, waiting DISPATCH_LINGER_S
