@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from gomailpy.config.settings import Settings, load_settings
 from gomailpy.email.dkim import DkimDomainSettings, DkimSigner
-from gomailpy.email.mime import build_message, message_bytes
+from gomailpy.email.mime import build_message, direct_bytes, message_bytes, render_bytes
 from gomailpy.errors import ConfigError
 from gomailpy.providers import open_providers
 from gomailpy.providers.smtp import SmtpProvider
@@ -60,6 +60,29 @@ def signer_for(key: rsa.RSAPrivateKey, domain: str = "example.com") -> DkimSigne
 
 def message() -> bytes:
     return message_bytes(build_message(make_envelope(0, fromEmail="news@example.com")))
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},  # one text part
+        # two parts, folded address and subject lines, a custom header: all written directly
+        {
+            "html": "<p>Hello</p>",
+            "cc": [f"cc{n}@example.org" for n in range(6)],
+            "subject": " ".join(["a long subject"] * 10),
+            "headers": {"List-Unsubscribe": "<https://example.com/u/1>"},
+        },
+        {"body": "Grüße " * 40},  # non-ASCII body: quoted-printable, directly
+    ],
+)
+def test_the_directly_written_message_verifies(
+    key: rsa.RSAPrivateKey, fields: dict[str, object]
+) -> None:
+    envelope = make_envelope(0, fromEmail="news@example.com", **fields)
+    assert direct_bytes(envelope) is not None  # not the email package's build
+    data = render_bytes(envelope)
+    assert dkim.verify(signer_for(key).sign(data, "news@example.com"), dnsfunc=dns_for(key))
 
 
 def test_signed_message_verifies_against_the_public_key(key: rsa.RSAPrivateKey) -> None:

@@ -102,6 +102,29 @@ def test_messages_waiting_in_the_node_grow_the_window_beyond_the_service_time() 
     assert window.limit() == pytest.approx(1200, rel=0.1)
 
 
+@pytest.mark.parametrize(("senders", "expected"), [(None, 1200), (16, 32), (200, 400)])
+def test_the_window_holds_no_more_than_the_lanes_can_send(
+    senders: int | None, expected: int
+) -> None:
+    clock = Clock()
+    window = InFlightWindow(10_000, floor=100, clock=clock, senders=senders)
+    # As above: sent in 0.1 s, held 0.6 s. With 16 connections in all, a node sends at most
+    # 160/s: twice 16 sends' worth of its service time is all it needs to hold (above its
+    # floor, a guess made before anything was measured); held longer, they only wait in it.
+    held: list[tuple[float, list[ReceivedMessage]]] = []
+    for tick in range(500):
+        batch = messages(10, start=tick * 10)
+        window.hold(batch)
+        held.append((clock.now + 0.6, batch))
+        clock.now = round(clock.now + 0.01, 6)
+        while held and held[0][0] <= clock.now + 1e-9:
+            window.observe_send(0.1)
+            window.release(held.pop(0)[1])
+    assert window.limit() == pytest.approx(expected, rel=0.1)
+    if senders is not None:
+        assert window.limit() >= senders  # never fewer than one per connection
+
+
 def test_receive_time_counts_from_the_request_but_not_a_long_poll_wait() -> None:
     clock = Clock()
     window = InFlightWindow(1000, clock=clock)

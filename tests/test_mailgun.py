@@ -31,7 +31,7 @@ from pydantic import SecretStr
 from api.app import create_app
 from gomailpy.config.providers import MailgunSettings
 from gomailpy.config.settings import Settings, load_settings, missing_secrets
-from gomailpy.email.mime import build_message, message_bytes
+from gomailpy.email.mime import render_bytes
 from gomailpy.errors import ConfigError, EventFormatError
 from gomailpy.events import Event, EventType
 from gomailpy.feedback.mailgun import MailgunVerifier, parse_mailgun, sign
@@ -351,7 +351,7 @@ async def test_the_mime_arrives_intact_with_bcc_only_in_the_envelope(stack: Asyn
     [received] = standin.messages
     assert result.provider_message_id == received.message_id  # without the angle brackets
     # Byte for byte what SES and SMTP send, but for the random multipart boundary.
-    built = message_bytes(build_message(envelope))
+    built = render_bytes(envelope)
     assert without_boundary(received.message) == without_boundary(built)
     assert b"<p>Hi</p>" in received.message and b"rcpt1@example.org" in received.message
     assert received.to == ["rcpt1@example.org", "copy@example.org", "hidden@example.net"]

@@ -1,7 +1,8 @@
 """One `Envelope` -> one RFC 5322 message, built with the standard library's email package.
 
-    message = build_message(envelope)     # email.message.EmailMessage
-    raw = message_bytes(message)          # CRLF line ends, ready for SES RawData or SMTP DATA
+    raw = render_bytes(envelope)          # CRLF line ends, ready for SES RawData or SMTP DATA
+    message = build_message(envelope)     # email.message.EmailMessage (the email package's build)
+    raw = message_bytes(message)          # its bytes
     all_recipients(envelope.email)        # the SMTP RCPT / SES Destinations list (to, cc, bcc)
 
 What goes in the headers: From (with display name), To, Cc, Reply-To, Subject, Date (the
@@ -15,16 +16,29 @@ Internationalised mail: display names and subjects are RFC 2047-encoded; domains
 their IDNA (xn--) form, which every server reads. Only a non-ASCII *local part* needs SMTPUTF8
 (RFC 6531): such a message is built with `policy.SMTPUTF8` (UTF-8 headers) and
 `needs_smtputf8` tells the SMTP provider to ask for the extension.
+
+`render_bytes` writes the message directly, without the email package, when that is plainly
+safe: printable ASCII headers (addresses in dot-atom form, no encoded-word look-alike `=?`), no
+attachments, no SMTPUTF8. The email package parses every header it is given
+(`EmailPolicy.header_store_parse`, `HeaderRegistry`): two thirds of the SMTP path's CPU per
+email (bench/README.md, perf-node). Anything else takes `build_message`; both give the same
+message once parsed (tests/test_mime_direct.py). Every byte written directly is printable ASCII
+in headers, so no value can start a header of its own, and lines are folded at 78 characters
+where a space allows, never past 998 (RFC 5322 2.1.1): a value that cannot fit is left to the
+email package.
 """
 
 from __future__ import annotations
 
 import base64
-from email import message_from_bytes, policy
+import binascii
+import re
+import secrets
+from email import message_from_bytes, policy, quoprimime
 from email.headerregistry import Address as HeaderAddress
 from email.message import EmailMessage
 from email.utils import format_datetime
-from typing import Any
+from typing import Any, Final
 
 import idna
 
@@ -161,6 +175,173 @@ def build_message(envelope: Envelope) -> EmailMessage:
     return message
 
 
+# -- written directly ----------------------------------------------------------------------------
+
+# RFC 5322 atext: what a dot-atom local part and an unquoted display-name word are made of.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
+_DOT_ATOM = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*")
+_PHRASE = re.compile(rf"{_ATEXT}+(?: {_ATEXT}+)*")  # words the parser gives back as they are
+_DOMAIN = re.compile(r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")  # no address literals ([1.2.3.4])
+# Printable ASCII words, single spaces: unfolding gives back exactly this. No tabs, runs of
+# spaces or edge spaces (the parser may not keep them as they were): the email package's turn.
+_PLAIN_VALUE = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*")
+_HEADER_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")  # RFC 5322 ftext: printable, no colon
+# Names the email package parses as structured headers (dates, addresses, MIME): such a custom
+# header is left to it, so that it reads the value as it always did.
+_REGISTRY_NAMES = frozenset(
+    {"orig-date", "resent-date", "resent-from", "resent-sender", "resent-to", "resent-cc"}
+    | {"resent-bcc"}
+)
+_FOLD_AT: Final = 78  # where lines are folded when a space allows (RFC 5322's SHOULD)
+_MAX_LINE: Final = 998  # RFC 5322's MUST, CRLF excluded
+_CRLF = "\r\n"
+
+
+def _fold(name: str, pieces: list[str], separator: str) -> str | None:
+    """`name: piece, piece...` (separator ", " or " ") as header lines folded before the
+    separator's space where a line would pass 78 characters; None if a line passes 998."""
+    line = f"{name}: {pieces[0]}"
+    lines = []
+    joint = separator.rstrip()  # what stays at a line's end when folded: "," or nothing
+    for piece in pieces[1:]:
+        if len(line) + len(separator) + len(piece) <= _FOLD_AT:
+            line += separator + piece
+        else:
+            lines.append(line + joint)
+            line = " " + piece  # the folding white space: unfolded, it is the separator's space
+    lines.append(line)
+    if any(len(text) > _MAX_LINE for text in lines):
+        return None
+    return _CRLF.join(lines) + _CRLF
+
+
+def _direct_address(address: Address) -> str | None:
+    """`Name <local@domain>` as the header carries it; None when the email package must write
+    it (a local part or domain that is not plain, a name it would encode)."""
+    local, _, domain = ascii_domain(address.email).rpartition("@")
+    if not (_DOT_ATOM.fullmatch(local) and _DOMAIN.fullmatch(domain)):
+        return None
+    name = address.name
+    if not name:
+        return f"{local}@{domain}"
+    if not _PLAIN_VALUE.fullmatch(name) or "=?" in name:
+        return None
+    if not _PHRASE.fullmatch(name):  # specials ("Doe, J." ): a quoted string
+        name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"{name} <{local}@{domain}>"
+
+
+def _direct_addresses(name: str, addresses: list[Address]) -> str | None:
+    written = [_direct_address(a) for a in addresses]
+    if any(w is None for w in written):
+        return None
+    pieces = [w for w in written if w is not None]
+    # every address but the last carries its comma; folding happens after one
+    return _fold(name, pieces, ", ")
+
+
+def _direct_text(name: str, value: str) -> str | None:
+    """An unstructured header (Subject, a custom header): None unless a plain value."""
+    if not value:
+        return f"{name}: {_CRLF}"
+    if not _PLAIN_VALUE.fullmatch(value) or "=?" in value:
+        return None
+    return _fold(name, value.split(" "), " ")
+
+
+def _text_part(text: str, subtype: str) -> tuple[str, bytes]:
+    """The Content-Type and Content-Transfer-Encoding lines and the encoded body of one text
+    part, chosen as the email package chooses them (email.contentmanager, cte_type 7bit): 7bit
+    when ASCII in lines of at most 78 characters, else the shorter of quoted-printable and
+    base64, of the text with CRLF line ends."""
+    lines = text.encode("utf-8").splitlines()
+    head = f'Content-Type: text/{subtype}; charset="utf-8"{_CRLF}'
+    if max((len(line) for line in lines), default=0) <= _FOLD_AT and all(
+        line.isascii() for line in lines
+    ):
+        body = b"\r\n".join(lines) + b"\r\n"
+        return head + f"Content-Transfer-Encoding: 7bit{_CRLF}", body
+    embedded = b"\r\n".join(lines) + b"\r\n"
+    quoted = quoprimime.body_encode(embedded.decode("latin-1"), 76, eol=_CRLF).encode("ascii")
+    # the email package's own base64 line: 76 characters, from 57 bytes
+    encoded = b"".join(
+        binascii.b2a_base64(embedded[at : at + 57]).replace(b"\n", b"\r\n")
+        for at in range(0, len(embedded), 57)
+    )
+    if len(quoted) > len(encoded):
+        return head + f"Content-Transfer-Encoding: base64{_CRLF}", encoded
+    if not quoted.endswith(b"\r\n"):
+        quoted += b"\r\n"
+    return head + f"Content-Transfer-Encoding: quoted-printable{_CRLF}", quoted
+
+
+def direct_bytes(envelope: Envelope) -> bytes | None:
+    """The message of `envelope` written without the email package, or None when it is not
+    plainly safe to (see the module docstring): then `build_message` writes it."""
+    email = envelope.email
+    if email.raw is not None or email.attachments or needs_smtputf8(email):
+        return None
+    if email.text == "" or not _DOT_ATOM.fullmatch(envelope.id):
+        return None  # an empty body: the email package's way; an id that is not an atom
+    head = []
+    sender = _direct_addresses("From", [email.sender])
+    to = _direct_addresses("To", email.to) if email.to else f"To: {UNDISCLOSED}{_CRLF}"
+    cc = _direct_addresses("Cc", email.cc) if email.cc else ""
+    reply_to = _direct_addresses("Reply-To", [email.reply_to]) if email.reply_to else ""
+    subject = _direct_text("Subject", email.subject)
+    if sender is None or to is None or cc is None or reply_to is None or subject is None:
+        return None
+    head += [sender, to, cc, reply_to, subject]
+    head.append(f"Date: {format_datetime(envelope.created_at)}{_CRLF}")
+    head.append(f"Message-ID: {message_id_header(envelope.id)}{_CRLF}")
+    head.append(f"{ID_HEADER}: {envelope.id}{_CRLF}")
+    for name, value in email.headers.items():
+        if not _is_allowed_header(name) or any(ch in value for ch in "\r\n\x00"):
+            continue  # as build_message: dropped
+        if not _HEADER_NAME.fullmatch(name) or name.lower() in _REGISTRY_NAMES:
+            return None
+        line = _direct_text(name, value)
+        if line is None:
+            return None
+        head.append(line)
+
+    parts = []
+    if email.text is not None or email.html is None:
+        parts.append(_text_part(email.text or "", "plain"))
+        if email.html is not None:
+            parts.append(_text_part(email.html, "html"))
+    else:
+        parts.append(_text_part(email.html, "html"))
+    if len(parts) == 1:
+        part_head, body = parts[0]
+        head.append(part_head)
+        head.append(f"MIME-Version: 1.0{_CRLF}")
+        return "".join(head).encode("ascii") + b"\r\n" + body
+    boundary = "=_" + secrets.token_hex(16)
+    while any(boundary.encode("ascii") in body for _, body in parts):  # as likely as a collision
+        boundary = "=_" + secrets.token_hex(16)
+    head.append(f"MIME-Version: 1.0{_CRLF}")
+    head.append(f'Content-Type: multipart/alternative;{_CRLF} boundary="{boundary}"{_CRLF}')
+    delimiter = f"--{boundary}{_CRLF}".encode("ascii")
+    out = ["".join(head).encode("ascii"), b"\r\n"]
+    for part_head, body in parts:
+        out += [delimiter, part_head.encode("ascii"), b"\r\n", body, b"\r\n"]
+    out.append(f"--{boundary}--{_CRLF}".encode("ascii"))
+    return b"".join(out)
+
+
+def render_bytes(envelope: Envelope) -> bytes:
+    """The message of `envelope` as sent (CRLF line ends, for SES RawData, SMTP DATA, Mailgun's
+    MIME): written directly when plainly safe, else by the email package (`build_message`);
+    a message submitted over SMTP is its own bytes."""
+    if envelope.email.raw is not None:
+        return _verbatim_bytes(envelope)
+    direct = direct_bytes(envelope)
+    if direct is not None:
+        return direct
+    return message_bytes(build_message(envelope))
+
+
 def message_bytes(message: EmailMessage) -> bytes:
     """The message as sent on the wire: CRLF line ends, headers folded per its policy."""
     return message.as_bytes()
@@ -202,6 +383,17 @@ class VerbatimMessage(EmailMessage):
 def verbatim_message(envelope: Envelope) -> EmailMessage:
     """The message submitted over SMTP (gomailpy.email.submitted) of `envelope`, to be sent
     byte for byte, with `X-Gomailpy-Id` (and a `Message-ID` when it had none) in front."""
+    verbatim = _verbatim_bytes(envelope)
+    message = message_from_bytes(verbatim, policy=policy.default)
+    assert isinstance(message, EmailMessage)
+    result = VerbatimMessage(policy=message.policy)
+    result.__dict__.update(message.__dict__)
+    result.verbatim = verbatim
+    return result
+
+
+def _verbatim_bytes(envelope: Envelope) -> bytes:
+    # What verbatim_message sends, without parsing the message (up to 20 MB) to get there.
     raw = envelope.email.raw
     assert raw is not None
     data = without_bcc_header(base64.b64decode(raw))  # queued before submission took it out
@@ -209,10 +401,4 @@ def verbatim_message(envelope: Envelope) -> EmailMessage:
     head = data.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0].lower()
     if not head.startswith(b"message-id:") and b"\nmessage-id:" not in head:
         front += f"Message-ID: {message_id_header(envelope.id)}\r\n"
-    verbatim = front.encode("ascii") + data
-    message = message_from_bytes(verbatim, policy=policy.default)
-    assert isinstance(message, EmailMessage)
-    result = VerbatimMessage(policy=message.policy)
-    result.__dict__.update(message.__dict__)
-    result.verbatim = verbatim
-    return result
+    return front.encode("ascii") + data

@@ -1,14 +1,14 @@
 """Messages submitted over SMTP (gomailpy.listeners.submission): kept as they were submitted.
 
     email = submitted_email(data, mail_from, rcpt_tos)   # an Email with `raw` set
-    message = mime.build_message(envelope)   # SES and SMTP send its bytes as given (verbatim)
+    data = mime.render_bytes(envelope)   # SES, SMTP and Mailgun send its bytes as given (verbatim)
 
 The whole RFC 5322 message travels in `Email.raw` (base64), and SES and the SMTP relay send
-exactly those bytes (`mime.build_message` defers to `mime.verbatim_message`), with one header in
-front: `X-Gomailpy-Id` (and a `Message-ID` when the submitter gave none), so events find the
-email. SendGrid's API cannot take a whole message: for it the parts are read out of it (subject,
-text, HTML, attachments with inline Content-IDs) into the email's own fields, and SendGrid
-builds its own MIME from them.
+exactly those bytes (`mime.render_bytes`; `mime.build_message` defers to `mime.verbatim_message`),
+with one header in front: `X-Gomailpy-Id` (and a `Message-ID` when the submitter gave none), so
+events find the email. SendGrid's API cannot take a whole message: for it the parts are read out
+of it (subject, text, HTML, attachments with inline Content-IDs) into the email's own fields, and
+SendGrid builds its own MIME from them.
 
 The envelope (MAIL FROM, RCPT TO) decides who receives it; the message's To and Cc headers
 decide who is named: a RCPT named in To is the email's `to`, one named in Cc its `cc`, any other

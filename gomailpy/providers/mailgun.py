@@ -44,7 +44,7 @@ import aiohttp
 
 from gomailpy.config.providers import MailgunSettings
 from gomailpy.email.envelope import Envelope
-from gomailpy.email.mime import all_recipients, build_message, message_bytes, needs_smtputf8
+from gomailpy.email.mime import all_recipients, needs_smtputf8, render_bytes
 from gomailpy.lifecycle import AsyncResource
 from gomailpy.providers.base import Outcome, SendResult, http_session, retry_after_s
 
@@ -145,7 +145,7 @@ class MailgunProvider(AsyncResource):
                 self.name, Outcome.ACCOUNT, reason="Mailgun cannot send to a non-ASCII local part"
             )
         try:
-            raw = message_bytes(build_message(envelope))
+            raw = render_bytes(envelope)
             # An instance named after its kind goes unnamed: the kind's events are its own.
             named = self.name if self.name != NAME else None
             form = form_for(envelope, raw, named)

@@ -55,10 +55,9 @@ from gomailpy.config.settings import AwsSettings
 from gomailpy.email.envelope import Envelope
 from gomailpy.email.mime import (
     all_recipients,
-    build_message,
     envelope_sender,
-    message_bytes,
     needs_smtputf8,
+    render_bytes,
 )
 from gomailpy.providers.base import Outcome, SendResult
 from gomailpy.queues.aws import AwsResource, open_aws_client
@@ -196,7 +195,7 @@ class SesProvider(AwsResource):
                 self.name, Outcome.ACCOUNT, reason="SES cannot send to a non-ASCII local part"
             )
         try:
-            raw = message_bytes(build_message(envelope))
+            raw = render_bytes(envelope)
             # SES hands tags back in every event: they find the email and the instance (one
             # named after its kind goes unnamed: the kind's events are its own).
             tags = []

@@ -77,10 +77,9 @@ from gomailpy.email.dkim import DkimSigner
 from gomailpy.email.envelope import Envelope
 from gomailpy.email.mime import (
     all_recipients,
-    build_message,
     envelope_sender,
-    message_bytes,
     needs_smtputf8,
+    render_bytes,
 )
 from gomailpy.email.verp import verp_address
 from gomailpy.events import Event, EventType, Subtype, iso, stable_id
@@ -282,7 +281,7 @@ class SmtpProvider(AsyncResource):
         sender = envelope_sender(email)
         if self._bulk is not None and envelope.bulk is not None:
             envelope = track_envelope(envelope, self._bulk, time.time())
-        data = self._dkim.sign(message_bytes(build_message(envelope)), sender)
+        data = self._dkim.sign(render_bytes(envelope), sender)
         refused, reply = await client.sendmail(
             self._return_path(envelope) or sender,
             all_recipients(email),

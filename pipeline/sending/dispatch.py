@@ -67,6 +67,7 @@ class ProviderLane:
         self._timeout_s = min(timeout_s, provider.timeout_s)
         self._in_flight = in_flight
         concurrency = provider.max_concurrency
+        self.concurrency = concurrency or None  # sends at once; None: no pool of its own
         self._slots = asyncio.Semaphore(concurrency) if concurrency else None
 
     @property

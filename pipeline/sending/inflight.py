@@ -24,6 +24,14 @@ instead. A node with slow providers thus holds more, one with fast ones less (le
 on the queue for other nodes): a fixed 500 was too small at 1 s per send and more than needed
 at 10 ms.
 
+**What the lanes can send.** When every provider has a pool (`max_concurrency`: SMTP
+connections, HTTP connections), the node cannot send faster than `senders`/send time, so holding
+more than HEADROOM·senders·W/send time only makes messages wait inside the node, where no other
+node can take them. On H alone such a node's window grew to its cap: with 100 ms providers and
+16 SMTP connections, one of two nodes took 2,000 messages it would need 12 s to send while the
+other ran dry (bench.scale --provider-latency-ms 100). The window stops there, never below
+`senders` itself, and over the floor too: the floor is a guess made before anything was measured.
+
 **Settling as sends finish.** A batch used to be deleted only after its slowest send, so its
 messages held their place in the window for the whole batch. Now every outcome is settled in
 chunks of up to 10 (one DeleteMessageBatch) as soon as 10 have finished or `linger_s` (20 ms:
@@ -73,8 +81,10 @@ class InFlightWindow:
         floor: int = 200,
         on_free: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.monotonic,
+        senders: int | None = None,
     ) -> None:
         self.cap = cap
+        self.senders = senders  # sends the node's lanes can have at once; None: no bound
         self.floor = min(floor, cap)
         self._on_free = on_free
         self._clock = clock
@@ -98,6 +108,9 @@ class InFlightWindow:
             return self.floor
         wanted = math.ceil(HEADROOM * self.rate * max(self.service_s, self.hold_s or 0.0))
         size = max(self.floor, min(self.cap, wanted))
+        if self.senders is not None and self.send_s > 0:
+            sendable = math.ceil(HEADROOM * self.senders * self.service_s / self.send_s)
+            size = min(size, max(sendable, self.senders))
         self.peak = max(self.peak, size)
         return size
 

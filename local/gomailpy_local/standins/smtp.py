@@ -5,6 +5,7 @@
         server.mode = "fail"                     # next transactions answer 451
         server.messages[0].rcpt_tos              # what arrived
         server.connections                       # how many connections were opened
+    SmtpStandIn(delay_s=0.1)                     # answers each message's DATA 100 ms late
 
 It runs aiosmtpd's protocol on the running event loop (no thread), so a test and the server
 share one loop. Modes:
@@ -26,6 +27,9 @@ the stand-in mails a report to the message's envelope sender — a DSN `failed` 
 abuse report, a DSN `delayed` 4.4.1 (gomailpy_local.standins.reports) — at `report_to` (the
 bounce listener's host and port, whatever the envelope sender's domain; None: no reports).
 A report that finds no server is tried again a few times; `reports` lists what was sent.
+
+`delay_s` holds each accepted message's answer that long (a relay 100 ms away, as benches need:
+bench.scale --provider-latency-ms); connections wait independently of each other.
 
 `stop()` closes every open connection too, so a client sees the server go away; `start()` again
 binds the same port (a restarted relay).
@@ -119,6 +123,8 @@ class _Handler:
         if mode == "hang":
             await self._owner.stopping.wait()  # never answers; stop() ends the wait
             return "421 4.3.2 Shutting down (stand-in)"
+        if self._owner.delay_s > 0:
+            await asyncio.sleep(self._owner.delay_s)
         data = envelope.original_content or b""
         header = email.parser.BytesHeaderParser().parsebytes(data)
         mail = ReceivedMail(
@@ -166,8 +172,10 @@ class SmtpStandIn(StandIn):
         port: int = 0,
         mode: str = "ok",
         report_to: tuple[str, int] | None = None,
+        delay_s: float = 0.0,
     ) -> None:
         self.host = host
+        self.delay_s = delay_s  # how long each message's DATA waits for its answer
         self.port = port  # 0 until started: then the real port, kept across restarts
         self.report_to = report_to  # (host, port) of the bounce listener; None: no reports
         self.reports: list[SentReport] = []
