@@ -8,8 +8,13 @@ from collections import Counter
 
 import pytest
 
+from api.views.events import EventsSink
 from gomailpy.batching import Batcher, all_or_first_error, settled
 from gomailpy.errors import QueueError
+from gomailpy.events import Event, EventType, iso
+from gomailpy.queues.sqs import BatchResult
+from gomailpy.webhooks.outbox import Outbox
+from tests.support import make_settings
 
 
 class Server:
@@ -145,3 +150,76 @@ async def test_a_call_carries_at_most_max_weight_or_one_heavier_item() -> None:
     items = ["aa", "bb", "cc", "dddddddd", "e"]
     assert await all_or_first_error(batcher.submit_many(items)) == [i.upper() for i in items]
     assert server.calls == [["aa", "bb", "cc"], ["dddddddd"], ["e"]]
+
+
+# -- where gomailpy batches: the webhook outbox, the API's provider event posts ---------------
+
+
+class RefusingQueues:
+    """A queue client whose SendMessageBatch refuses every body containing `refuse`."""
+
+    def __init__(self, refuse: str) -> None:
+        self.refuse = refuse
+        self.calls: list[list[str]] = []
+
+    async def resolve(self, name: str) -> str:
+        return f"http://queue.invalid/{name}"
+
+    async def send_batch(self, url: str, entries: list[tuple[str, str]]) -> BatchResult:
+        self.calls.append([body for _, body in entries])
+        result = BatchResult()
+        for entry_id, body in entries:
+            if self.refuse in body:
+                result.failed[entry_id] = "InternalError: refused"
+            else:
+                result.ok[entry_id] = f"id-{entry_id}"
+        return result
+
+
+def delivered(n: int) -> Event:
+    return Event(
+        id=f"ev-{n}",
+        message_id=f"m-{n}",
+        recipient=f"r{n}@example.org",
+        provider="ses",
+        type=EventType.DELIVERED,
+        at=iso(1_800_000_000 + n),
+    )
+
+
+async def test_webhook_publishes_share_calls_and_a_refused_delivery_fails_only_its_publish() -> (
+    None
+):
+    settings = make_settings(
+        "http://127.0.0.1:1",
+        webhooks={
+            "enabled": True,
+            "allow_loopback_targets": True,
+            "endpoints": [{"name": "app", "url": "http://127.0.0.1:9/hook"}],
+            "secrets": '{"app": "whsec_' + "A" * 32 + '"}',
+        },
+    )
+    queues = RefusingQueues(refuse="m-3")
+    outbox = Outbox(settings, queues)  # type: ignore[arg-type]
+    outcomes = await asyncio.gather(
+        *(outbox.publish([delivered(n)]) for n in range(6)), return_exceptions=True
+    )
+    assert outcomes[:3] == [1, 1, 1] and outcomes[4:] == [1, 1]
+    assert isinstance(outcomes[3], QueueError)  # refused twice (a retry): only its publish fails
+    assert len(queues.calls[0]) == 6  # six publishes, one call
+    assert queues.calls[1:] == [[b for b in queues.calls[0] if "m-3" in b]]  # the retry
+
+
+async def test_provider_event_posts_share_calls_and_a_refused_body_fails_only_its_post() -> None:
+    sink = EventsSink(verifier=None)
+    sink.queues = RefusingQueues(refuse="bad")  # type: ignore[assignment]
+    sink.queue = "events"
+    outcomes = await asyncio.gather(
+        sink.put([{"event": "delivered", "n": 1}], 1.0),
+        sink.put([{"event": "bad"}], 1.0),
+        sink.put([{"event": "delivered", "n": 2}], 1.0, "sg2"),
+        return_exceptions=True,
+    )
+    assert outcomes[0] is None and outcomes[2] is None
+    assert isinstance(outcomes[1], QueueError)
+    assert len(sink.queues.calls) == 1 and len(sink.queues.calls[0]) == 3  # type: ignore[attr-defined]
