@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -42,6 +43,7 @@ import yaml
 from bench.common import (
     PRICE_PER_REQUEST,
     ROOT,
+    CpuMeter,
     bench_parser,
     cost_per_million,
     default_sizes,
@@ -253,6 +255,42 @@ def wait_until(
     return asyncio.run(wait())
 
 
+def children_of(pid: int) -> list[int]:
+    """Children of every thread of a process (LocalStack is started from a worker thread, and
+    /proc lists a child under the thread that started it)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found += [int(p) for p in (task / "children").read_text().split()]
+    return found
+
+
+def stack_pids(root: int) -> dict[str, int | None | list[int]]:
+    """The stack's processes by part: LocalStack, moto, the API, the nodes, and `gomail up`'s
+    own (stand-ins, webhook receiver) with anything else it runs."""
+    parts: dict[str, list[int]] = {}
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        todo += children_of(pid)
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "localstack" in command.lower():
+            part = "localstack"
+        elif "moto.server" in command:
+            part = "moto"
+        elif "bench.counted pipeline" in command:
+            part = "nodes"
+        elif "bench.counted api" in command:
+            part = "api"
+        else:
+            part = "up"
+        parts.setdefault(part, []).append(pid)
+    return dict(parts)  # type: ignore[arg-type]
+
+
 def send(api_url: str, count: int, concurrency: int, log: Path) -> tuple[float, str]:
     t0 = time.perf_counter()
     with log.open("ab") as out:
@@ -267,7 +305,22 @@ def send(api_url: str, count: int, concurrency: int, log: Path) -> tuple[float, 
     return time.perf_counter() - t0, done.stdout.decode().strip().splitlines()[-1]
 
 
+class StackDied(Exception):
+    """The stack stopped under the run (a child exited: a free port taken by another process
+    between `gomail up` choosing it and the child binding it, on a shared machine)."""
+
+
 def measure(run: str, args: argparse.Namespace, directory: Path) -> dict[str, Any]:
+    for attempt in range(1, 4):
+        try:
+            return measure_once(run, args, directory / f"{run}-{attempt}")
+        except StackDied as exc:
+            print(f"  {run}: the stack stopped ({exc}); again", file=sys.stderr)
+    raise SystemExit(f"gomail up ({run}) stopped under three runs; see {directory}")
+
+
+def measure_once(run: str, args: argparse.Namespace, directory: Path) -> dict[str, Any]:
+    directory.mkdir()
     config = config_for(run, directory)
     out = directory / run
     out.mkdir()
@@ -286,7 +339,7 @@ def measure(run: str, args: argparse.Namespace, directory: Path) -> dict[str, An
         deadline = time.monotonic() + UP_START_S
         while not (out / "up.json").exists():
             if up.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"gomail up ({run}) did not start; see {log}")
+                raise StackDied(f"did not start; see {log}")
             time.sleep(0.5)
         state = json.loads((out / "up.json").read_text())
         settings = stack_settings(config, state, run)
@@ -294,13 +347,19 @@ def measure(run: str, args: argparse.Namespace, directory: Path) -> dict[str, An
         files = 3 + args.nodes + (run == "shipped")  # receiver, API, submission, nodes, bounces
         send(state["api_url"], args.warmup, args.concurrency, directory / "send.log")
         wait_until(settings, state, kinds, 120)
+        if up.poll() is not None:
+            raise StackDied(f"see {log}")
         before = read_counts(up, out, files)
         load = os.getloadavg()[0]
+        cpu = CpuMeter(stack_pids(up.pid)).start()
         t0 = time.perf_counter()
         sent_s, answer = send(
             state["api_url"], args.count, args.concurrency, directory / "send.log"
         )
         drained_s = (time.perf_counter() - t0) + wait_until(settings, state, ("email",), 600)
+        cpu.stop()
+        if up.poll() is not None or not answer.startswith(f"{args.count} of"):
+            raise StackDied(f"{answer}; see {log}")
         wait_until(settings, state, kinds, 180)
         counts = read_counts(up, out, files).minus(before)
     finally:
@@ -317,6 +376,7 @@ def measure(run: str, args: argparse.Namespace, directory: Path) -> dict[str, An
         "e2e_s": drained_s,
         "counts": counts,
         "load": load,
+        "cpu": cpu.text(),
         "queues": queue_kinds(settings, state),
     }
 
@@ -392,13 +452,14 @@ def main() -> None:
     rates = {run: args.count / results[run]["e2e_s"] for run in RUNS}
     print(
         table(
-            ["run", "posted/s", "end to end/s", "load average"],
+            ["run", "posted/s", "end to end/s", "load average", "CPU until drained (% of a core)"],
             [
                 [
                     run,
                     args.count / results[run]["posted_s"],
                     rates[run],
                     f"{results[run]['load']:.1f}",
+                    results[run]["cpu"],
                 ]
                 for run in RUNS
             ],
