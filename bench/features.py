@@ -306,8 +306,10 @@ def send(api_url: str, count: int, concurrency: int, log: Path) -> tuple[float, 
 
 
 class StackDied(Exception):
-    """The stack stopped under the run (a child exited: a free port taken by another process
-    between `gomail up` choosing it and the child binding it, on a shared machine)."""
+    """The run is not one to measure: the stack stopped under it (a child exited: a free port
+    taken by another process between `gomail up` choosing it and the child binding it, on a
+    shared machine), or the API refused some of the emails (503: the queue server too slow for
+    the enqueue deadline)."""
 
 
 def measure(run: str, args: argparse.Namespace, directory: Path) -> dict[str, Any]:
@@ -315,7 +317,7 @@ def measure(run: str, args: argparse.Namespace, directory: Path) -> dict[str, An
         try:
             return measure_once(run, args, directory / f"{run}-{attempt}")
         except StackDied as exc:
-            print(f"  {run}: the stack stopped ({exc}); again", file=sys.stderr)
+            print(f"  {run}: not a clean run ({exc}); again", file=sys.stderr)
     raise SystemExit(f"gomail up ({run}) stopped under three runs; see {directory}")
 
 
