@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from typing import Any
 
 import pytest
 
 from api.views.events import EventsSink
 from gomailpy.batching import Batcher, all_or_first_error, settled
-from gomailpy.errors import ConditionFailedError, QueueError, StoreError
+from gomailpy.errors import QueueError
 from gomailpy.events import Event, EventType, iso
 from gomailpy.queues.sqs import BatchResult
-from gomailpy.store.events_dynamodb import DynamoEventStore
 from gomailpy.webhooks.outbox import Outbox
 from tests.support import make_settings
 
@@ -225,73 +223,3 @@ async def test_provider_event_posts_share_calls_and_a_refused_body_fails_only_it
     assert outcomes[0] is None and outcomes[2] is None
     assert isinstance(outcomes[1], QueueError)
     assert len(sink.queues.calls) == 1 and len(sink.queues.calls[0]) == 3  # type: ignore[attr-defined]
-
-
-# -- the outcome store on DynamoDB: appends of one email from several callers ----------------
-
-
-class EventsTable:
-    """The outcome store's table, as far as its conditional appends go: an append fails its
-    condition when one of its event ids is in the item; an item named in `failing` errs."""
-
-    def __init__(self, failing: str = "") -> None:
-        self.items: dict[str, set[str]] = {}
-        self.calls: list[tuple[str, list[str]]] = []
-        self.failing = failing
-
-    async def call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
-        key = kwargs["Key"]["pk"]["S"]
-        ids = kwargs["ExpressionAttributeValues"][":ids"]["SS"]
-        self.calls.append((key, ids))
-        await asyncio.sleep(0)
-        if self.failing and self.failing in key:
-            raise StoreError("update_item", "the table errs")
-        held = self.items.setdefault(key, set())
-        if held & set(ids):
-            raise ConditionFailedError("update_item")
-        held |= set(ids)
-        return {}
-
-
-def report(event_id: str, message_id: str) -> Event:
-    return Event(
-        id=event_id,
-        message_id=message_id,
-        recipient="r@example.org",
-        provider="ses",
-        type=EventType.DELIVERED,
-        at=iso(1_800_000_000),
-    )
-
-
-async def test_events_of_one_email_from_two_callers_share_one_append() -> None:
-    table = EventsTable()
-    store = DynamoEventStore(table, 3600)  # type: ignore[arg-type]
-    one, two = await asyncio.gather(
-        store.record([report("send-1", "m1")]), store.record([report("delivery-1", "m1")])
-    )
-    assert [e.id for e in one] == ["send-1"] and [e.id for e in two] == ["delivery-1"]
-    assert table.calls == [("evt#m:m1", ["send-1", "delivery-1"])]  # one UpdateItem
-
-
-async def test_a_report_recorded_twice_at_once_is_new_for_one_caller_only() -> None:
-    table = EventsTable()
-    store = DynamoEventStore(table, 3600)  # type: ignore[arg-type]
-    outcomes = await asyncio.gather(
-        store.record([report("ev-1", "m1")]),
-        store.record([report("ev-1", "m1"), report("ev-2", "m1")]),
-    )
-    assert sorted(e.id for new in outcomes for e in new) == ["ev-1", "ev-2"]  # ev-1 once
-    assert table.items["evt#m:m1"] == {"ev-1", "ev-2"}
-
-
-async def test_an_append_that_errs_fails_only_the_callers_of_that_email() -> None:
-    table = EventsTable(failing="m2")
-    store = DynamoEventStore(table, 3600)  # type: ignore[arg-type]
-    outcomes = await asyncio.gather(
-        store.record([report("a", "m1")]),
-        store.record([report("b", "m2")]),
-        return_exceptions=True,
-    )
-    assert [e.id for e in outcomes[0]] == ["a"]  # type: ignore[union-attr]
-    assert isinstance(outcomes[1], StoreError)

@@ -10,23 +10,16 @@ Recording is one UpdateItem per item touched, conditional on none of its event i
 a report seen twice is kept once. Items expire with the delivery records (`status.ttl_s`). Calls
 go through the table's one boundary (gomailpy.store.dynamodb.DynamoTable), shared with the
 suppression list.
-
-Concurrent `record` calls share their appends (gomailpy.batching): events of one email that
-different callers record at about the same time (SES's Send and Delivery reports, received by
-different polls; a relay's recipients and a report) go in one UpdateItem. BatchWriteItem cannot
-carry them: it takes no conditions and no list appends.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from gomailpy.batching import Batcher, settled
 from gomailpy.errors import ConditionFailedError
 from gomailpy.events import Event
 from gomailpy.store.dynamodb import DynamoTable
@@ -34,11 +27,6 @@ from gomailpy.store.events import MAX_EVENTS_PER_EMAIL, event_key, provider_key
 
 EVENTS = "evt#"
 MAX_RAW_BYTES = 2048  # of a provider's report kept per event: the item stays under 400 KB
-APPEND_BATCH = 25  # callers' appends taken together (one UpdateItem per email among them)
-APPEND_MAX_CALLS = 2  # such groups under way before a partial one waits for one to end
-APPEND_LINGER_S = 0.005  # how long a quiet append waits for others of the same email
-
-Append = tuple[str, list[Event]]  # an item's key and the events one caller appends to it
 
 
 def _event_item(event: Event) -> dict[str, Any]:
@@ -55,69 +43,21 @@ class DynamoEventStore:
         self._table = table
         self._ttl_s = ttl_s
         self._clock = clock
-        self._appends: Batcher[Append, bool] = Batcher(
-            self._append_shared,
-            size=APPEND_BATCH,
-            max_calls=APPEND_MAX_CALLS,
-            linger_s=APPEND_LINGER_S,
-        )
 
     async def record(self, events: Sequence[Event]) -> list[Event]:
         grouped: dict[str, dict[str, Event]] = defaultdict(dict)
         for event in events:
             grouped[event_key(event)].setdefault(event.id, event)
-        appends = [(key, list(by_id.values())) for key, by_id in grouped.items()]
-        outcomes = await settled(self._appends.submit_many(appends))
         new: list[Event] = []
-        for (key, group), appended in zip(appends, outcomes, strict=True):
-            if isinstance(appended, BaseException):
-                raise appended
-            if appended:
+        for key, by_id in grouped.items():
+            group = list(by_id.values())
+            if await self._append(key, group):
                 new += group
             elif len(group) > 1:  # some were recorded before: find out which
                 for event in group:
                     if await self._append(key, [event]):
                         new.append(event)
         return new
-
-    async def _append_shared(self, appends: list[Append]) -> list[bool | BaseException]:
-        """One UpdateItem per email for the appends of several callers; when its condition
-        fails (some event was there), each caller's append is tried on its own, so that each
-        learns what of its own was new. An error fails the appends of that email only."""
-        by_key: dict[str, list[int]] = defaultdict(list)
-        for index, (key, _) in enumerate(appends):
-            by_key[key].append(index)
-        outcomes: list[bool | BaseException] = [False] * len(appends)
-
-        async def one_key(key: str, indexes: list[int]) -> None:
-            # An event two callers bring (a report delivered twice at once) is new for one of
-            # them only: a caller sharing an event with an earlier one appends on its own after.
-            merge: list[int] = []
-            alone: list[int] = []
-            ids: set[str] = set()
-            for i in indexes:
-                mine = {e.id for e in appends[i][1]}
-                (alone if mine & ids else merge).append(i)
-                ids |= mine
-            try:
-                if len(merge) > 1:
-                    merged = [e for i in merge for e in appends[i][1]]
-                    if await self._append(key, merged):
-                        for i in merge:
-                            outcomes[i] = True
-                    else:
-                        alone = merge + alone
-                else:
-                    alone = merge + alone
-                for i in alone:
-                    outcomes[i] = await self._append(key, appends[i][1])
-            except Exception as exc:
-                for i in indexes:
-                    if outcomes[i] is False:
-                        outcomes[i] = exc
-
-        await asyncio.gather(*(one_key(key, indexes) for key, indexes in by_key.items()))
-        return outcomes
 
     async def _append(self, key: str, events: list[Event]) -> bool:
         ids = {f":id{i}": {"S": e.id} for i, e in enumerate(events)}
