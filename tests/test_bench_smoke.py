@@ -19,6 +19,7 @@ SCRIPTS = [
     "api_throughput.py",
     "bounces.py",
     "events.py",
+    "features.py",
     "pipeline_drain.py",
     "provider_cpu.py",
     "scale.py",

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from gomailpy.batching import Batcher, all_or_first_error
 from gomailpy.config.settings import Settings
 from gomailpy.email.envelope import Envelope
 from gomailpy.errors import StoreError
@@ -28,7 +29,6 @@ from gomailpy.store.deliveries import (
     after_attempt,
     open_delivery_store,
 )
-from gomailpy.store.deliveries.coalesce import WriteCoalescer
 from pipeline.node import IterationReport, PipelineNode
 from tests.boundary import ScriptedProvider
 from tests.support import (
@@ -584,16 +584,58 @@ def put(key: str) -> dict[str, Any]:
 async def test_concurrent_writes_share_batch_calls() -> None:
     calls: list[list[str]] = []
 
-    async def flush(items: list[Any]) -> None:
+    async def flush(items: list[Any]) -> list[None | BaseException]:
         calls.append([i["PutRequest"]["Item"]["pk"]["S"] for i in items])
         if any(k.startswith("bad") for k in calls[-1]):
             raise StoreError("batch_write_item", "refused")
+        return [None] * len(items)
 
-    writes = WriteCoalescer(flush, size=25, linger_s=0.01)
-    await asyncio.gather(*(writes.put([put(f"m{i}-{j}") for j in range(3)]) for i in range(10)))
+    # as the DynamoDB delivery store shares its writes
+    writes: Batcher[dict[str, Any], None] = Batcher(
+        flush, size=25, linger_s=0.01, key=lambda i: i["PutRequest"]["Item"]["pk"]["S"]
+    )
+
+    async def put_all(items: list[dict[str, Any]]) -> None:
+        await all_or_first_error(writes.submit_many(items))
+
+    await asyncio.gather(*(put_all([put(f"m{i}-{j}") for j in range(3)]) for i in range(10)))
     assert [len(c) for c in calls] == [25, 5]  # 30 records from 10 callers: 2 calls, not 10
     calls.clear()
-    await writes.put([put("a"), put("b"), put("a")])  # a key twice: never in one call
+    await put_all([put("a"), put("b"), put("a")])  # a key twice: never in one call
     assert calls == [["a", "b"], ["a"]]
     with pytest.raises(StoreError):
-        await asyncio.gather(writes.put([put("ok")]), writes.put([put("bad")]))
+        await asyncio.gather(put_all([put("ok")]), put_all([put("bad")]))
+
+
+class UnprocessingClient:
+    """A DynamoDB client whose BatchWriteItem never processes records named bad-*."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    async def batch_write_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
+        ((table, puts),) = RequestItems.items()
+        self.calls.append([p["PutRequest"]["Item"]["pk"]["S"] for p in puts])
+        left = [p for p in puts if "bad-" in p["PutRequest"]["Item"]["pk"]["S"]]
+        return {"UnprocessedItems": {table: left} if left else {}}
+
+
+async def test_an_unprocessed_record_fails_only_its_writer() -> None:
+    settings = make_settings(
+        "http://127.0.0.1:1", status={"backend": "dynamodb", "table": "status-t"}
+    )
+    client = UnprocessingClient()
+    async with DynamoDeliveryStore(settings, client=client) as store:
+        good = DeliveryRecord(
+            message_id="good-1", state=DeliveryState.SENT, created_at="", updated_at=""
+        )
+        bad = DeliveryRecord(
+            message_id="bad-1", state=DeliveryState.SENT, created_at="", updated_at=""
+        )
+        outcomes = await asyncio.gather(
+            store.put_many([good]), store.put_many([bad]), return_exceptions=True
+        )
+    assert outcomes[0] is None
+    assert isinstance(outcomes[1], StoreError)
+    assert client.calls[0] == ["msg#good-1", "msg#bad-1"]  # they shared a call
+    assert all(call == ["msg#bad-1"] for call in client.calls[1:])  # only it was tried again

@@ -45,6 +45,7 @@ from aiohttp import web
 from api.keys import SETTINGS
 from api.responses import error_response
 from api.views.body import read_body
+from gomailpy.batching import Batcher, all_or_first_error
 from gomailpy.config.settings import Settings
 from gomailpy.errors import EventFormatError, QueueError
 from gomailpy.feedback.mailgun import MailgunVerifier, parse_mailgun
@@ -69,6 +70,12 @@ MAX_BODY_BYTES = 2 * 1024 * 1024
 # Events per queue message are bounded by size: SQS refuses a body over 256 KiB.
 MAX_QUEUE_BODY_BYTES = 250_000
 SEND_ATTEMPTS = 2  # as for emails: a 503 makes SendGrid post again
+# Concurrent posts share SendMessageBatch calls (gomailpy.batching): a provider posts an event
+# or a few at a time, and a call per post was most of the events queue's sends.
+SEND_BATCH = 10  # messages per call, SQS's limit
+SEND_MAX_BYTES = 256 * 1024  # of bodies per call, SQS's limit
+SEND_MAX_CALLS = 2  # partial calls under way before the next waits for one to end
+SEND_LINGER_S = 0.002
 
 NOT_CONFIGURED = (
     "SendGrid events are not taken here: set events.enabled and events.sendgrid_public_key"
@@ -99,6 +106,29 @@ class EventsSink:
     mailgun: dict[str, MailgunVerifier] = field(default_factory=dict)  # by instance name
     queues: QueueClient | None = None  # set once the app has started
     queue: str = ""
+    sends: Batcher[str, None] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sends = Batcher(
+            self._send,
+            size=SEND_BATCH,
+            max_calls=SEND_MAX_CALLS,
+            linger_s=SEND_LINGER_S,
+            weight=lambda body: len(body.encode("utf-8")),
+            max_weight=SEND_MAX_BYTES,
+        )
+
+    async def _send(self, bodies: list[str]) -> list[None | BaseException]:
+        """One SendMessageBatch for the bodies of any posts; a refused entry fails its own."""
+        assert self.queues is not None, "the app has not started"
+        url = await self.queues.resolve(self.queue)
+        result = await self.queues.send_batch(url, [(str(i), b) for i, b in enumerate(bodies)])
+        return [
+            QueueError(queue_name(url), "send_message_batch", result.failed[str(i)])
+            if str(i) in result.failed
+            else None
+            for i in range(len(bodies))
+        ]
 
     async def put(
         self,
@@ -107,18 +137,14 @@ class EventsSink:
         instance: str | None = None,
         source: str = "sendgrid",
     ) -> None:
-        """Put the events on the events queue, or raise QueueError."""
-        assert self.queues is not None, "the app has not started"
-        url = await self.queues.resolve(self.queue)
+        """Put the events on the events queue, or raise QueueError (some of them may be on
+        it then: the consumer records a report seen twice once)."""
         named = {} if instance is None else {"instance": instance}
         bodies = [
             json.dumps({"source": source, "receivedAt": received_at, **named, "events": chunk})
             for chunk in _chunks(events)
         ]
-        result = await self.queues.send_batch(url, [(str(i), b) for i, b in enumerate(bodies)])
-        if result.failed:
-            reasons = "; ".join(sorted(set(result.failed.values())))
-            raise QueueError(queue_name(url), "send_message_batch", reasons)
+        await all_or_first_error(self.sends.submit_many(bodies))
 
 
 EVENTS_SINK = web.AppKey("events_sink", EventsSink)

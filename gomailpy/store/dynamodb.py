@@ -130,16 +130,27 @@ class DynamoTable(AwsResource):
         """One batch call on this table, again for what DynamoDB left unprocessed (throttling
         spreads a batch over calls); StoreError when some of it is still left after
         BATCH_TRIES calls. Returns every call's answer."""
+        answers, left = await self.batch_leaving(operation, requests, unprocessed)
+        if left:
+            raise StoreError(operation, "DynamoDB left part of the batch unprocessed")
+        return answers
+
+    async def batch_leaving(
+        self, operation: str, requests: Any, unprocessed: str
+    ) -> tuple[list[Any], Any]:
+        """`batch`, returning what is still unprocessed after BATCH_TRIES calls (empty when
+        nothing) instead of raising: a caller that shares a call fails only those items."""
         answers: list[Any] = []
         for attempt in range(BATCH_TRIES):
             answer = await self.call(operation, RequestItems={self.name: requests})
             answers.append(answer)
             left = answer.get(unprocessed, {}).get(self.name)
             if not left:
-                return answers
+                return answers, []
             requests = left
-            await asyncio.sleep(0.05 * 2**attempt)
-        raise StoreError(operation, "DynamoDB left part of the batch unprocessed")
+            if attempt + 1 < BATCH_TRIES:
+                await asyncio.sleep(0.05 * 2**attempt)
+        return answers, requests
 
     async def ensure_table(self) -> None:
         """Create the table (on-demand capacity) with TTL on `expires_at`; safe to run again."""

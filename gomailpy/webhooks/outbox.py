@@ -4,6 +4,11 @@
     await outbox.publish(events)           # QueueError if the queue did not take them all
     await outbox.publish_sends(sends)      # settlement's sent / failed; logs, never raises
 
+Concurrent publishes share their SendMessageBatch calls (gomailpy.batching: up to 10 deliveries
+a call; a partial call leaves when fewer than two are under way): a node settles in chunks of
+a few emails and the event consumer records a report at a time, and one call per publish was
+most of the webhook queue's calls. A delivery the queue refused fails only its own publish.
+
 A `Delivery` is what one webhook request carries: the endpoint's name, the `webhook-id`, the
 body (the exact bytes signed, the same on every attempt) and when it was published (its age
 decides when retries end). Endpoints get one delivery per event, or with `batch: true` one per
@@ -23,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gomailpy import metrics
+from gomailpy.batching import Batcher, settled
 from gomailpy.config.settings import Settings
 from gomailpy.config.webhooks import WebhookEndpointSettings
 from gomailpy.email.envelope import Envelope
@@ -36,6 +42,9 @@ from gomailpy.store.events import EventStore
 log = logging.getLogger("gomailpy.webhooks")
 
 VERSION = 1
+SEND_BATCH = 10  # deliveries per SendMessageBatch, SQS's limit
+SEND_MAX_CALLS = 2  # partial calls under way at once before the next waits (Nagle's rule)
+SEND_LINGER_S = 0.002  # how long a quiet publish waits for others to share its call
 MAX_BODY_BYTES = 200_000  # a delivery's body, so that its message stays under SQS's 256 KiB
 MAX_RAW_BYTES = 4096  # of a provider's own report carried in `data.raw`
 
@@ -169,23 +178,44 @@ class Outbox:
         self._settings = settings
         self._queues = queues
         self._clock = clock
+        self._sends: Batcher[str, None] = Batcher(
+            self._send, size=SEND_BATCH, max_calls=SEND_MAX_CALLS, linger_s=SEND_LINGER_S
+        )
+
+    async def _send(self, bodies: list[str]) -> list[None | BaseException]:
+        """One SendMessageBatch for deliveries of any publishes: an entry the queue refused
+        fails its own delivery only."""
+        queue = self._settings.webhooks.queue
+        url = await self._queues.resolve(queue)
+        result = await self._queues.send_batch(url, [(str(i), b) for i, b in enumerate(bodies)])
+        return [
+            QueueError(queue, "send_message_batch", result.failed[str(i)])
+            if str(i) in result.failed
+            else None
+            for i in range(len(bodies))
+        ]
 
     async def publish(self, events: Sequence[Event]) -> int:
-        """Put the deliveries of `events` on the webhook queue (SendMessageBatch, 10 a call; one
-        retry of what it refused); return how many. QueueError if some could not be put."""
+        """Put the deliveries of `events` on the webhook queue (calls shared with concurrent
+        publishes; one retry of what it refused); return how many. QueueError if some could
+        not be put."""
         webhooks = self._settings.webhooks
         made = deliveries(webhooks.endpoints, events, self._clock())
         if not made:
             return 0
-        url = await self._queues.resolve(webhooks.queue)
-        todo = [(str(i), d) for i, d in enumerate(made)]
+        todo = [d.encode() for d in made]
+        failed: list[BaseException] = []
         for _ in range(2):
-            result = await self._queues.send_batch(url, [(i, d.encode()) for i, d in todo])
-            todo = [(i, d) for i, d in todo if i in result.failed]
+            outcomes = await settled(self._sends.submit_many(todo))
+            failed = [o for o in outcomes if isinstance(o, BaseException)]
+            todo = [b for b, o in zip(todo, outcomes, strict=True) if isinstance(o, BaseException)]
             if not todo:
                 break
         if todo:
-            raise QueueError(webhooks.queue, "send_message_batch", f"{len(todo)} not taken")
+            reasons = "; ".join(sorted({str(getattr(e, "reason", e)) for e in failed}))
+            raise QueueError(
+                webhooks.queue, "send_message_batch", f"{len(todo)} not taken: {reasons}"
+            )
         for delivery in made:
             metrics.WEBHOOKS_PUBLISHED.labels(delivery.endpoint).inc(delivery.events)
         return len(made)

@@ -185,13 +185,19 @@ class Settlement:
         settled: set[str],
     ) -> None:
         """Record each send outcome, then delete, dead-letter or release its message."""
-        await self._record_outcomes(outcomes)
-        await self._record_events([e for _, result in outcomes for e in result.events])
+        # What must be written before the messages go does not depend on each other: the
+        # writes go at once, so that settling waits for the slowest of the status store, the
+        # outcome store and the webhook queue instead of their sum (each log their failures).
+        writes: list[Awaitable[None]] = [
+            self._record_outcomes(outcomes),
+            self._record_events([e for _, result in outcomes for e in result.events]),
+        ]
         if self.record_sent is not None:
-            await self.record_sent(outcomes)
-        if self._webhooks is not None:  # sent / failed to the webhook queue: one batched put
+            writes.append(self.record_sent(outcomes))
+        if self._webhooks is not None:  # sent / failed to the webhook queue: shared batch calls
             sends = [(i.envelope, i.message.receive_count, r) for i, r in outcomes]
-            await self._webhooks.publish_sends(sends)
+            writes.append(self._webhooks.publish_sends(sends))
+        await asyncio.gather(*writes)
         if self._after_send is not None:
             for item, result in outcomes:
                 if result.outcome is Outcome.ACCEPTED:

@@ -18,9 +18,9 @@ Off the hot path: under 0.1 store calls per email, all batched, none in the API.
   lease end; `intents`), batched like the outcomes: a node stalled or killed mid-send leaves an
   open intent, and the next node holds the email for a grace period instead of repeating it.
 - After the attempt it writes each record whole (`put_many`, BatchWriteItem, calls shared by
-  the chunks a node settles at once: `coalesce`; `records` builds it: the previous timeline,
-  `sending`, the outcome) *before* deleting the message, so a crash between send and delete
-  still sends once.
+  the chunks a node settles at once: `gomailpy.batching`; `records` builds it: the previous
+  timeline, `sending`, the outcome) *before* deleting the message, so a crash between send and
+  delete still sends once.
 - `get` returns one record with its timeline, or None.
 
 Idempotency keys live in the same store: `reserve_key` is a conditional put that either reserves

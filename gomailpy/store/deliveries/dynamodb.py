@@ -7,10 +7,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from gomailpy.batching import Batcher, all_or_first_error
 from gomailpy.config.settings import Settings
-from gomailpy.errors import ConditionFailedError
+from gomailpy.errors import ConditionFailedError, StoreError
 from gomailpy.store.deliveries.base import Clock, DeliveryRecord, DeliveryState, IdempotencyRecord
-from gomailpy.store.deliveries.coalesce import WriteCoalescer
 from gomailpy.store.deliveries.records import failed_record, queued_record
 from gomailpy.store.dynamodb import DynamoTable, from_attribute, to_attribute
 
@@ -19,6 +19,7 @@ KEY = "idem#"
 BATCH_GET = 100  # keys per BatchGetItem, DynamoDB's limit
 BATCH_WRITE = 25  # requests per BatchWriteItem, DynamoDB's limit
 WRITE_LINGER_S = 0.003  # how long a write waits for others to share its call
+WRITE_MAX_CALLS = 2  # partial write calls under way before the next waits for one to end
 
 
 def _record(message_id: str, data: dict[str, Any], now: float) -> DeliveryRecord | None:
@@ -70,7 +71,15 @@ class DynamoDeliveryStore(DynamoTable):
         super().__init__(settings, client=client, max_attempts=2)
         self._settings = settings.status
         self._clock = clock
-        self._writes = WriteCoalescer(self._write_batch, size=BATCH_WRITE, linger_s=WRITE_LINGER_S)
+        # The chunks a node settles at once share BatchWriteItem calls (gomailpy.batching);
+        # one call may not hold a record twice.
+        self._writes: Batcher[dict[str, Any], None] = Batcher(
+            self._write_batch,
+            size=BATCH_WRITE,
+            max_calls=WRITE_MAX_CALLS,
+            linger_s=WRITE_LINGER_S,
+            key=lambda put: str(put["PutRequest"]["Item"]["pk"]),
+        )
 
     async def get_many(self, message_ids: Sequence[str]) -> dict[str, DeliveryRecord]:
         """BatchGetItem, 100 keys a call, consistent reads."""
@@ -102,10 +111,18 @@ class DynamoDeliveryStore(DynamoTable):
         of an id wins)."""
         expires_at = int(self._clock() + self._settings.ttl_s)
         items = {r.message_id: _item(r, expires_at) for r in records}
-        await self._writes.put([{"PutRequest": {"Item": item}} for item in items.values()])
+        puts = [{"PutRequest": {"Item": item}} for item in items.values()]
+        await all_or_first_error(self._writes.submit_many(puts))
 
-    async def _write_batch(self, puts: list[Any]) -> None:
-        await self.batch("batch_write_item", puts, "UnprocessedItems")
+    async def _write_batch(self, puts: list[dict[str, Any]]) -> list[None | BaseException]:
+        """One BatchWriteItem (again for what DynamoDB left unprocessed); a record still left
+        fails its own writer only."""
+        _answers, left = await self.batch_leaving("batch_write_item", puts, "UnprocessedItems")
+        unwritten = {str(put["PutRequest"]["Item"]["pk"]) for put in left}
+        failed = StoreError("batch_write_item", "DynamoDB left the record unprocessed")
+        return [
+            failed if str(put["PutRequest"]["Item"]["pk"]) in unwritten else None for put in puts
+        ]
 
     async def _get_item(self, pk: str) -> dict[str, Any] | None:
         answer = await self.call("get_item", Key={"pk": {"S": pk}}, ConsistentRead=True)
