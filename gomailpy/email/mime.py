@@ -49,8 +49,11 @@ MESSAGE_ID_DOMAIN = "gomailpy"
 
 # cte_type="7bit": non-ASCII bodies go out quoted-printable or base64, never as raw 8-bit, so a
 # message passes any relay whether or not it offers 8BITMIME. SMTPUTF8 implies 8BITMIME.
-_ASCII_POLICY = policy.SMTP.clone(cte_type="7bit")
-_UTF8_POLICY = policy.SMTPUTF8
+# refold_source "none": a value stored with `set_raw` (a custom header this module folded itself,
+# see `_set_custom_header`) is written as given; values set by assignment are header objects and
+# are folded by the policy as before.
+_ASCII_POLICY = policy.SMTP.clone(cte_type="7bit", refold_source="none")
+_UTF8_POLICY = policy.SMTPUTF8.clone(refold_source="none")
 
 # Headers built here from the email's own fields; a custom header never replaces them.
 _STRUCTURAL_HEADERS = frozenset(
@@ -149,7 +152,7 @@ def build_message(envelope: Envelope) -> EmailMessage:
     message[ID_HEADER] = envelope.id
     for name, value in email.headers.items():
         if _is_allowed_header(name) and not any(ch in value for ch in "\r\n\x00"):
-            message[name] = value
+            _set_custom_header(message, name, value)
 
     # text first, html as the preferred alternative; an email with neither gets an empty text
     # part so the message is still well-formed.
@@ -173,6 +176,20 @@ def build_message(envelope: Envelope) -> EmailMessage:
             cid=f"<{attachment.content_id}>" if inline else None,
         )
     return message
+
+
+def _set_custom_header(message: EmailMessage, name: str, value: str) -> None:
+    """A custom header, folded at its spaces when it is plain ASCII. The email package would
+    write a word longer than a line (a List-Unsubscribe `<https://…token…>`, RFC 2369/8058) as
+    RFC 2047 encoded words, which no mailbox provider reads as a URL; what is not plain is
+    left to it (encoded words are then the right thing)."""
+    folded = None
+    if _HEADER_NAME.fullmatch(name) and name.lower() not in _REGISTRY_NAMES:
+        folded = _direct_text(name, value)
+    if folded is None or not value:
+        message[name] = value
+        return
+    message.set_raw(name, folded[len(name) + 2 : -len(_CRLF)])
 
 
 # -- written directly ----------------------------------------------------------------------------
