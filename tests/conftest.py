@@ -20,6 +20,7 @@ from gomailpy.config.settings import Settings
 from gomailpy.operating.up_state import STATE_ENV
 from gomailpy.queues.sqs import QueueClient, create_queue_client
 from gomailpy_local.localstack import LocalStack
+from tests.browser import browser  # noqa: F401  (the browser tests' fixture)
 from tests.support import Client, StartClient, StartServer, create_queues, make_settings
 
 # Emulators accept any credentials; real ones must never reach a test.

@@ -20,16 +20,15 @@ import os
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 import yaml
 from aiohttp import web
-from playwright.async_api import Browser, async_playwright, expect
+from playwright.async_api import Browser, expect
 from sendgrid.helpers.mail import (
     Asm,
     ClickTracking,
@@ -44,7 +43,6 @@ from gomailpy.operating.up_state import STATE_ENV
 from gomailpy_local.localstack import free_port
 from tests.test_sendgrid_v3 import send
 from tests.test_up import read_banner
-from tests.test_webclient import CHROMIUM, CHROMIUM_ARGS
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "walkthrough-" + "s" * 32
@@ -52,18 +50,6 @@ ANN, BOB = "ann@example.org", "bob@example.org"
 ONE_CLICK = "List-Unsubscribe=One-Click"
 
 expect.set_options(timeout=30_000)  # a shared machine running a whole stack
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/setup.sh (apt-get install chromium)")
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
-        )
-        yield browser
-        await browser.close()
 
 
 class Webmail:

@@ -42,7 +42,7 @@ from tests.conftest import StartClient
 from tests.support import StartServer, create_queues, email_request, merge, unique
 from tests.test_controls_nodes import until
 from tests.test_pipeline import pipeline_settings
-from tests.test_webclient import base_url, browser  # noqa: F401 (the Chromium fixture)
+from tests.test_webclient import base_url
 
 KEY = "operator-page-test-key"
 PROVIDERS = ("ses", "sendgrid", "smtp")
@@ -56,7 +56,7 @@ def with_sections(settings: Settings, **sections: dict[str, Any]) -> Settings:
 
 
 @pytest.fixture
-async def page(browser: Browser) -> AsyncIterator[Page]:  # noqa: F811
+async def page(browser: Browser) -> AsyncIterator[Page]:
     context = await browser.new_context(viewport={"width": 1280, "height": 1000})
     page = await context.new_page()
     script_errors: list[str] = []

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from playwright.async_api import Browser, Page, Request, Route, async_playwright, expect
+from playwright.async_api import Browser, Page, Request, Route, expect
 
 from api.app import create_app
 from gomailpy.config.settings import Settings
@@ -32,15 +32,6 @@ from tests.support import StartServer, create_queues, make_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 WEBCLIENT = ROOT / "webclient"
-CHROMIUM = Path("/usr/bin/chromium")
-# From shared/TESTBED.md: no sandbox as root, no GPU, and no background look-ups of Google hosts
-# (the machine is offline), which is why every URL here says 127.0.0.1, never localhost.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-]
 FIELDS = ["fromEmail", "fromName", "toEmail", "toName", "subject", "body"]
 LABELS = {
     "fromEmail": "From email",
@@ -64,18 +55,6 @@ expect.set_options(timeout=15_000)
 
 
 # -- fixtures -----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/setup.sh (apt-get install chromium)")
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
-        )
-        yield browser
-        await browser.close()
 
 
 @pytest.fixture
