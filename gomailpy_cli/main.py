@@ -123,7 +123,7 @@ def api(config_path: Path | None, workers: int) -> None:
 @click.option("--subject", default="Hello from gomailpy", show_default=True)
 @click.option("--body", default="Sent with `gomail send`.", show_default=True)
 @click.option("--count", "-n", default=1, show_default=True, type=click.IntRange(min=1))
-@click.option("--concurrency", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option("--concurrency", "-c", default=16, show_default=True, type=click.IntRange(min=1))
 @click.option(
     "--api-key", envvar="GOMAILPY_API_KEY", default=None, help="When the API requires keys."
 )
