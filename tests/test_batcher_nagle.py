@@ -1,7 +1,8 @@
 """api.enqueue.batcher's natural batching, against a queue client that answers when the test says.
 
 A call leaves whenever one of a queue's `max_calls` slots is free, with what is waiting (up to
-10 entries); what arrives while every slot is busy fills the next calls. The client here holds
+10 entries); what arrives while every slot is busy fills the next calls, and a full call leaves
+at once in one of `full_calls` further slots. The client here holds
 each call until the test releases it, so the counts below follow from the order of events
 alone: `settle()` only lets the event loop run what is ready, and no time is asserted.
 """
@@ -76,7 +77,7 @@ async def test_a_lone_request_goes_at_once_in_a_call_of_its_own() -> None:
 
 async def test_what_arrives_while_the_slots_are_busy_fills_the_next_calls() -> None:
     queues = HeldQueues()
-    batcher = SendBatcher(queues, max_calls=2)  # type: ignore[arg-type]
+    batcher = SendBatcher(queues, max_calls=2, full_calls=0)  # type: ignore[arg-type]
     first = send_all(batcher, ["a"])
     await settle()
     second = send_all(batcher, ["b"])
@@ -105,6 +106,42 @@ async def test_what_arrives_while_the_slots_are_busy_fills_the_next_calls() -> N
     assert len({outcome.message_id for outcome in outcomes}) == 27  # each its own entry's id
     sent = Counter(body for bodies in queues.calls for body in bodies)
     assert sent == Counter(["a", "b", *later])  # each sent once
+    await batcher.aclose()
+
+
+async def test_full_calls_leave_at_once_beyond_the_slots_and_partial_ones_wait() -> None:
+    queues = HeldQueues()
+    batcher = SendBatcher(queues, max_calls=2, full_calls=2)  # type: ignore[arg-type]
+    first = send_all(batcher, ["a"])
+    await settle()
+    second = send_all(batcher, ["b"])
+    await settle()
+    assert queues.sizes() == [1, 1]  # both slots busy
+
+    later = [f"e{i}" for i in range(35)]
+    waiting = send_all(batcher, later)
+    await settle()
+    # Two full calls go in the further slots at once; the 15 left wait (one call's worth is
+    # full, but both further slots are taken).
+    assert queues.sizes() == [1, 1, 10, 10]
+    queues.release(2)  # a further slot frees: the next full call takes it
+    await settle()
+    assert queues.sizes() == [1, 1, 10, 10, 10]
+    queues.release(3)  # 5 left: not full, so they wait for one of the two slots
+    await settle()
+    assert queues.sizes() == [1, 1, 10, 10, 10]
+    queues.release(0)
+    await settle()
+    assert queues.sizes() == [1, 1, 10, 10, 10, 5]
+    for number in (1, 4, 5):
+        queues.release(number)
+
+    outcomes = await asyncio.gather(*first, *second, *waiting)
+    assert all(outcome.ok for outcome in outcomes)
+    assert len({outcome.message_id for outcome in outcomes}) == 37
+    sent = Counter(body for bodies in queues.calls for body in bodies)
+    assert sent == Counter(["a", "b", *later])  # each sent once, in arrival order by call
+    assert [body for bodies in queues.calls[2:] for body in bodies] == later
     await batcher.aclose()
 
 
@@ -177,3 +214,8 @@ async def test_a_linger_lets_a_free_slot_fill_and_a_full_call_goes_at_once() -> 
 def test_at_least_one_call_slot(max_calls: int) -> None:
     with pytest.raises(ValueError):
         SendBatcher(HeldQueues(), max_calls=max_calls)  # type: ignore[arg-type]
+
+
+def test_no_negative_full_call_slots() -> None:
+    with pytest.raises(ValueError):
+        SendBatcher(HeldQueues(), full_calls=-1)  # type: ignore[arg-type]

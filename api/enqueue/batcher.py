@@ -1,6 +1,6 @@
 """Requests arriving together for the same queue share one SendMessageBatch call.
 
-    batcher = SendBatcher(queues, max_calls=2)
+    batcher = SendBatcher(queues, max_calls=2, full_calls=6)
     outcome = await batcher.send(url, body)      # this entry's own outcome, never the batch's
     if outcome.ok: ...                           # outcome.message_id
     else: ...                                    # outcome.reason: try the next queue or 503
@@ -14,6 +14,14 @@ call is put off to the end of the event loop's current pass (`call_soon`), so re
 is handling in that same pass go together rather than the first one alone. The lingering window
 it replaces (2 ms, then the Nagle rule) cost every request at half load a linger plus a call,
 and a second call now and then (bench/README.md, issue 27).
+
+A full call (`max_entries` waiting) does not wait for one of those slots: it leaves at once in
+one of `full_calls` further slots. Under heavy load the line then moves as fast as the queue
+server answers instead of two calls at a time: during `gomail send -c 64` under `make up` a
+request waited a whole call in line before its own (the form's answers took ~2 calls, ~550 ms,
+against ~250 ms for one call made straight to the server; bench/README.md, "The form and the
+local stack's pool"). Calls that are not full stay within `max_calls`, so light load still
+makes few, full calls.
 
 `linger_s > 0` makes a free slot wait that long (or until `max_entries` are waiting) before
 its call leaves: fuller calls at light load, for that much latency; 0 is the default.
@@ -37,6 +45,7 @@ An entry whose caller was cancelled before its call left is dropped, not sent.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import deque
 from dataclasses import dataclass, field
@@ -97,6 +106,7 @@ class _Lane:
 
     waiting: deque[_Entry] = field(default_factory=deque)
     under_way: int = 0
+    under_way_full: int = 0  # of those, the calls in the further slots (full calls only)
     # A start of calls is scheduled (call_soon, or the linger timer): at most one at a time.
     scheduled: asyncio.Handle | asyncio.TimerHandle | None = None
 
@@ -126,16 +136,20 @@ class SendBatcher(AsyncResource):
         max_entries: int = MAX_BATCH,
         max_bytes: int = MAX_BATCH_BYTES,
         max_calls: int = 2,
+        full_calls: int = 0,
     ) -> None:
         if not 1 <= max_entries <= MAX_BATCH:
             raise ValueError(f"max_entries must be 1..{MAX_BATCH}")
         if max_calls < 1:
             raise ValueError("max_calls must be at least 1")
+        if full_calls < 0:
+            raise ValueError("full_calls must not be negative")
         self._queues = queues
         self._linger_s = max(linger_s, 0.0)
         self._max_entries = max_entries
         self._max_bytes = max_bytes
         self._max_calls = max_calls  # per queue URL
+        self._full_calls = full_calls  # per queue URL, beyond max_calls, for full calls only
         self._lanes: dict[str, _Lane] = {}
         self._calls: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -153,10 +167,10 @@ class SendBatcher(AsyncResource):
         if lane is None:
             lane = self._lanes[url] = _Lane()
         lane.waiting.append(_Entry(body, len(body.encode("utf-8")), future))
-        if lane.under_way < self._max_calls:
-            if len(lane.waiting) >= self._max_entries:
-                self._start_calls(url)  # a full call need not wait for the loop's pass
-            elif lane.scheduled is None:
+        if len(lane.waiting) >= self._max_entries:
+            self._start_calls(url)  # a full call need not wait for the loop's pass
+        elif lane.under_way - lane.under_way_full < self._max_calls:
+            if lane.scheduled is None:
                 loop = asyncio.get_running_loop()
                 lane.scheduled = (
                     loop.call_later(self._linger_s, self._start_calls, url)
@@ -184,22 +198,30 @@ class SendBatcher(AsyncResource):
         return EntryOutcome(False, reason=result.failed.get("0", "the queue did not report it"))
 
     def _start_calls(self, url: str) -> None:
-        """Fill every free call slot of `url`'s lane from what waits, oldest first."""
+        """Fill every free call slot of `url`'s lane from what waits, oldest first: any call in
+        the `max_calls` slots, full calls in the `full_calls` ones."""
         lane = self._lanes.get(url)
         if lane is None:
             return
         if lane.scheduled is not None:
             lane.scheduled.cancel()
             lane.scheduled = None
-        while lane.under_way < self._max_calls:
+        while True:
+            if lane.under_way - lane.under_way_full < self._max_calls:
+                full = False
+            elif lane.under_way_full < self._full_calls and len(lane.waiting) >= self._max_entries:
+                full = True
+            else:
+                break
             entries = self._take(lane)
             if not entries:
                 break
             lane.under_way += 1
+            lane.under_way_full += full
             task = asyncio.get_running_loop().create_task(self._call(url, entries))
             self._calls.add(task)
             task.add_done_callback(self._calls.discard)
-            task.add_done_callback(lambda _: self._call_ended(url))
+            task.add_done_callback(functools.partial(self._call_ended, url, full))
         if not lane.waiting and not lane.under_way:
             del self._lanes[url]  # queues come and go (regions, failover): keep no empty lanes
 
@@ -221,9 +243,10 @@ class SendBatcher(AsyncResource):
             size += entry.size
         return entries
 
-    def _call_ended(self, url: str) -> None:
+    def _call_ended(self, url: str, full: bool, _: object = None) -> None:
         lane = self._lanes[url]
         lane.under_way -= 1
+        lane.under_way_full -= full
         if not lane.waiting:
             if not lane.under_way:
                 del self._lanes[url]

@@ -8,7 +8,8 @@ refresher or the first send), so the API starts, and answers 503, while the queu
 unreachable.
 
 Requests for the same queue share SendMessageBatch calls (api.enqueue.batcher, natural batching:
-a call leaves whenever one of `api.batch_max_calls` slots is free, with what is waiting): each
+a call leaves whenever one of `api.batch_max_calls` slots is free, with what is waiting, and a
+full one at once in one of `api.batch_full_calls` further slots): each
 request still waits for its own entry, and an entry the queue refused moves on to the next queue
 alone.
 
@@ -123,6 +124,7 @@ class QueueGateway(AsyncResource):
                 linger_s=knobs.batch_linger_ms / 1000,
                 max_entries=knobs.batch_max_entries,
                 max_calls=knobs.batch_max_calls,
+                full_calls=knobs.batch_full_calls,
             )
 
         self._batcher = batcher or batcher_of(queues)

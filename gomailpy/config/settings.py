@@ -173,10 +173,13 @@ class ApiSettings(_Section):
     # one of the queue's `batch_max_calls` call slots is free, a call leaves at once with what is
     # waiting, up to `batch_max_entries`; what arrives while every slot is busy fills the next
     # call. `batch_linger_ms` > 0 makes a free slot wait that long for more entries first (fuller
-    # calls at light load, for that much latency). 1 entry turns batching off.
+    # calls at light load, for that much latency). 1 entry turns batching off. A full call does
+    # not wait for those slots: it leaves at once in one of `batch_full_calls` further ones, so
+    # under heavy load the line moves as fast as the queue server answers.
     batch_linger_ms: Annotated[float, Field(ge=0, le=1000)] = 0.0
     batch_max_entries: Annotated[int, Field(ge=1, le=10)] = 10
     batch_max_calls: Annotated[int, Field(ge=1, le=64)] = 2  # per queue, per API process
+    batch_full_calls: Annotated[int, Field(ge=0, le=64)] = 6  # per queue, per API process
     serve_webclient: bool = True
     shutdown_grace_s: PositiveSeconds = 10.0
     # The front door (api.auth, api.ratelimit). API keys are stored as SHA-256 hashes (64 hex
