@@ -184,7 +184,9 @@ class PipelineNode:
         while not self._stopping.is_set():
             if self.check_pause():
                 if not polls_stopped:  # open long polls would take mail during the pause
-                    answered = await self._reader.aclose()  # read() opens new ones on resume
+                    # Let them answer rather than cut them (see QueueReader.aclose); what they
+                    # bring goes back at once. read() opens new ones on resume.
+                    answered = await self._reader.aclose(wait_s=self._reader.poll_answer_s())
                     await self.settlement.release_now(answered)
                     polls_stopped = True
                 await self._sleep(PAUSE_CHECK_S)
@@ -220,20 +222,28 @@ class PipelineNode:
         await self.leases.aclose()
 
     async def drain(self) -> None:
-        """Wait for dispatches in flight; past the grace period cancel them, which releases
-        their unsettled messages back to the queue at once."""
-        answered = await self._reader.aclose()
+        """Wait for dispatches in flight and for the open long polls to answer; past the grace
+        period cancel the dispatches, which releases their unsettled messages back to the queue
+        at once. What the polls bring is released at once too: another node sends it."""
+        grace = self.settings.pipeline.shutdown_grace_s
+        if self._reader.open_polls:
+            log.info(
+                "stopping: waiting up to %.0f s for %d open long polls to answer",
+                min(grace, self._reader.poll_answer_s()),
+                self._reader.open_polls,
+            )
+        polls = asyncio.create_task(
+            self._reader.aclose(wait_s=min(grace, self._reader.poll_answer_s()))
+        )
+        if self._dispatches:
+            _, late = await asyncio.wait(set(self._dispatches), timeout=grace)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
+        answered = await polls
         if answered:  # long polls that answered after the last iteration: not ours to keep
             await self.settlement.release_now(answered)
-        if not self._dispatches:
-            return
-        _, late = await asyncio.wait(
-            set(self._dispatches), timeout=self.settings.pipeline.shutdown_grace_s
-        )
-        for task in late:
-            task.cancel()
-        if late:
-            await asyncio.wait(late)
 
     async def _read_unless_stopped(self, room: int) -> Any:
         # Each receive's messages are dispatched as it answers (with those answering within

@@ -13,8 +13,9 @@
 - When every queue looks empty, one long-polling receive per queue waits in SQS for mail (so an
   idle node makes one call per queue per `wait_time_s`, instead of spinning). As soon as one of
   them brings messages the iteration goes on with those; the others stay open and are collected
-  by a later iteration. They are never cancelled while the node runs: a receive cancelled just
-  as SQS answered would leave its messages invisible, unsent, for a whole visibility timeout.
+  by a later iteration. They are never cancelled while the node runs: SQS goes on serving a
+  cancelled long poll, and the mail it hands to the closed connection stays invisible, unsent,
+  for a whole visibility timeout. On pause and stop they get their wait to answer (`aclose`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ BUSY_WAIT_S = 1
 OnReceive = Callable[[list[ReceivedMessage]], None]
 OnBatch = Callable[[list[ReceivedMessage]], None]
 IDLE_LINGER_S = 0.05
+POLL_ANSWER_SLACK_S = 2.0  # beyond WaitTimeSeconds: the answer's round trip
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,10 +204,32 @@ class QueueReader:
             messages += self._collect_polls()
         return messages
 
-    async def aclose(self) -> list[ReceivedMessage]:
-        """Stop the open long polls; return what those that already answered brought (the
-        caller must release it). A poll cut mid-answer leaves its messages for their
-        visibility timeout: only at shutdown, never while the node runs."""
+    @property
+    def open_polls(self) -> int:
+        """How many idle long polls are waiting in SQS."""
+        return sum(not task.done() for task in self._polls.values())
+
+    def poll_answer_s(self) -> float:
+        """How long an open long poll may still take to answer: its wait plus a round trip."""
+        return self._idle_wait_s + POLL_ANSWER_SLACK_S
+
+    async def aclose(self, wait_s: float = 0.0) -> list[ReceivedMessage]:
+        """Stop the open long polls; return what they brought (the caller must release it).
+
+        SQS (and LocalStack) keep serving a long poll after the client cancels it: mail that
+        arrives in its remaining wait goes to a closed connection and stays invisible for a
+        whole visibility timeout (aws-sdk-net#1680, aws-sdk-go-v2#2068). So the polls get up
+        to `wait_s` to answer on their own first; only those still open then are cut."""
+        open_polls = [task for task in self._polls.values() if not task.done()]
+        if open_polls and wait_s > 0:
+            _, still_open = await asyncio.wait(open_polls, timeout=wait_s)
+            if still_open:
+                log.warning(
+                    "%d long polls still open after %.1f s: cut; mail they take waits a"
+                    " visibility timeout",
+                    len(still_open),
+                    wait_s,
+                )
         for task in self._polls.values():
             if not task.done():
                 task.cancel()
